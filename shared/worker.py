@@ -1,0 +1,269 @@
+"""The loop every worker service runs: consume -> process -> produce, at least once.
+
+A message's offset is committed only after the handler returned and everything it emitted was
+acknowledged by the broker (acks=all) and its objects were stored. A crash anywhere before the
+commit means the message is delivered again; handlers are idempotent (deterministic object
+keys), so a second delivery overwrites instead of duplicating.
+
+A message that cannot be parsed, or whose processing keeps failing, goes to the dead-letter
+topic with the error, and the loop goes on. An `AnalysisFailed` raised by a handler is not a
+poison message: the analysis is marked failed with its reason and the message is done.
+Transient infrastructure errors (object store or broker unreachable) are retried with backoff
+for as long as they last, never dead-lettered.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from pydantic import ValidationError
+
+from shared import bus
+from shared.messages import AnalysisCompleted, DeadLetter, Message, utc_now
+from shared.observability import (
+    CONSUMER_LAG, DEAD_LETTERS, ERRORS, IN_FLIGHT, MESSAGES, PROCESSING_SECONDS,
+    analysis_id_var, log_fields, serve_health, setup_logging, trace_id_var,
+)
+from shared.settings import Settings
+from shared.store import ObjectStore, StoreUnavailable, keys
+
+TRANSIENT = (StoreUnavailable, KafkaTimeoutError, ConnectionError, TimeoutError)
+
+
+class AnalysisFailed(Exception):
+    """The analysis cannot go on (not a video, nobody in it...): fail it with this reason."""
+
+
+@dataclass
+class Context:
+    """What a handler may use: settings, the store, and a way to emit messages."""
+
+    service: str
+    settings: Settings
+    store: ObjectStore
+    producer: object
+    log: logging.Logger
+    trace_id: Optional[str] = None
+    _sent: list = field(default_factory=list)
+
+    def emit(self, topic: str, message: Message, key: str | None) -> None:
+        self._sent.append(bus.send(self.producer, topic, message, key, self.trace_id))
+
+    def status(self, analysis_id: str, state: str, fraction: float, **extra) -> None:
+        """Record this stage's progress for the gateway (one object per stage, overwritten)."""
+        self.store.put_json(keys.status(analysis_id, self.service), {
+            "stage": self.service, "state": state, "fraction": round(float(fraction), 4),
+            "updated_at": utc_now(), **extra,
+        })
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Block until every emitted message is acknowledged; raise if one failed."""
+        self.producer.flush(timeout=timeout_s)
+        sent, self._sent = self._sent, []
+        for fut in sent:
+            fut.get(timeout=timeout_s)
+
+
+Handler = Callable[[Message, Context], None]
+
+
+@dataclass
+class WorkerSpec:
+    service: str
+    topic: str                        # the topic consumed
+    model: type[Message]              # the one model of that topic
+    handle: Handler
+    health: Callable[[], dict] = field(default_factory=lambda: dict)
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, settings: Settings, stop: threading.Event | None = None):
+        self.spec = spec
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.log = logging.getLogger(spec.service)
+        self.store = ObjectStore(settings)
+        self.producer = bus.make_producer(settings, client_id=spec.service)
+        self.consumer = None
+        self.last_poll = time.monotonic()
+        self.processed = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{spec.service}-work")
+
+    # -- health -------------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict]:
+        # Healthy while the loop polls; a loop stuck for a minute is reported unhealthy so an
+        # orchestrator restarts it.
+        stalled = time.monotonic() - self.last_poll > 60
+        return (not stalled, {"service": self.spec.service, "processed": self.processed, **self.spec.health()})
+
+    # -- main loop ----------------------------------------------------------------------
+    def run(self) -> None:
+        topic, service = self.spec.topic, self.spec.service
+        self.consumer = bus.make_consumer(self.settings, f"coach-{service}", [topic], client_id=service)
+        self.log.info("consuming", extra=log_fields(topic=topic, group=f"coach-{service}"))
+        try:
+            while not self.stop.is_set():
+                self.last_poll = time.monotonic()
+                batch = self.consumer.poll(timeout_ms=500)
+                for tp, records in batch.items():
+                    for i, rec in enumerate(records):
+                        if self.stop.is_set():
+                            # Not processed: rewind so this worker (or another) gets it again.
+                            self.consumer.seek(tp, rec.offset)
+                            break
+                        self._handle_record(tp, rec)
+                        self._commit(tp, rec.offset + 1)
+                        self._record_lag(tp, rec.offset + 1)
+        finally:
+            self.consumer.close()
+            self.producer.close(timeout=10)
+            self._pool.shutdown(wait=False)
+            self.log.info("stopped")
+
+    def _record_lag(self, tp: TopicPartition, position: int) -> None:
+        high = self.consumer.highwater(tp)
+        if high is not None:
+            CONSUMER_LAG.labels(self.spec.service, tp.topic, str(tp.partition)).set(max(0, high - position))
+
+    def _commit(self, tp: TopicPartition, offset: int) -> None:
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(offset, None, -1)})
+        except CommitFailedError:
+            # The partition moved to another member during processing; it will redeliver the
+            # message, which our idempotent handlers tolerate.
+            self.log.warning("commit failed after rebalance; message will be redelivered",
+                             extra=log_fields(topic=tp.topic, partition=tp.partition, offset=offset - 1))
+
+    def _poll_while(self, fut) -> None:
+        """Keep group membership while work runs: poll with every partition paused.
+
+        kafka-python leaves the group when poll() is not called within max_poll_interval_ms,
+        which must stay short with Tansu (it is also the join wait). Records returned by a
+        rebalance into new, unpaused partitions are rewound so none is skipped.
+        """
+        while not fut.done():
+            self.consumer.pause(*self.consumer.assignment())
+            self.last_poll = time.monotonic()
+            got = self.consumer.poll(timeout_ms=200)
+            for tp, records in got.items():
+                self.consumer.seek(tp, records[0].offset)
+        self.consumer.resume(*self.consumer.paused())
+
+    def _handle_record(self, tp: TopicPartition, rec) -> None:
+        service, topic = self.spec.service, tp.topic
+        headers = {k: (v.decode(errors="replace") if isinstance(v, bytes) else str(v)) for k, v in (rec.headers or [])}
+        trace_token = trace_id_var.set(headers.get("trace_id"))
+        try:
+            try:
+                msg = self.spec.model.from_bytes(rec.value)
+            except (ValidationError, ValueError, TypeError) as exc:
+                ERRORS.labels(service, "malformed").inc()
+                self._dead_letter(rec, headers, f"malformed {self.spec.model.__name__}: {_short(exc)}", 0)
+                MESSAGES.labels(service, topic, "dead_lettered").inc()
+                return
+            aid = getattr(msg, "analysis_id", None)
+            aid_token = analysis_id_var.set(aid)
+            try:
+                outcome = self._process_with_retries(msg, rec, headers)
+            finally:
+                analysis_id_var.reset(aid_token)
+            MESSAGES.labels(service, topic, outcome).inc()
+            self.processed += 1
+        finally:
+            trace_id_var.reset(trace_token)
+
+    def _process_with_retries(self, msg: Message, rec, headers: dict) -> str:
+        service = self.spec.service
+        attempt, backoff = 0, 0.5
+        while True:
+            attempt += 1
+            ctx = Context(service, self.settings, self.store, self.producer, self.log, headers.get("trace_id"))
+            IN_FLIGHT.labels(service).inc()
+            started = time.perf_counter()
+            try:
+                fut = self._pool.submit(self._run_handler, msg, ctx)
+                self._poll_while(fut)
+                fut.result()
+                return "ok"
+            except AnalysisFailed as exc:
+                ERRORS.labels(service, "analysis_failed").inc()
+                self._fail_analysis(msg, ctx, str(exc))
+                return "analysis_failed"
+            except TRANSIENT as exc:
+                ERRORS.labels(service, "transient").inc()
+                self.log.warning("transient error, retrying", extra=log_fields(error=_short(exc), backoff_s=backoff))
+                attempt -= 1  # infrastructure outages do not use up the message's attempts
+                if self.stop.wait(backoff):
+                    raise SystemExit("stopping during a transient outage; message stays uncommitted") from exc
+                backoff = min(backoff * 2, 15.0)
+            except Exception as exc:  # noqa: BLE001 — any other failure is retried, then dead-lettered
+                ERRORS.labels(service, "processing").inc()
+                self.log.exception("processing failed", extra=log_fields(attempt=attempt))
+                if attempt >= self.settings.max_attempts:
+                    reason = f"{service} failed after {attempt} attempts: {_short(exc)}"
+                    self._dead_letter(rec, headers, reason, attempt)
+                    self._fail_analysis(msg, ctx, reason)
+                    return "dead_lettered"
+                time.sleep(0.2 * attempt)
+            finally:
+                IN_FLIGHT.labels(service).dec()
+                PROCESSING_SECONDS.labels(service, self.spec.topic).observe(time.perf_counter() - started)
+
+    def _run_handler(self, msg: Message, ctx: Context) -> None:
+        self.spec.handle(msg, ctx)
+        ctx.flush()
+
+    def _fail_analysis(self, msg: Message, ctx: Context, reason: str) -> None:
+        aid = getattr(msg, "analysis_id", None)
+        if not aid:
+            return
+        self.log.warning("analysis failed", extra=log_fields(reason=reason))
+        try:
+            ctx.status(aid, "failed", 0.0, error=reason)
+            ctx.emit(self.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="failed", error=reason), aid)
+            ctx.flush()
+        except TRANSIENT:
+            self.log.exception("could not record the failure")
+
+    def _dead_letter(self, rec, headers: dict, error: str, attempts: int) -> None:
+        try:
+            value, enc = rec.value.decode("utf-8"), "utf-8"
+        except (UnicodeDecodeError, AttributeError):
+            value, enc = base64.b64encode(rec.value or b"").decode(), "base64"
+        dl = DeadLetter(
+            service=self.spec.service, source_topic=rec.topic, partition=rec.partition, offset=rec.offset,
+            key=rec.key.decode(errors="replace") if rec.key else None, value=value, value_encoding=enc,
+            headers=headers, error=error, attempts=attempts,
+        )
+        bus.send(self.producer, self.settings.topics.dead_letters, dl, dl.key).get(timeout=30)
+        DEAD_LETTERS.labels(self.spec.service, rec.topic).inc()
+        self.log.error("dead-lettered", extra=log_fields(topic=rec.topic, offset=rec.offset, error=error))
+
+
+def _short(exc: BaseException, limit: int = 500) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def run_service(spec: WorkerSpec, settings: Settings | None = None) -> None:
+    """Entry point of a worker process: logs, /metrics + /healthz, SIGTERM -> graceful stop."""
+    settings = settings or Settings.from_env()
+    setup_logging(spec.service, settings.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    bus.wait_for_broker(settings, timeout_s=60)
+    worker = Worker(spec, settings, stop)
+    server = serve_health(settings.metrics_port, worker.health)
+    logging.getLogger(spec.service).info(
+        "started", extra=log_fields(metrics_port=server.server_port, topic=spec.topic))
+    worker.run()
+    server.shutdown()
