@@ -1,0 +1,115 @@
+"""BlazePose on real media: messi5.jpg (one large person) and vtest.avi (small walking people)."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from services.pose.blazepose import BlazePoseEstimator, PoseSequence, crop_to_canvas, square_crop
+
+DATA = "/usr/share/doc/opencv-doc/examples/data"
+VTEST, MESSI = f"{DATA}/vtest.avi", f"{DATA}/messi5.jpg"
+needs_media = pytest.mark.skipif(not (os.path.exists(VTEST) and os.path.exists(MESSI)), reason="apt-get install opencv-doc")
+
+# Hand-labelled box (x, y, w, h px) of the man in the navy jacket walking right-to-left in
+# vtest.avi, every 10 frames (read off frames written to PNG); linear in between.
+NAVY_KEYS = {20: (687, 270, 37, 105), 30: (630, 250, 36, 100), 40: (569, 230, 35, 100), 50: (505, 215, 37, 95),
+             60: (467, 202, 34, 90), 70: (445, 190, 32, 88), 80: (444, 175, 32, 78)}
+FIRST, LAST = 20, 80
+
+
+def navy_box(t: int) -> np.ndarray:
+    ks = sorted(NAVY_KEYS)
+    a = max(k for k in ks if k <= t)
+    b = min(k for k in ks if k >= t)
+    f = 0.0 if a == b else (t - a) / (b - a)
+    return (1 - f) * np.array(NAVY_KEYS[a], float) + f * np.array(NAVY_KEYS[b], float)
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    est = BlazePoseEstimator()
+    yield est
+    est.close()
+
+
+@pytest.fixture(scope="module")
+def vtest_clip() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    cap = cv2.VideoCapture(VTEST)
+    frames = [cap.read()[1] for _ in range(LAST + 1)][FIRST:]  # 61 frames, 768x576
+    cap.release()
+    return frames, [navy_box(t) for t in range(FIRST, LAST + 1)]
+
+
+def test_crop_geometry_maps_original_pixels_to_canvas():
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[10, 190] = 255  # a dot near the top-right corner
+    x0, y0, side = square_crop(np.array([170.0, 0.0, 30.0, 20.0]), margin=0.5)  # box touches two borders
+    assert side == pytest.approx(60.0) and (x0, y0) == pytest.approx((155.0, -20.0))
+    canvas = crop_to_canvas(img, x0, y0, side, 120)  # scale 2: upscaled, padded above and right
+    v, u = np.unravel_index(canvas[..., 0].argmax(), canvas.shape[:2])
+    assert abs(u - (190 - x0) * 2) <= 1 and abs(v - (10 - y0) * 2) <= 1
+    assert canvas[:35].max() == 0 and canvas[:, 95:].max() == 0  # outside the image: black padding
+
+
+@needs_media
+def test_messi_whole_frame(estimator):
+    img = cv2.imread(MESSI)
+    h, w = img.shape[:2]
+    seq = estimator.estimate_frames([img])
+    assert isinstance(seq, PoseSequence) and len(seq) == 1 and seq.present[0]
+    assert seq.keypoints_px.shape == (1, 33, 3) and seq.keypoints_px.dtype == np.float32
+    kp = seq.keypoints_px[0]
+    vis = kp[:, 2] > 0.5
+    assert vis.sum() >= 10
+    assert np.all((kp[vis, 0] >= 0) & (kp[vis, 0] < w) & (kp[vis, 1] >= 0) & (kp[vis, 1] < h))
+    assert np.isfinite(seq.world_m[0]).all() and np.abs(seq.world_m[0]).max() < 2.0  # metres around the hips
+
+
+@needs_media
+def test_crops_find_the_small_walker_where_whole_frames_do_not(estimator, vtest_clip):
+    frames, boxes = vtest_clip
+    crops = estimator.estimate_sequence(frames, boxes)
+    whole = estimator.estimate_frames(frames)
+    n = len(frames)
+    print(f"\nvtest frames {FIRST}-{LAST}: pose on crops {crops.present.sum()}/{n}, whole frames {whole.present.sum()}/{n}")
+    assert crops.present.sum() >= 0.9 * n
+    assert crops.present.sum() > whole.present.sum()
+    # keypoints come back in original pixels, on the person: inside the box grown by 25 %
+    near = []
+    for kp, box, ok in zip(crops.keypoints_px, boxes, crops.present):
+        if ok:
+            x, y, w, h = box
+            m = 0.25 * max(w, h)
+            inside = (kp[:, 0] > x - m) & (kp[:, 0] < x + w + m) & (kp[:, 1] > y - m) & (kp[:, 1] < y + h + m)
+            near.append(inside.mean())
+    assert np.mean(np.array(near) >= 0.9) >= 0.9
+    # the absent-pose contract: NaN rows exactly where present is False
+    assert np.isnan(crops.keypoints_px[~crops.present]).all() and np.isfinite(crops.keypoints_px[crops.present]).all()
+
+
+@needs_media
+def test_none_box_means_absent_and_state_does_not_leak(estimator, vtest_clip):
+    frames, boxes = vtest_clip
+    frames, boxes = frames[:8], list(boxes[:8])
+    boxes[3] = None
+    a = estimator.estimate_sequence(frames, boxes)
+    assert not a.present[3] and np.isnan(a.keypoints_px[3]).all() and np.isnan(a.world_m[3]).all()
+    assert a.present[[0, 1, 2, 4, 5, 6, 7]].all()
+    # a different sequence in between, then the same input again: identical output (fresh state)
+    estimator.estimate_frames([cv2.imread(MESSI)])
+    b = estimator.estimate_sequence(frames, boxes)
+    np.testing.assert_array_equal(a.present, b.present)
+    np.testing.assert_allclose(a.keypoints_px, b.keypoints_px, atol=1e-3)
+
+
+def test_length_mismatch_is_an_error(estimator):
+    with pytest.raises(ValueError):
+        estimator.estimate_sequence([np.zeros((8, 8, 3), np.uint8)], [])
+
+
+def test_all_none_boxes_give_an_empty_sequence(estimator):
+    seq = estimator.estimate_sequence([np.zeros((64, 64, 3), np.uint8)] * 3, [None, None, np.array([0, 0, 0, 0])])
+    assert seq.keypoints_px.shape == (3, 33, 3) and not seq.present.any()
