@@ -63,6 +63,14 @@ class keys:
         return f"{cls._check(aid)}/poses/"
 
     @classmethod
+    def clip_judged(cls, aid: str, clip: int) -> str:
+        return f"{cls._check(aid)}/judged/clip-{clip:05d}.json"
+
+    @classmethod
+    def judged_prefix(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/judged/"
+
+    @classmethod
     def verdict(cls, aid: str) -> str:
         return f"{cls._check(aid)}/verdict.json"
 

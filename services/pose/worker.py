@@ -1,0 +1,102 @@
+"""Pose service: keypoints for every frame of a clip, refined over time.
+
+consume `clips` (TrackedClip) -> store poses/clip-NNNNN.json -> produce `poses` (ClipPoses,
+keyed by analysis id so one judge worker sees an analysis's clips in order). Frames where the
+athlete is absent or no pose is found stay in the document with null keypoints.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+from shared.messages import ClipPoses, TrackedClip
+from shared.observability import FRAMES
+from shared.skeleton import LANDMARK_NAMES
+from shared.store import ObjectNotFound, keys
+from shared.worker import Context, WorkerSpec, run_service
+
+SERVICE = "pose"
+POSE_MODEL = "mediapipe-blazepose-full-0.10.21"
+
+
+class PoseStage:
+    """Holds the model for the worker's lifetime (graph start-up is not free)."""
+
+    def __init__(self, refiner_name: str):
+        from services.pose.blazepose import BlazePoseEstimator
+        from services.pose.refine import make_refiner
+
+        self.estimator = BlazePoseEstimator()
+        self.refiner = make_refiner(refiner_name)
+        self.fetch = ThreadPoolExecutor(max_workers=8, thread_name_prefix="frame-fetch")
+        self.lock = threading.Lock()   # the mediapipe graph is not thread-safe
+
+    def handle(self, msg: TrackedClip, ctx: Context) -> None:
+        aid = msg.analysis_id
+        started = time.perf_counter()
+        # Only frames with a box are fetched and decoded; absent frames need no pixels.
+        wanted = [f for f in msg.frames if f.bbox_px is not None]
+        blobs = dict(zip([f.index for f in wanted], self.fetch.map(lambda f: ctx.store.get_bytes(f.frame_key), wanted)))
+        frames, boxes = [], []
+        for f in msg.frames:
+            if f.index in blobs:
+                img = cv2.imdecode(np.frombuffer(blobs[f.index], np.uint8), cv2.IMREAD_COLOR)
+                frames.append(img)
+                boxes.append(np.asarray(f.bbox_px, dtype=np.float64) if img is not None else None)
+            else:
+                frames.append(None)
+                boxes.append(None)
+        # estimate_sequence skips frames without a box, so placeholders are never read
+        blank = next((im for im in frames if im is not None), np.zeros((8, 8, 3), np.uint8))
+        frames = [im if im is not None else blank for im in frames]
+        with self.lock:
+            seq = self.estimator.estimate_sequence(frames, boxes)
+        kps = self.refiner.refine(seq.keypoints_px, seq.present, boxes)   # [T,33,3]
+        doc = {
+            "analysis_id": aid, "clip_index": msg.clip_index, "pose_model": POSE_MODEL,
+            "refiner": self.refiner.name, "landmarks": list(LANDMARK_NAMES),
+            "seconds": round(time.perf_counter() - started, 4),
+            "frames": [
+                {
+                    "index": f.index, "t_s": f.t_s, "bbox_px": f.bbox_px,
+                    "track_state": f.track_state, "track_score": f.track_score,
+                    "keypoints": _rows(kps[t], 2) if seq.present[t] else None,
+                    "keypoints_3d": _rows(seq.world_m[t], 4) if seq.present[t] else None,
+                }
+                for t, f in enumerate(msg.frames)
+            ],
+        }
+        ctx.store.put_json(keys.clip_poses(aid, msg.clip_index), doc)
+        ctx.emit(ctx.settings.topics.poses, ClipPoses(
+            analysis_id=aid, sport=msg.sport, clip_index=msg.clip_index, track_id=msg.track_id,
+            first_frame=msg.frames[0].index, frame_count=len(msg.frames), poses_key=keys.clip_poses(aid, msg.clip_index),
+            pose_model=POSE_MODEL, refiner=self.refiner.name, frames_with_pose=int(seq.present.sum()),
+        ), key=aid)
+        FRAMES.labels(SERVICE).inc(len(msg.frames))
+        # Progress: clips stored so far over the clip count (exact once tracking.json exists).
+        done = len(ctx.store.list(keys.poses_prefix(aid)))
+        try:
+            total = ctx.store.get_json(keys.tracking(aid))["clip_count"]
+        except ObjectNotFound:
+            total = max(done + 1, -(-(msg.video.frames or 0) // ctx.settings.clip_frames))
+        ctx.status(aid, "done" if done >= total else "running", min(1.0, done / total), clips_done=done)
+
+
+def _rows(a: np.ndarray, digits: int) -> list[list[float] | None]:
+    return [None if not np.all(np.isfinite(r)) else [round(float(v), digits) for v in r] for r in a]
+
+
+def main() -> None:
+    from shared.settings import Settings
+
+    s = Settings.from_env()
+    stage = PoseStage(s.refiner)
+    run_service(WorkerSpec(SERVICE, s.topics.clips, TrackedClip, stage.handle), s)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Tracker service: decode the video once, store frames, follow the athlete, publish clips.
+
+consume `analyses` (AnalysisRequested) -> store JPEG frames + tracking.json -> produce `clips`
+(TrackedClip, T consecutive frames each, keyed per clip so pose workers share one analysis).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.messages import AnalysisRequested, FrameRef, TrackedClip, VideoInfo
+from shared.observability import FRAMES
+from shared.store import keys
+from shared.worker import AnalysisFailed, Context, WorkerSpec, run_service
+
+SERVICE = "tracker"
+
+
+def _frame_ref(aid: str, ft, fps: float) -> FrameRef:
+    bbox = None if ft.bbox_px is None else [round(float(v), 2) for v in ft.bbox_px]
+    return FrameRef(index=ft.index, t_s=round(ft.index / fps, 4), frame_key=keys.frame(aid, ft.index),
+                    bbox_px=bbox, track_score=round(float(ft.score), 4), track_state=ft.state)
+
+
+def handle(msg: AnalysisRequested, ctx: Context) -> None:
+    from services.tracker.tracking import AthleteTracker, NoPersonFound
+
+    aid, s = msg.analysis_id, ctx.settings
+    started = time.perf_counter()
+    ctx.status(aid, "running", 0.0)
+    expected = max(1, msg.video.frames or 1)
+    with tempfile.TemporaryDirectory(prefix="coach-tracker-") as tmp:
+        path = ctx.store.get_file(msg.video_key, Path(tmp) / "source")
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise AnalysisFailed("the uploaded file could not be opened as a video")
+        fps = cap.get(cv2.CAP_PROP_FPS) or msg.video.fps
+        fps = fps if 0 < fps < 1000 else msg.video.fps
+        target = tuple(msg.target_bbox_px) if msg.target_bbox_px else None
+        tracker = AthleteTracker(target_bbox_px=target)
+        uploads: dict[int, Future] = {}
+        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="frame-upload")
+        pending: list = []          # final FrameTracks not yet published
+        clip_index = 0
+        info = VideoInfo(fps=fps, width=msg.video.width, height=msg.video.height, frames=msg.video.frames)
+
+        def publish(frames: list, is_last: bool) -> None:
+            nonlocal clip_index
+            for ft in frames:   # a clip may only reference frames that are stored
+                uploads.pop(ft.index).result()
+            clip = TrackedClip(analysis_id=aid, sport=msg.sport, clip_index=clip_index, video=info,
+                               frames=[_frame_ref(aid, ft, fps) for ft in frames], is_last=is_last)
+            ctx.emit(s.topics.clips, clip, key=f"{aid}:{clip_index}")
+            clip_index += 1
+
+        def take(tracks: list) -> None:
+            pending.extend(tracks)
+            while len(pending) > s.clip_frames:   # keep >= 1 frame back so the last clip is known
+                publish(pending[:s.clip_frames], is_last=False)
+                del pending[:s.clip_frames]
+
+        index = 0
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, s.jpeg_quality])
+                uploads[index] = pool.submit(ctx.store.put_bytes, keys.frame(aid, index), jpeg.tobytes(), "image/jpeg")
+                take(tracker.push(frame))
+                index += 1
+                FRAMES.labels(SERVICE).inc()
+                if index % 50 == 0:
+                    ctx.status(aid, "running", min(0.99, index / expected), frames=index)
+            if index == 0:
+                raise AnalysisFailed("the video has no decodable frames")
+            try:
+                take(tracker.finish())
+            except NoPersonFound as exc:
+                raise AnalysisFailed(f"nobody was found in the video: {exc}") from None
+            choice = tracker.choice
+            n_clips = clip_index + -(-len(pending) // s.clip_frames)
+            # tracking.json is written before the last clip goes out: the judge reads the clip
+            # count from it to know when an analysis is complete.
+            ctx.store.put_json(keys.tracking(aid), {
+                "analysis_id": aid, "frames": index, "fps": fps, "width": msg.video.width,
+                "height": msg.video.height, "clip_count": n_clips, "clip_frames": s.clip_frames,
+                "athlete": {"track_id": choice.track_id if choice else 0,
+                            "reason": choice.reason if choice else "no choice made",
+                            "candidates": _jsonable(choice.candidates if choice else [])},
+                "seconds": round(time.perf_counter() - started, 3),
+            })
+            while pending:
+                chunk = pending[:s.clip_frames]
+                del pending[:s.clip_frames]
+                publish(chunk, is_last=not pending)
+        finally:
+            cap.release()
+            pool.shutdown(wait=True)
+    ctx.status(aid, "done", 1.0, frames=index, clip_count=clip_index,
+               seconds=round(time.perf_counter() - started, 3))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (np.floating, float)):
+        return round(float(obj), 3)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def main() -> None:
+    from shared.settings import Settings
+
+    s = Settings.from_env()
+    run_service(WorkerSpec(SERVICE, s.topics.analyses, AnalysisRequested, handle), s)
+
+
+if __name__ == "__main__":
+    main()
