@@ -40,3 +40,26 @@ def vtest_video() -> Path:
     if not VTEST.exists():
         pytest.fail(f"{VTEST} missing: install Debian's opencv-doc (scripts/setup.sh does)")
     return VTEST
+
+
+@pytest.fixture(scope="session")
+def coach_stack():
+    """The whole embedded stack (broker, store, every service, gateway) on free ports."""
+    from shared.stack import EmbeddedStack, StackPorts
+
+    data = Path(tempfile.mkdtemp(prefix="coach-stack-"))
+    stack = EmbeddedStack(data, StackPorts.free())
+    stack.start()
+    yield stack
+    stack.stop()
+    for p in stack.procs:   # a service that crashed during the tests would show here
+        assert p.restarts == 0, f"{p.name} was restarted {p.restarts} time(s); see {p.log_path}"
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def gateway(coach_stack):
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{coach_stack.ports.gateway}", timeout=60) as client:
+        yield client

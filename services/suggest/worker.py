@@ -1,0 +1,147 @@
+"""Suggest service: exemplar clips for each fault, the annotated video, the result document.
+
+consume `verdicts` (AnalysisVerdict) -> for each fault segment retrieve the closest exemplar
+clips of correct form (library kept in object storage under exemplars/<sport>/) -> render the
+annotated MP4 (skeleton; faulty frames red, correct green) -> store result.json -> produce
+`results` (AnalysisCompleted).
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from shared.messages import AnalysisCompleted, AnalysisVerdict
+from shared.observability import FRAMES
+from shared.render import H264Writer, draw_label, draw_pose
+from shared.result import AnalysisResult, Artifact
+from shared.skeleton import LANDMARK_NAMES
+from shared.store import ObjectNotFound, ObjectStore, keys
+from shared.worker import Context, WorkerSpec, run_service
+
+SERVICE = "suggest"
+log = logging.getLogger(SERVICE)
+RED, GREEN, GREY = (40, 40, 230), (60, 200, 60), (160, 160, 160)
+
+
+def render_annotated(store: ObjectStore, aid: str, frames: list[dict], flagged: list[bool | None],
+                     fps: float, width: int, height: int, out: Path) -> None:
+    """Draw each frame's skeleton: red where a fault is flagged, green where judged fine."""
+    fetch = ThreadPoolExecutor(max_workers=8, thread_name_prefix="render-fetch")
+    blobs = fetch.map(lambda f: store.get_bytes(keys.frame(aid, f["index"])), frames)
+    with H264Writer(out, fps, width, height) as writer:
+        for f, bad, blob in zip(frames, flagged, blobs):
+            img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
+            if f["bbox_px"] is not None:
+                x, y, w, h = (int(round(v)) for v in f["bbox_px"])
+                cv2.rectangle(img, (x, y), (x + w, y + h), GREY, 1)
+            if f["keypoints"] is not None:
+                kps = np.array([r if r is not None else (np.nan,) * 3 for r in f["keypoints"]], dtype=np.float32)
+                draw_pose(img, kps, RED if bad else GREEN)
+            draw_label(img, f"frame {f['index']}" + (" FAULT" if bad else ""), RED if bad else (255, 255, 255))
+            writer.write(img)
+    fetch.shutdown()
+
+
+class SuggestStage:
+    def __init__(self, store: ObjectStore):
+        from services.suggest.catalog import ExemplarCatalog
+
+        self.catalog = ExemplarCatalog(store)
+
+    def handle(self, msg: AnalysisVerdict, ctx: Context) -> None:
+        from services.judge.features import frame_features
+        from services.judge.packs import load_pack
+        from services.judge.worker import load_sequence
+
+        aid = msg.analysis_id
+        started = time.perf_counter()
+        ctx.status(aid, "running", 0.1)
+        tracking = ctx.store.get_json(keys.tracking(aid))
+        verdict = ctx.store.get_json(keys.verdict(aid))
+        frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"])
+        features = frame_features(kps)                                   # [N, F]
+        pack = load_pack(msg.sport)
+        titles = {f.id: f.title for f in pack.faults}
+        fps = msg.video.fps
+
+        exemplars = self.catalog.for_sport(msg.sport)
+        faults = []
+        for seg in msg.faults:
+            lo, hi = seg.start_frame, seg.end_frame + 1
+            suggestions = self.catalog.suggest(features[lo:hi], exemplars, fault=seg.type)
+            faults.append({**seg.model_dump(), "title": titles.get(seg.type, seg.type), "suggestions": suggestions})
+        ctx.status(aid, "running", 0.3)
+
+        per_frame = {f["index"]: f for f in verdict["frames"]}
+        thresholds = verdict["thresholds"]
+        flagged = []
+        for f in frames:
+            probs = per_frame[f["index"]]["faults"]
+            flagged.append(None if probs is None else any(p >= thresholds[k] for k, p in probs.items()))
+        with tempfile.TemporaryDirectory(prefix="coach-render-") as tmp:
+            out = Path(tmp) / "annotated.mp4"
+            render_annotated(ctx.store, aid, frames, flagged, fps, msg.video.width, msg.video.height, out)
+            ctx.store.put_file(keys.annotated_video(aid), out, "video/mp4")
+        FRAMES.labels(SERVICE).inc(len(frames))
+        ctx.status(aid, "running", 0.9)
+
+        result = AnalysisResult(
+            id=aid, sport=msg.sport, video=msg.video,
+            athletes=[{
+                "track_id": tracking["athlete"]["track_id"], "is_target": True,
+                "choice_reason": tracking["athlete"]["reason"],
+                "frames": [{
+                    "index": f["index"], "t_s": f["t_s"], "bbox_px": f["bbox_px"],
+                    "keypoints": _named(f["keypoints"]), "keypoints_3d": _named(f["keypoints_3d"]),
+                    "angles_deg": per_frame[f["index"]]["angles_deg"],
+                    "faults": per_frame[f["index"]]["faults"] or {},
+                } for f in frames],
+            }],
+            faults=faults,
+            artifacts={"annotated_video": Artifact(key=keys.annotated_video(aid), content_type="video/mp4")},
+            timings_s=self._timings(ctx.store, aid, tracking, started),
+            models={**_first_clip(ctx.store, aid), "judge": msg.model_version,
+                    "exemplars": self.catalog.version(msg.sport)},
+        )
+        ctx.store.put_json(keys.result(aid), result)
+        ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3))
+        ctx.emit(ctx.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="done", result_key=keys.result(aid)), key=aid)
+
+    @staticmethod
+    def _timings(store: ObjectStore, aid: str, tracking: dict, started: float) -> dict[str, float]:
+        pose_s = sum(store.get_json(k).get("seconds", 0.0) for k in store.list(keys.poses_prefix(aid)))
+        judge = store.get_json(keys.status(aid, "judge"))
+        return {"tracker": tracking.get("seconds", 0.0), "pose": round(pose_s, 3),
+                "judge": judge.get("seconds", 0.0), "suggest": round(time.perf_counter() - started, 3)}
+
+
+def _first_clip(store: ObjectStore, aid: str) -> dict:
+    try:
+        doc = store.get_json(keys.clip_poses(aid, 0))
+        return {"pose_model": doc["pose_model"], "refiner": doc["refiner"]}
+    except ObjectNotFound:
+        return {}
+
+
+def _named(rows) -> dict[str, list[float]] | None:
+    if rows is None:
+        return None
+    return {name: r for name, r in zip(LANDMARK_NAMES, rows) if r is not None}
+
+
+def main() -> None:
+    from shared.settings import Settings
+
+    s = Settings.from_env()
+    stage = SuggestStage(ObjectStore(s))
+    run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s)
+
+
+if __name__ == "__main__":
+    main()

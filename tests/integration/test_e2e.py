@@ -1,0 +1,161 @@
+"""End to end through the real broker, object store, models and services, on real video."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from shared import bus
+from shared.client import wait
+from shared.messages import AnalysisVerdict
+
+pytestmark = pytest.mark.integration
+
+
+def _upload(gateway, path: Path, sport: str = "squat", **form):
+    with open(path, "rb") as fh:
+        return gateway.post("/v1/analyses", files={"video": (path.name, fh, "video/x-msvideo")},
+                            data={"sport": sport, **form})
+
+
+@pytest.fixture(scope="module")
+def vtest_analysis(gateway, vtest_video):
+    r = _upload(gateway, vtest_video)
+    assert r.status_code == 202, r.text
+    aid = r.json()["id"]
+    seen_states = set()
+    st = wait(gateway, aid, 900, on_progress=lambda s: seen_states.add(s["status"]))
+    return aid, st, seen_states
+
+
+def test_vtest_every_frame_accounted_with_poses_verdicts_and_video(gateway, vtest_analysis, vtest_video, tmp_path):
+    aid, st, seen = vtest_analysis
+    assert st["status"] == "done", st
+    assert "running" in seen or "queued" in seen
+    result = gateway.get(f"/v1/analyses/{aid}/result").json()
+    assert result["schema"] == "coach.result/1" and result["id"] == aid
+    n = int(cv2.VideoCapture(str(vtest_video)).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert result["video"]["frames"] == n == 795
+    athlete = result["athletes"][0]
+    assert athlete["is_target"] and athlete["choice_reason"]
+    assert [f["index"] for f in athlete["frames"]] == list(range(n)), "every frame, once, in order"
+
+    visible = [f for f in athlete["frames"] if f["bbox_px"] is not None]
+    posed = [f for f in visible if f["keypoints"]]
+    assert len(visible) > 0.5 * n
+    assert len(posed) > 0.6 * len(visible), f"pose on {len(posed)} of {len(visible)} frames with the athlete"
+    for f in posed[:50]:
+        x, y, w, h = f["bbox_px"]
+        hip = f["keypoints"]["left_hip"]
+        assert x - w <= hip[0] <= x + 2 * w and y - h <= hip[1] <= y + 2 * h, "keypoints in original-image pixels"
+        assert f["keypoints_3d"] and f["angles_deg"]["left_knee"] is not None
+
+    judged = [f for f in posed if f["faults"]]
+    assert len(judged) > 0.9 * len(posed), "posed frames carry a verdict per fault type"
+
+    # the annotated video plays: H.264, one frame per input frame
+    video = gateway.get(f"/v1/analyses/{aid}/video", follow_redirects=True)
+    assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+    out = tmp_path / "annotated.mp4"
+    out.write_bytes(video.content)
+    probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", str(out)],
+                                      capture_output=True, check=True).stdout)
+    assert probe["streams"][0]["codec_name"] == "h264"
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+    assert set(result["timings_s"]) >= {"tracker", "pose", "judge", "suggest"}
+
+
+def test_faults_come_with_exemplar_suggestions(gateway, vtest_analysis):
+    aid, st, _ = vtest_analysis
+    result = gateway.get(f"/v1/analyses/{aid}/result").json()
+    for fault in result["faults"]:
+        assert fault["suggestions"], f"fault {fault['type']} has no exemplar"
+        for s in fault["suggestions"]:
+            assert 0 <= s["similarity"] <= 1 and s["end_s"] > s["start_s"]
+            clip = gateway.get(s["url"])  # presigned URL to the exemplar clip
+            assert clip.status_code == 200 and len(clip.content) > 1000
+
+
+def test_integrators_receive_the_verdict_on_the_verdicts_topic(coach_stack, vtest_analysis):
+    aid, _, _ = vtest_analysis
+    s = coach_stack.settings
+    consumer = bus.make_consumer(s, f"integrator-{uuid.uuid4().hex[:6]}", [s.topics.verdicts], "integrator", 100)
+    found = None
+    deadline = time.monotonic() + 60
+    while found is None and time.monotonic() < deadline:
+        for recs in consumer.poll(timeout_ms=500).values():
+            for r in recs:
+                v = AnalysisVerdict.from_bytes(r.value)
+                if v.analysis_id == aid:
+                    found = v
+    consumer.close()
+    assert found is not None
+    assert found.video.frames == 795 and found.frames_judged > 300 and found.fault_types
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+def test_not_a_video_is_refused_before_queueing(gateway, tmp_path):
+    bogus = tmp_path / "notes.mp4"
+    bogus.write_text("this is not a video\n" * 100)
+    r = _upload(gateway, bogus)
+    assert r.status_code == 422 and "not a video" in r.json()["detail"]
+
+
+def test_empty_file_is_refused(gateway, tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    r = _upload(gateway, empty)
+    assert r.status_code == 422 and "empty" in r.json()["detail"]
+
+
+def test_truncated_mp4_is_refused(gateway, vtest_video, tmp_path):
+    full = tmp_path / "full.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(vtest_video), "-frames:v", "60", "-c:v", "libx264", str(full)], check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])   # the index (moov) is at the end: gone
+    r = _upload(gateway, cut)
+    assert r.status_code == 422, r.text
+
+
+def test_unknown_sport_and_bad_box_are_refused(gateway, vtest_video):
+    r = _upload(gateway, vtest_video, sport="curling")
+    assert r.status_code == 422 and "squat" in r.json()["detail"]
+    r = _upload(gateway, vtest_video, target_bbox="10,10,5000,20")
+    assert r.status_code == 422 and "target_bbox" in r.json()["detail"]
+
+
+def test_video_with_nobody_fails_with_a_reason(gateway, tmp_path):
+    still = cv2.imread("/usr/share/doc/opencv-doc/examples/data/box.png")
+    path = tmp_path / "nobody.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (still.shape[1], still.shape[0]))
+    for i in range(40):
+        w.write(np.roll(still, i, axis=1))
+    w.release()
+    r = _upload(gateway, path)
+    assert r.status_code == 202, r.text
+    st = wait(gateway, r.json()["id"], 300)
+    assert st["status"] == "failed" and "nobody" in st["error"].lower()
+    assert gateway.get(f"/v1/analyses/{r.json()['id']}/result").status_code == 409
+
+
+def test_unknown_analysis_is_404(gateway):
+    assert gateway.get("/v1/analyses/" + "0" * 32).status_code == 404
+    assert gateway.get("/v1/analyses/..%2f..%2fetc").status_code == 404
+
+
+def test_sports_health_metrics_and_docs(gateway):
+    sports = {s["name"]: s for s in gateway.get("/v1/sports").json()["sports"]}
+    assert {"ski_aerials", "squat"} <= set(sports)
+    assert {f["id"] for f in sports["ski_aerials"]["faults"]} == {"bent_hips", "crossed_skis", "bent_knees"}
+    assert gateway.get("/healthz").json()["ok"] is True
+    metrics = gateway.get("/metrics").text
+    assert "coach_analyses_submitted_total" in metrics and "coach_uploads_rejected_total" in metrics
+    assert gateway.get("/docs").status_code == 200
