@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
+from services.pose.refine import make_refiner
 from shared.messages import ClipPoses, TrackedClip
 from shared.observability import FRAMES
 from shared.skeleton import LANDMARK_NAMES
@@ -28,10 +29,9 @@ class PoseStage:
 
     def __init__(self, refiner_name: str):
         from services.pose.blazepose import BlazePoseEstimator
-        from services.pose.refine import make_refiner
-
         self.estimator = BlazePoseEstimator()
-        self.refiner = make_refiner(refiner_name)
+        self.refiner_name = refiner_name
+        self.refiner = make_refiner(refiner_name)   # fails at start-up on an unknown name
         self.fetch = ThreadPoolExecutor(max_workers=8, thread_name_prefix="frame-fetch")
         self.lock = threading.Lock()   # the mediapipe graph is not thread-safe
 
@@ -55,7 +55,10 @@ class PoseStage:
         frames = [im if im is not None else blank for im in frames]
         with self.lock:
             seq = self.estimator.estimate_sequence(frames, boxes)
-        kps = self.refiner.refine(seq.keypoints_px, seq.present, boxes)   # [T,33,3]
+        refiner = self.refiner
+        if self.refiner_name == "one_euro":   # its cut-offs are in Hz: use the clip's frame rate
+            refiner = make_refiner("one_euro", freq_hz=msg.video.fps)
+        kps = refiner.refine(seq.keypoints_px, seq.present, boxes)   # [T,33,3]
         doc = {
             "analysis_id": aid, "clip_index": msg.clip_index, "pose_model": POSE_MODEL,
             "refiner": self.refiner.name, "landmarks": list(LANDMARK_NAMES),

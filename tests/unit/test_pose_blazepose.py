@@ -43,15 +43,20 @@ def vtest_clip() -> tuple[list[np.ndarray], list[np.ndarray]]:
     return frames, [navy_box(t) for t in range(FIRST, LAST + 1)]
 
 
-def test_crop_geometry_maps_original_pixels_to_canvas():
+@pytest.mark.parametrize("canvas", [120, 30])  # upscaled (x2) and downscaled (x0.5) paths
+def test_crop_geometry_maps_original_pixels_to_canvas(canvas):
     img = np.zeros((100, 200, 3), np.uint8)
-    img[10, 190] = 255  # a dot near the top-right corner
+    img[8:12, 188:192] = 255  # a 4x4 blob centred on (190, 10) near the top-right corner
     x0, y0, side = square_crop(np.array([170.0, 0.0, 30.0, 20.0]), margin=0.5)  # box touches two borders
     assert side == pytest.approx(60.0) and (x0, y0) == pytest.approx((155.0, -20.0))
-    canvas = crop_to_canvas(img, x0, y0, side, 120)  # scale 2: upscaled, padded above and right
-    v, u = np.unravel_index(canvas[..., 0].argmax(), canvas.shape[:2])
-    assert abs(u - (190 - x0) * 2) <= 1 and abs(v - (10 - y0) * 2) <= 1
-    assert canvas[:35].max() == 0 and canvas[:, 95:].max() == 0  # outside the image: black padding
+    out, (rx0, ry0, rside) = crop_to_canvas(img, x0, y0, side, canvas)
+    assert out.shape == (canvas, canvas, 3)
+    s = canvas / rside
+    g = out[..., 0].astype(float)
+    v, u = (np.indices(g.shape) + 0.5) * g / g.sum()  # intensity centroid, continuous coordinates
+    assert abs(u.sum() / s + rx0 - 190) < 0.3 and abs(v.sum() / s + ry0 - 10) < 0.3
+    pad = int(-ry0 * s)  # rows above the image are black padding
+    assert out[: pad - 1].max() == 0 and out[:, int((200 - rx0) * s) + 1:].max() == 0
 
 
 @needs_media
@@ -113,3 +118,17 @@ def test_length_mismatch_is_an_error(estimator):
 def test_all_none_boxes_give_an_empty_sequence(estimator):
     seq = estimator.estimate_sequence([np.zeros((64, 64, 3), np.uint8)] * 3, [None, None, np.array([0, 0, 0, 0])])
     assert seq.keypoints_px.shape == (3, 33, 3) and not seq.present.any()
+
+
+@needs_media
+def test_messi_crop_agrees_with_whole_frame(estimator):
+    # large person: the crop is downscaled to the canvas; both paths must land on the same pixels
+    img = cv2.imread(MESSI)
+    whole = estimator.estimate_frames([img]).keypoints_px[0]
+    ok = whole[:, 2] > 0.5
+    lo, hi = whole[ok, :2].min(axis=0), whole[ok, :2].max(axis=0)
+    box = np.array([*lo, *(hi - lo)])
+    crop = estimator.estimate_sequence([img], [box]).keypoints_px[0]
+    err = np.linalg.norm(crop[ok, :2] - whole[ok, :2], axis=1)
+    print(f"\nmessi: crop vs whole-frame keypoints, median {np.median(err):.1f} px (person {hi[1] - lo[1]:.0f} px tall)")
+    assert np.median(err) < 0.05 * max(hi - lo)
