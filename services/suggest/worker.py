@@ -74,7 +74,7 @@ class SuggestStage:
         faults = []
         for seg in msg.faults:
             lo, hi = seg.start_frame, seg.end_frame + 1
-            suggestions = self.catalog.suggest(features[lo:hi], exemplars, fault=seg.type)
+            suggestions = self.catalog.suggest(features[lo:hi], exemplars, fault=seg.type, fps=fps)
             faults.append({**seg.model_dump(), "title": titles.get(seg.type, seg.type), "suggestions": suggestions})
         ctx.status(aid, "running", 0.3)
 
