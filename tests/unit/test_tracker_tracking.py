@@ -1,0 +1,200 @@
+"""AthleteTracker on real video (vtest.avi, first 150 frames) and on a scene with nobody."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from services.tracker.detector import PersonDetector
+from services.tracker.tracking import AthleteTracker, NoPersonFound, TrackerConfig, centre, iou_xywh
+
+DATA = "/usr/share/doc/opencv-doc/examples/data"
+VTEST, BOX_PNG = f"{DATA}/vtest.avi", f"{DATA}/box.png"
+pytestmark = pytest.mark.skipif(not (os.path.exists(VTEST) and os.path.exists(BOX_PNG)),
+                                reason="apt-get install opencv-doc")
+
+# The three people in the first frame (x, y, w, h px), read off the frame written to PNG:
+# a man walking right (slowly), a man walking down-left, a woman in black walking left fast.
+MAN_LEFT, MAN_TOP, WOMAN = (250, 218, 32, 90), (500, 157, 30, 78), (642, 238, 42, 84)
+
+# Hand-labelled box of the man in the navy jacket walking right-to-left, every 10 frames
+# (same labels as tests/unit/test_pose_blazepose.py); linear in between.
+NAVY_KEYS = {20: (687, 270, 37, 105), 30: (630, 250, 36, 100), 40: (569, 230, 35, 100), 50: (505, 215, 37, 95),
+             60: (467, 202, 34, 90), 70: (445, 190, 32, 88), 80: (444, 175, 32, 78)}
+
+
+def navy_box(t: int) -> np.ndarray:
+    a = max(k for k in NAVY_KEYS if k <= t)
+    b = min(k for k in NAVY_KEYS if k >= t)
+    f = 0.0 if a == b else (t - a) / (b - a)
+    return (1 - f) * np.array(NAVY_KEYS[a], float) + f * np.array(NAVY_KEYS[b], float)
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    cap = cv2.VideoCapture(VTEST)
+    out = []
+    for _ in range(150):
+        ok, f = cap.read()
+        assert ok
+        out.append(f)
+    return out
+
+
+@pytest.fixture(scope="module")
+def detector() -> PersonDetector:
+    return PersonDetector()
+
+
+def run(tracker: AthleteTracker, frames: list[np.ndarray]) -> tuple[list, list[int]]:
+    """Push every frame; return all FrameTracks and how many each push() returned."""
+    out, per_push = [], []
+    for f in frames:
+        got = tracker.push(f)
+        per_push.append(len(got))
+        out += got
+    return out + tracker.finish(), per_push
+
+
+@pytest.fixture(scope="module")
+def default_run(frames, detector):
+    tracker = AthleteTracker(detector=detector)
+    out, per_push = run(tracker, frames)
+    return tracker, out, per_push
+
+
+def test_one_frame_track_per_pushed_frame_in_order(default_run, frames):
+    tracker, out, per_push = default_run
+    assert [ft.index for ft in out] == list(range(len(frames)))
+    window = tracker.config.selection_window
+    # several people: nothing until the selection window is full, then the window at once, then 1 per frame
+    assert per_push[:window - 1] == [0] * (window - 1)
+    assert per_push[window - 1] == window
+    assert per_push[window:] == [1] * (len(frames) - window)
+    assert out[0].state == "detected"
+    for ft in out:
+        assert ft.state in {"detected", "tracked", "verified", "redetected", "lost"}
+        assert 0.0 <= ft.score <= 1.0
+        assert (ft.bbox_px is None) == (ft.state == "lost")
+
+
+def test_picks_the_person_who_moved_most(default_run):
+    tracker, out, _ = default_run
+    choice = tracker.choice
+    assert len(choice.candidates) == 3
+    chosen = next(c for c in choice.candidates if c["track_id"] == choice.track_id)
+    assert chosen["motion_px"] == max(c["motion_px"] for c in choice.candidates)
+    assert chosen["motion_px"] > 100                       # the woman walks ~10 px/frame
+    assert "moved most" in choice.reason
+    assert iou_xywh(np.array(chosen["bbox_px"]), np.array(WOMAN, float)) > 0.4
+    assert iou_xywh(out[0].bbox_px, np.array(WOMAN, float)) > 0.4
+
+
+def test_box_stays_on_a_person(default_run, frames, detector):
+    _, out, _ = default_run
+    # While faces are visible (the detector needs one), the box is on a detected person...
+    for i in (5, 15, 20):
+        assert out[i].bbox_px is not None
+        best = max(iou_xywh(out[i].bbox_px, d.bbox_px) for d in detector.detect(frames[i]))
+        assert best > 0.4, f"frame {i}: box {out[i].bbox_px.round()} on nobody"
+    # ...and over the whole clip it is present, person-sized and moves like a walker, except
+    # where re-detection restarted it.
+    boxes = [ft.bbox_px for ft in out if ft.bbox_px is not None]
+    assert len(boxes) >= 0.8 * len(out)
+    assert all(50 <= b[3] <= 160 and 0.2 <= b[2] / b[3] <= 0.8 for b in boxes)
+    for prev, cur in zip(out, out[1:]):
+        if prev.bbox_px is not None and cur.bbox_px is not None and cur.state != "redetected":
+            step = np.linalg.norm(centre(cur.bbox_px) - centre(prev.bbox_px)) / prev.bbox_px[3]
+            assert step < 0.5, f"frame {cur.index}: jumped {step:.2f} box heights while {cur.state}"
+
+
+def test_target_bbox_picks_the_matching_person(frames, detector):
+    tracker = AthleteTracker(target_bbox_px=MAN_LEFT, detector=detector)
+    out, per_push = run(tracker, frames[:40])
+    assert per_push[0] == 1                          # no selection window needed: no lag
+    assert "matched target_bbox" in tracker.choice.reason
+    chosen = next(c for c in tracker.choice.candidates if c["track_id"] == tracker.choice.track_id)
+    assert iou_xywh(np.array(chosen["bbox_px"]), np.array(MAN_LEFT, float)) > 0.5
+    assert iou_xywh(out[0].bbox_px, np.array(MAN_LEFT, float)) > 0.5
+    # 20 frames later it still follows him (he walks right), not the woman the default picks
+    box20 = out[20].bbox_px
+    assert box20 is not None
+    assert max(iou_xywh(box20, d.bbox_px) for d in detector.detect(frames[20])) > 0.4
+    assert 260 < centre(box20)[0] < 420
+
+
+def test_follows_a_hand_labelled_walker(frames, detector):
+    """Start at frame 20 on the navy-jacket man (labelled by hand) and follow him to frame 80."""
+    tracker = AthleteTracker(target_bbox_px=tuple(NAVY_KEYS[20]), detector=detector)
+    out, _ = run(tracker, frames[20:81])
+    ious = [iou_xywh(ft.bbox_px, navy_box(ft.index + 20)) if ft.bbox_px is not None else 0.0 for ft in out]
+    assert min(ious) > 0.3, np.round(ious, 2)
+    assert np.mean(ious) > 0.5
+
+
+def test_reports_absence_and_redetects_after_the_athlete_vanishes(frames, detector, default_run):
+    """The woman is tracked, the feed shows another scene for 10 frames, then the video resumes."""
+    blank = cv2.resize(cv2.imread(BOX_PNG), (frames[0].shape[1], frames[0].shape[0]))
+    clip = frames[:15] + [blank] * 10 + frames[15:35]
+    tracker = AthleteTracker(detector=detector)
+    out, _ = run(tracker, clip)
+    assert [ft.index for ft in out] == list(range(len(clip)))
+    assert all(ft.bbox_px is None and ft.state == "lost" for ft in out[15:25])
+    back = [ft for ft in out[25:] if ft.bbox_px is not None]
+    assert back and back[0].state == "redetected"
+    assert back[0].index <= 25 + tracker.config.redetect_interval
+    # re-found on the same woman: where the uninterrupted run has her in that video frame
+    video_index = back[0].index - 10
+    assert video_index >= 15
+    assert iou_xywh(back[0].bbox_px, default_run[1][video_index].bbox_px) > 0.4
+    assert len(back) >= 0.8 * (len(clip) - 25 - tracker.config.redetect_interval)
+
+
+def test_nobody_in_the_video_raises_no_person_found(detector):
+    empty = cv2.imread(BOX_PNG)                       # boxes on a table: no people
+    tracker = AthleteTracker(detector=detector)
+    out = []
+    for _ in range(12):
+        out += tracker.push(empty)
+    # frames with nobody are final at once: reported absent, in order
+    assert [ft.index for ft in out] == list(range(12))
+    assert all(ft.state == "lost" and ft.bbox_px is None for ft in out)
+    with pytest.raises(NoPersonFound):
+        tracker.finish()
+    assert tracker.choice is None
+
+
+def test_max_search_frames_gives_up_early(detector):
+    empty = cv2.imread(BOX_PNG)
+    tracker = AthleteTracker(TrackerConfig(max_search_frames=6), detector=detector)
+    for _ in range(5):
+        tracker.push(empty)
+    with pytest.raises(NoPersonFound):
+        tracker.push(empty)
+
+
+def test_short_video_flushes_on_finish(frames, detector):
+    tracker = AthleteTracker(detector=detector)
+    out = []
+    for f in frames[:5]:                              # shorter than the selection window
+        out += tracker.push(f)
+    assert out == []
+    out += tracker.finish()
+    assert [ft.index for ft in out] == list(range(5))
+    assert tracker.choice is not None and "over 5 frames" in tracker.choice.reason
+
+
+def test_target_bbox_on_nobody_is_trusted(frames, detector):
+    grass = (300, 420, 40, 90)
+    tracker = AthleteTracker(target_bbox_px=grass, detector=detector)
+    out = tracker.push(frames[0])
+    assert tracker.choice.track_id == -1 and "as given" in tracker.choice.reason
+    np.testing.assert_allclose(out[0].bbox_px, grass)
+
+
+def test_rejects_non_bgr_frames(detector):
+    tracker = AthleteTracker(detector=detector)
+    with pytest.raises(ValueError):
+        tracker.push(np.zeros((10, 10), np.uint8))
