@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from services.suggest.library import load_library
-from services.suggest.retrieval import Exemplar, suggest
+from services.suggest.retrieval import Exemplar, match_for, suggest
 from shared.store import ObjectNotFound, ObjectStore
 
 log = logging.getLogger("suggest")
@@ -69,7 +69,7 @@ class ExemplarCatalog:
         titles = {e.id: e.title for e in exemplars}
         keys_ = {e.id: PREFIX + e.video_key for e in exemplars}
         out = []
-        for s in suggest(segment_features, exemplars, k=k, sport=exemplars[0].sport, fps=fps):
+        for s in suggest(segment_features, exemplars, k=k, sport=exemplars[0].sport, fps=fps, match=match_for(fault)):
             out.append({"exemplar_id": s["exemplar_id"], "title": titles[s["exemplar_id"]],
                         "video_key": keys_[s["exemplar_id"]], "start_s": float(s["start_s"]),
                         "end_s": float(s["end_s"]), "similarity": float(s["similarity"]), "url": None})

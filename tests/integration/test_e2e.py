@@ -54,8 +54,10 @@ def test_vtest_every_frame_accounted_with_poses_verdicts_and_video(gateway, vtes
         x, y, w, h = f["bbox_px"]
         hip = f["keypoints"]["left_hip"]
         assert x - w <= hip[0] <= x + 2 * w and y - h <= hip[1] <= y + 2 * h, "keypoints in original-image pixels"
-        assert f["keypoints_3d"] and f["angles_deg"]["left_knee"] is not None
+        assert f["keypoints_3d"] and set(f["angles_deg"]) >= {"knee_l", "knee_r", "hip_l", "hip_r", "trunk"}
 
+    with_knee = [f for f in posed if f["angles_deg"]["knee_l"] is not None]
+    assert len(with_knee) > 0.8 * len(posed), "joint angles in degrees on posed frames"
     judged = [f for f in posed if f["faults"]]
     assert len(judged) > 0.9 * len(posed), "posed frames carry a verdict per fault type"
 
