@@ -18,7 +18,7 @@ def cmd_up(args) -> int:
 
     setup_logging("stack")
     settings = Settings.from_env()
-    ports = StackPorts(gateway=args.port)
+    ports = StackPorts(gateway=args.port).shifted(args.port_offset)
     workers = {"tracker": 1, "pose": args.pose_workers, "judge": 1, "suggest": 1}
     stack = EmbeddedStack(Path(args.data_dir or settings.data_dir), ports, workers)
     stop = threading.Event()
@@ -50,7 +50,8 @@ def cmd_ps(args) -> int:
         print(json.dumps(state["processes"], indent=2))
     else:
         for p in state["processes"]:
-            print(f"{p['name']:<14} pid={p['pid']!s:<8} {p['state']:<8} restarts={p['restarts']}")
+            metrics = f"http://127.0.0.1:{p['metrics_port']}/metrics" if p.get("metrics_port") else ""
+            print(f"{p['name']:<14} pid={p['pid']!s:<8} {p['state']:<8} restarts={p['restarts']}  {metrics}")
     return 0
 
 
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the embedded stack (broker, object store, services, gateway)")
     up.add_argument("--data-dir", help="where the broker log, objects and logs live (default var/coach)")
     up.add_argument("--port", type=int, default=8000, help="gateway port (default 8000)")
+    up.add_argument("--port-offset", type=int, default=0,
+                    help="move the broker, store and metrics ports (19092, 18333, 18400-18412, 19101+) by this much")
     up.add_argument("--pose-workers", type=int, default=1, help="pose worker processes (default 1)")
     up.set_defaults(fn=cmd_up)
 

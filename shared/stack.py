@@ -66,6 +66,11 @@ class StackPorts:
         out.update({self.metrics_base + i: "worker metrics" for i in range(n_workers)})
         return out
 
+    def shifted(self, offset: int) -> "StackPorts":
+        """The same layout moved by `offset` (the gateway port stays as chosen)."""
+        return StackPorts(self.gateway, self.broker + offset, self.s3 + offset, self.weed_base + offset,
+                          self.metrics_base + offset)
+
     @classmethod
     def free(cls) -> "StackPorts":
         """Ports for a throwaway stack (tests): a random free block."""
@@ -88,7 +93,7 @@ class Proc:
     restarts: int = 0
     state: str = "stopped"
     started_at: float = 0.0
-    restartable: bool = True
+    metrics_port: int | None = None
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +121,7 @@ class Proc:
 
     def info(self) -> dict:
         return {"name": self.name, "pid": self.popen.pid if self.popen else None, "state": self.state,
-                "restarts": self.restarts, "log": str(self.log_path),
+                "restarts": self.restarts, "log": str(self.log_path), "metrics_port": self.metrics_port,
                 "exit_code": self.popen.returncode if self.popen and not self.alive() else None}
 
 
@@ -147,7 +152,7 @@ class EmbeddedStack:
             taken = [t for t in taken if "(gateway)" not in t]
         if taken:
             raise PortInUse("cannot start: port(s) already in use: " + ", ".join(taken)
-                            + ". Stop what uses them, or choose others (coach up --port, COACH_* settings).")
+                            + ". Stop what uses them, or move the stack: coach up --port (gateway) / --port-offset (the rest).")
 
     def _lock(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -194,11 +199,13 @@ class EmbeddedStack:
         for service, count in self.workers.items():
             for k in range(count):
                 name = service if count == 1 else f"{service}-{k + 1}"
+                port = self.ports.metrics_base + i
                 self._add(Proc(name, [sys.executable, "-m", f"services.{service}.worker"],
-                               {**env, "COACH_METRICS_PORT": str(self.ports.metrics_base + i)}, logs / f"{name}.log"))
+                               {**env, "COACH_METRICS_PORT": str(port)}, logs / f"{name}.log", metrics_port=port))
                 i += 1
         if self.with_gateway:
-            self._add(Proc("gateway", [sys.executable, "-m", "services.gateway"], env, logs / "gateway.log"))
+            self._add(Proc("gateway", [sys.executable, "-m", "services.gateway"], env, logs / "gateway.log",
+                           metrics_port=self.ports.gateway))
             _wait(lambda: _http_ok(f"http://127.0.0.1:{self.ports.gateway}/healthz"), wait_ready_s, "gateway")
         self.write_state()
         return self
