@@ -75,6 +75,11 @@ def cmd_bench(args) -> int:
     return bench_cli(args)
 
 
+# Modules that add their own sub-commands: each has `register(subparsers)`. A service's
+# commands live beside its code (e.g. `coach judge train` in services/judge/cli.py).
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coach", description="AI Coach: video-based athletic coaching")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -113,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--gateway", default=None)
     be.add_argument("--data-dir", default=None)
     be.set_defaults(fn=cmd_bench)
+
+    import importlib
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return p
 
 

@@ -195,7 +195,8 @@ class SportPack:
             "name": self.name,
             "title": self.title,
             "faults": [{"id": f.id, "title": f.title, "description": f.description, "measure": f.measure,
-                        "standard": f.standard} for f in self.faults],
+                        "standard": f.standard, "standard_range": list(f.standard_range),
+                        "threshold": self.thresholds[f.id]} for f in self.faults],
             "model_version": self.model_version,
             "camera": self.spec.camera,
         }
