@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -161,3 +163,48 @@ def test_sports_health_metrics_and_docs(gateway):
     metrics = gateway.get("/metrics").text
     assert "coach_analyses_submitted_total" in metrics and "coach_uploads_rejected_total" in metrics
     assert gateway.get("/docs").status_code == 200
+
+
+def test_server_sent_events_report_progress_until_the_end(gateway, vtest_analysis):
+    aid, _, _ = vtest_analysis
+    events = []
+    with gateway.stream("GET", f"/v1/analyses/{aid}/events", timeout=60) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                events.append(line.removeprefix("event: "))
+            if line.startswith("data: ") and events[-1] == "end":
+                assert json.loads(line.removeprefix("data: "))["status"] == "done"
+                break
+    assert events[0] == "progress" and events[-1] == "end"
+
+
+def test_every_worker_serves_metrics_and_health(coach_stack, vtest_analysis):
+    import httpx
+
+    for proc in coach_stack.procs:
+        if proc.name in ("object-store", "broker", "gateway"):
+            continue
+        base = f"http://127.0.0.1:{proc.metrics_port}"
+        health = httpx.get(f"{base}/healthz", timeout=5)
+        assert health.status_code == 200 and health.json()["service"] == proc.name.split("-")[0]
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        service = proc.name.split("-")[0]
+        assert re.search(rf'coach_messages_total{{outcome="ok",service="{service}",topic="[^"]+"}} [1-9]', metrics), proc.name
+        assert "coach_processing_seconds_bucket" in metrics
+
+
+def test_coach_analyze_writes_result_and_video(coach_stack, tmp_path, vtest_video):
+    """The CLI a person runs, against the running gateway, on a short cut of a real video."""
+    cut = tmp_path / "short.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(vtest_video), "-frames:v", "80", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", str(cut)], check=True)
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "shared.cli", "analyze", str(cut), "--sport", "squat", "--out", str(out),
+                          "--gateway", f"http://127.0.0.1:{coach_stack.ports.gateway}"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "80 frames" in run.stdout and "wrote" in run.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert len(result["athletes"][0]["frames"]) == 80
+    assert int(cv2.VideoCapture(str(out / "annotated.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 80
