@@ -1,0 +1,89 @@
+"""Fault injection: a worker killed with SIGKILL mid-analysis loses nothing.
+
+Each test runs a real analysis on the embedded stack, kills one service's process while that
+stage is busy with it, lets the stack's supervisor restart it, and checks the analysis still
+completes with every frame exactly once.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+FRAMES = 240
+
+
+@pytest.fixture(scope="module")
+def fault_stack():
+    from shared.stack import EmbeddedStack, StackPorts
+
+    data = Path(tempfile.mkdtemp(prefix="coach-faults-"))
+    stack = EmbeddedStack(data, StackPorts.free(), settings_overrides={"clip_frames": 16})
+    stack.start()
+    yield stack
+    stack.stop()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def short_video(tmp_path_factory, vtest_video):
+    out = tmp_path_factory.mktemp("faults") / "short.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(vtest_video), "-frames:v", str(FRAMES), "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", str(out)], check=True)
+    return out
+
+
+def _run_with_kill(stack, video: Path, victim: str, when) -> dict:
+    """Submit, SIGKILL `victim` once `when(status)` holds, supervise until the analysis ends."""
+    base = f"http://127.0.0.1:{stack.ports.gateway}"
+    with open(video, "rb") as fh:
+        r = httpx.post(f"{base}/v1/analyses", files={"video": (video.name, fh, "video/mp4")}, data={"sport": "squat"}, timeout=60)
+    assert r.status_code == 202, r.text
+    aid = r.json()["id"]
+    proc = stack.proc(victim)
+    restarts_before = proc.restarts
+    killed = False
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        st = httpx.get(f"{base}/v1/analyses/{aid}", timeout=30).json()
+        if not killed and when(st):
+            os.kill(proc.popen.pid, signal.SIGKILL)
+            killed = True
+        stack.supervise_once()
+        if st["status"] in ("done", "failed"):
+            break
+        time.sleep(0.2)
+    assert killed, f"{victim} was never busy with the analysis"
+    assert proc.restarts == restarts_before + 1, "the supervisor restarts a killed service"
+    assert st["status"] == "done", st
+    return httpx.get(f"{base}/v1/analyses/{aid}/result", timeout=30).json()
+
+
+def _check_complete(result: dict) -> None:
+    frames = result["athletes"][0]["frames"]
+    assert [f["index"] for f in frames] == list(range(FRAMES)), "every frame exactly once, in order"
+    assert sum(1 for f in frames if f["keypoints"]) > FRAMES // 2
+
+
+BUSY = {  # the moment each stage is (about to be) busy with the analysis
+    "tracker": lambda p: 0 < p["tracker"] < 1,
+    "pose": lambda p: 0 < p["pose"] < 1,
+    "judge": lambda p: p["pose"] >= 1 and p["judge"] < 1,
+    "suggest": lambda p: p["judge"] >= 1 and p["suggest"] < 1,
+}
+
+
+@pytest.mark.parametrize("victim", list(BUSY))
+def test_sigkill_mid_analysis_loses_nothing(fault_stack, short_video, victim):
+    result = _run_with_kill(fault_stack, short_video, victim,
+                            lambda st: st["status"] == "running" and BUSY[victim](st["progress"]))
+    _check_complete(result)
