@@ -36,6 +36,8 @@ def _echo_spec(settings, seen: list):
         seen.append(msg.analysis_id)
         if msg.error == "explode":
             raise RuntimeError("this message always fails")
+        if msg.error == "needs-fix" and not ctx.store.exists(f"test/fixed/{msg.analysis_id}"):
+            raise RuntimeError("fails until an operator fixes its cause")
         ctx.store.put_json(f"test/{msg.analysis_id}/out.json", {"echo": msg.analysis_id})
         ctx.emit(settings.topics.verdicts, msg, msg.analysis_id)
 
@@ -130,3 +132,22 @@ def test_second_stack_on_taken_ports_refuses_and_names_them(infra, tmp_path):
         other.start()
     assert str(infra.ports.broker) in str(err.value) and "Kafka broker" in str(err.value)
     other.stop()
+
+
+def test_dead_letters_can_be_listed_and_replayed_after_a_fix(echo_worker):
+    from shared.dlq import read_dead_letters, replay
+
+    s, _ = echo_worker
+    producer = bus.make_producer(s, "test")
+    aid = uuid.uuid4().hex
+    bus.send(producer, s.topics.poses, AnalysisCompleted(analysis_id=aid, status="done", error="needs-fix"), aid).get(10)
+    letters = _consume(s, s.topics.dead_letters, DeadLetter, 1)
+    assert letters[0].key == aid
+
+    listed = [(pos, d) for pos, d in read_dead_letters(s) if d.key == aid]
+    assert len(listed) == 1 and ":" in listed[0][0]
+    ObjectStore(s).put_json(f"test/fixed/{aid}", {"by": "operator"})
+    assert replay(s, listed) == 1
+    out = _consume(s, s.topics.verdicts, AnalysisCompleted, 1)
+    assert [m.analysis_id for m in out] == [aid], "the replayed message was processed"
+    assert ObjectStore(s).get_json(f"test/{aid}/out.json") == {"echo": aid}
