@@ -15,12 +15,13 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import InvalidResponseError, S3Error, ServerError
 
 from shared.settings import Settings
 
 T = TypeVar("T")
 _ID = re.compile(r"^[a-f0-9]{32}$")
+_TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "XMinioServerNotInitialized"}
 
 
 class ObjectNotFound(KeyError):
@@ -120,13 +121,16 @@ class ObjectStore:
         for attempt in range(self.retries):
             try:
                 return fn()
-            except S3Error:
-                raise  # the store answered: not transient
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                if attempt == self.retries - 1:
-                    raise StoreUnavailable(f"object store {self.client._base_url.host} unavailable: {exc}") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
+            except S3Error as exc:
+                if exc.code not in _TRANSIENT_CODES:
+                    raise  # the store answered a definite no (missing key, denied...): not transient
+                err: Exception = exc
+            except (ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError) as exc:
+                err = exc  # unreachable, restarting, or answering 5xx: worth retrying
+            if attempt == self.retries - 1:
+                raise StoreUnavailable(f"object store {self.client._base_url.host} unavailable: {err}") from err
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
         raise AssertionError("unreachable")
 
     def ensure_bucket(self) -> None:

@@ -87,3 +87,43 @@ def test_sigkill_mid_analysis_loses_nothing(fault_stack, short_video, victim):
     result = _run_with_kill(fault_stack, short_video, victim,
                             lambda st: st["status"] == "running" and BUSY[victim](st["progress"]))
     _check_complete(result)
+
+
+def _run_with_outage(stack, video: Path, victim: str, when, down_s: float) -> dict:
+    """Submit; once `when(progress)` holds, stop infrastructure process `victim` for down_s, start it again."""
+    base = f"http://127.0.0.1:{stack.ports.gateway}"
+    with open(video, "rb") as fh:
+        r = httpx.post(f"{base}/v1/analyses", files={"video": (video.name, fh, "video/mp4")}, data={"sport": "squat"}, timeout=60)
+    assert r.status_code == 202, r.text
+    aid = r.json()["id"]
+    proc = stack.proc(victim)
+    outage_done = False
+    deadline = time.monotonic() + 900
+    st = {}
+    while time.monotonic() < deadline:
+        resp = httpx.get(f"{base}/v1/analyses/{aid}", timeout=60)
+        if resp.status_code == 200:
+            st = resp.json()
+            if not outage_done and st["status"] == "running" and when(st["progress"]):
+                proc.stop()                      # SIGTERM, as an orchestrator would
+                time.sleep(down_s)
+                proc.start()
+                outage_done = True
+            if st["status"] in ("done", "failed"):
+                break
+        else:
+            assert resp.status_code == 503, resp.text   # the gateway says the store is down, in words
+        time.sleep(0.3)
+    assert outage_done, f"{victim} outage never happened"
+    assert st.get("status") == "done", st
+    return httpx.get(f"{base}/v1/analyses/{aid}/result", timeout=60).json()
+
+
+def test_broker_restart_mid_analysis_loses_nothing(fault_stack, short_video):
+    result = _run_with_outage(fault_stack, short_video, "broker", BUSY["pose"], down_s=3)
+    _check_complete(result)
+
+
+def test_object_store_outage_mid_analysis_loses_nothing(fault_stack, short_video):
+    result = _run_with_outage(fault_stack, short_video, "object-store", BUSY["pose"], down_s=10)
+    _check_complete(result)
