@@ -148,6 +148,15 @@ class DeadLetter(Message):
     failed_at: str = Field(default_factory=utc_now)
 
 
+class ModelPublished(Message):
+    """`coach judge publish` -> every judge worker (control topic): a sport's current model changed."""
+
+    schema_: Literal["coach.model-published/1"] = Field("coach.model-published/1", alias="schema")
+    sport: str
+    version: str = Field(description="Model version, as in models/<sport>/<version>/ and in verdicts")
+    published_at: str = Field(default_factory=utc_now)
+
+
 def topic_models(topics) -> dict[str, type[Message]]:
     """Topic name -> the one model its messages follow."""
     return {
@@ -157,6 +166,7 @@ def topic_models(topics) -> dict[str, type[Message]]:
         topics.verdicts: AnalysisVerdict,
         topics.results: AnalysisCompleted,
         topics.dead_letters: DeadLetter,
+        topics.control: ModelPublished,
     }
 
 
@@ -168,7 +178,8 @@ def published_schemas() -> dict[str, dict]:
     from shared.result import AnalysisResult  # the result document is versioned the same way
 
     models: list[type[BaseModel]] = [
-        AnalysisRequested, TrackedClip, ClipPoses, AnalysisVerdict, AnalysisCompleted, DeadLetter, AnalysisResult,
+        AnalysisRequested, TrackedClip, ClipPoses, AnalysisVerdict, AnalysisCompleted, DeadLetter, ModelPublished,
+        AnalysisResult,
     ]
     out = {}
     for m in models:

@@ -132,7 +132,8 @@ def report(packs: list[SportPack], sizes: dict[str, dict[str, int]]) -> str:
         ev = p.info["test"]
         seq = p.info["sequences"]
         lines += [f"**{p.name}** ({p.model_version}; sequences train/val/test {seq['train']}/{seq['val']}/{seq['test']}, "
-                  f"{p.info['train_frames_used']} training frames; features: {', '.join(p.spec.input_names)})", ""]
+                  f"{p.info['train_frames_used']} training frames; features: {', '.join(p.spec.input_names)})", "",
+                  f"Label source: {p.info.get('labels', 'unknown')}. Split: by sequence (clip); figures on the test clips.", ""]
         lines.append("| Metrics (%) | " + " | ".join(p.fault_ids) + " |")
         lines.append("|---|" + "---|" * len(p.fault_ids))
         for key, label in (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1")):
@@ -163,8 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=PACKS_ROOT)
     ap.add_argument("--doc", type=Path, default=DOC, help="markdown file whose eval block is rewritten")
     ap.add_argument("--sequences", type=int, default=None, help="override the number of synthetic clips per sport")
+    ap.add_argument("--doc-only", action="store_true", help="only re-render the doc's eval block from the packs on disk")
     args = ap.parse_args(argv)
-    sports = args.sport or list(synth.SPORTS)
+    sports = [] if args.doc_only else (args.sport or list(synth.SPORTS))
     packs, sizes = [], {}
     for s in sports:
         pack = train_pack(s, args.sequences)

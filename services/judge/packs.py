@@ -191,15 +191,7 @@ class SportPack:
 
     def describe(self) -> dict:
         """Plain data for GET /v1/sports."""
-        return {
-            "name": self.name,
-            "title": self.title,
-            "faults": [{"id": f.id, "title": f.title, "description": f.description, "measure": f.measure,
-                        "standard": f.standard, "standard_range": list(f.standard_range),
-                        "threshold": self.thresholds[f.id]} for f in self.faults],
-            "model_version": self.model_version,
-            "camera": self.spec.camera,
-        }
+        return _describe(self.spec, self.thresholds, self.model_version)
 
     # ------------------------------------------------------------ files
 
@@ -228,6 +220,31 @@ class SportPack:
         return {p.name: p.stat().st_size for p in sorted(folder.iterdir())}
 
 
+def _describe(spec: PackSpec, thresholds: dict[str, float], model_version: str) -> dict:
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "faults": [{"id": f.id, "title": f.title, "description": f.description, "measure": f.measure,
+                    "standard": f.standard, "standard_range": list(f.standard_range),
+                    "threshold": thresholds[f.id]} for f in spec.faults],
+        "model_version": model_version,
+        "camera": spec.camera,
+    }
+
+
+def spec_from_meta(meta: dict) -> PackSpec:
+    """The PackSpec recorded in a pack.json (or a --spec file of the same shape)."""
+    faults = tuple(Fault(**{**f, "standard_range": tuple(f.get("standard_range", ()))}) for f in meta["faults"])
+    return PackSpec(meta["name"], meta.get("title", meta["name"]), faults, tuple(meta["features"]),
+                    tuple(meta.get("delta_features", ())), float(meta.get("delta_lag_s", 0.2)), meta.get("camera", ""),
+                    float(meta.get("smooth_s", 0.0)))
+
+
+def describe_meta(meta: dict) -> dict:
+    """describe() from a pack.json alone (no models loaded): what the gateway lists."""
+    return _describe(spec_from_meta(meta), {k: float(v) for k, v in meta["thresholds"].items()}, meta["model_version"])
+
+
 def available_packs(root: str | Path | None = None) -> list[str]:
     """Names of packs with both files present under root (default: the shipped packs)."""
     root = Path(root) if root else PACKS_ROOT
@@ -240,10 +257,16 @@ def load_pack(sport: str, root: str | Path | None = None) -> SportPack:
     folder = (Path(root) if root else PACKS_ROOT) / sport
     if not (folder / "pack.json").is_file():
         raise KeyError(f"no pack {sport!r} under {folder.parent}; have {available_packs(root)}")
+    return load_pack_dir(folder)
+
+
+def load_pack_dir(folder: str | Path) -> SportPack:
+    """A pack from one folder holding pack.json + model.joblib (what `coach judge train --out` writes)."""
+    folder = Path(folder)
+    if not (folder / "pack.json").is_file() or not (folder / "model.joblib").is_file():
+        raise FileNotFoundError(f"{folder} is not a sport pack: it needs pack.json and model.joblib")
     meta = json.loads((folder / "pack.json").read_text())
-    faults = tuple(Fault(**{**f, "standard_range": tuple(f["standard_range"])}) for f in meta["faults"])
-    spec = PackSpec(meta["name"], meta["title"], faults, tuple(meta["features"]), tuple(meta["delta_features"]),
-                    float(meta["delta_lag_s"]), meta.get("camera", ""), float(meta.get("smooth_s", 0.0)))
+    spec = spec_from_meta(meta)
     models = joblib.load(folder / "model.joblib")
     return SportPack(spec, models, {k: float(v) for k, v in meta["thresholds"].items()},
                      np.asarray(meta["impute"], dtype=np.float64), meta["model_version"],

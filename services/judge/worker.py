@@ -9,20 +9,35 @@ Completeness is read from object storage (poses/ objects vs the tracker's clip c
 worker memory, so a restarted or rebalanced judge picks up where another left off. A duplicate
 delivery re-judges and overwrites the same verdict.json; integrators keep the latest verdict per
 analysis id.
+
+Models come from the registry in object storage (services/judge/registry.py: the current version
+of each sport; the shipped packs are uploaded as first versions on first use, and used directly
+if the store has no version of a sport). A background thread consumes the `control` topic with
+its own consumer group (unique per worker process, so every worker sees every message; offsets
+start at the latest): on ModelPublished it loads that version and swaps it in, with no restart.
+An analysis keeps the pack it started with; the next one uses the new version, which its verdict
+names. Every `recheck_s` (60 s) the thread also compares the loaded versions with current.json,
+which covers a control message missed while the consumer was (re)joining.
 """
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import threading
 import time
+import uuid
 
 import numpy as np
 
-from shared.messages import AnalysisVerdict, ClipPoses, FaultSegment, VideoInfo
-from shared.observability import FRAMES
+from shared.messages import AnalysisVerdict, ClipPoses, FaultSegment, ModelPublished, VideoInfo
+from shared.observability import FRAMES, log_fields
 from shared.skeleton import NUM_LANDMARKS
 from shared.store import ObjectNotFound, ObjectStore, keys
 from shared.worker import AnalysisFailed, Context, WorkerSpec, run_service
 
 SERVICE = "judge"
+log = logging.getLogger(SERVICE)
 
 
 def load_sequence(store: ObjectStore, aid: str, clip_count: int) -> tuple[list[dict], np.ndarray]:
@@ -38,18 +53,149 @@ def load_sequence(store: ObjectStore, aid: str, clip_count: int) -> tuple[list[d
 
 
 class JudgeStage:
-    def __init__(self) -> None:
-        self._packs: dict = {}
+    def __init__(self, settings=None, store: ObjectStore | None = None, recheck_s: float = 60.0) -> None:
+        self._packs: dict = {}               # sport -> SportPack in use
+        self._lock = threading.Lock()
+        self.settings = settings
+        self._store = store
+        self.registry = None
+        self.recheck_s = recheck_s
+        self.reloads: list[dict] = []        # {"sport", "version", "reason", "at"}: what was swapped in, and why
+        self.control_ready = threading.Event()  # set once the control consumer has its partitions and start offsets
+        self._stop = threading.Event()
+        self._control_thread: threading.Thread | None = None
 
-    def pack(self, sport: str):
+    # -- models -----------------------------------------------------------------------
+    def _registry(self, store: ObjectStore | None = None):
+        from services.judge.registry import ModelRegistry
+
+        if self.registry is None:
+            store = store or self._store or (ObjectStore(self.settings) if self.settings is not None else None)
+            if store is not None:
+                self.registry = ModelRegistry(store)
+        return self.registry
+
+    def pack(self, sport: str, store: ObjectStore | None = None):
+        """The pack in use for sport: the registry's current version, else the shipped pack."""
         from services.judge.packs import available_packs, load_pack
+        from services.judge.registry import SPORT_RE
 
-        if sport not in self._packs:
+        with self._lock:
+            if sport in self._packs:
+                return self._packs[sport]
+        reg = self._registry(store)
+        pack, known = None, set(available_packs())
+        if reg is not None and SPORT_RE.match(sport):
+            reg.ensure_seeded()
+            version = reg.current_version(sport)
+            if version:
+                pack = reg.load(sport, version)
+            else:
+                known |= set(reg.sports())
+        if pack is None:
             try:
-                self._packs[sport] = load_pack(sport)
+                pack = load_pack(sport)
             except KeyError:
-                raise AnalysisFailed(f"unknown sport {sport!r}; known: {', '.join(available_packs())}") from None
-        return self._packs[sport]
+                raise AnalysisFailed(f"unknown sport {sport!r}; known: {', '.join(sorted(known))}") from None
+        with self._lock:
+            return self._packs.setdefault(sport, pack)  # a reload that raced us wins
+
+    def reload(self, sport: str, version: str, reason: str) -> bool:
+        """Load a registry version and swap it in for the next analyses; False if already in use."""
+        with self._lock:
+            cur = self._packs.get(sport)
+        if cur is not None and cur.model_version == version:
+            return False
+        pack = self._registry().load(sport, version)      # outside the lock: judging goes on meanwhile
+        with self._lock:
+            self._packs[sport] = pack
+        self.reloads.append({"sport": sport, "version": version, "reason": reason, "at": time.time()})
+        log.info("model reloaded", extra=log_fields(sport=sport, version=version, reason=reason,
+                                                    previous=cur.model_version if cur else None))
+        return True
+
+    def recheck(self) -> None:
+        """Compare the packs in use with the registry's current versions (safety net for missed messages)."""
+        reg = self._registry()
+        if reg is None:
+            return
+        with self._lock:
+            loaded = {s: p.model_version for s, p in self._packs.items()}
+        for sport, version in loaded.items():
+            cur = reg.current_version(sport)
+            if cur and cur != version:
+                self.reload(sport, cur, "recheck")
+
+    def versions(self) -> dict[str, str]:
+        with self._lock:
+            return {s: p.model_version for s, p in self._packs.items()}
+
+    def health(self) -> dict:
+        return {"models": self.versions(), "control_consumer": self.control_ready.is_set()}
+
+    # -- control topic ----------------------------------------------------------------
+    def start_control(self, settings=None, stop: threading.Event | None = None) -> threading.Thread:
+        """Start the background thread that hot-reloads models on ModelPublished."""
+        settings = settings or self.settings
+        self.settings = self.settings or settings
+        self._control_thread = threading.Thread(target=self._control_loop, args=(settings, stop or self._stop),
+                                                name="judge-control", daemon=True)
+        self._control_thread.start()
+        return self._control_thread
+
+    def stop_control(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._control_thread is not None:
+            self._control_thread.join(timeout_s)
+
+    def _control_loop(self, settings, stop: threading.Event) -> None:
+        from shared import bus
+
+        group = f"coach-judge-control-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        consumer, last_check = None, time.monotonic()
+        while not stop.is_set():
+            try:
+                if consumer is None:
+                    consumer = bus.make_consumer(settings, group, [settings.topics.control], client_id="judge-control",
+                                                 max_poll_records=20, auto_offset_reset="latest")
+                    log.info("control consumer started", extra=log_fields(topic=settings.topics.control, group=group))
+                batch = consumer.poll(timeout_ms=500)
+                if not self.control_ready.is_set() and consumer.assignment():
+                    for tp in consumer.assignment():
+                        consumer.position(tp)   # resolve "latest" now: later messages are all seen
+                    self.control_ready.set()
+                for records in batch.values():
+                    for rec in records:
+                        self._on_control(rec.value)
+                if time.monotonic() - last_check > self.recheck_s:
+                    last_check = time.monotonic()
+                    self.recheck()
+            except Exception:  # noqa: BLE001 — keep the models in use; try again
+                log.exception("control loop error; retrying")
+                if consumer is not None:
+                    try:
+                        consumer.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    consumer = None
+                    self.control_ready.clear()
+                stop.wait(2.0)
+        if consumer is not None:
+            consumer.close()
+
+    def _on_control(self, value: bytes) -> None:
+        from services.judge.registry import RegistryError
+
+        try:
+            msg = ModelPublished.from_bytes(value)
+        except ValueError as exc:
+            log.warning("ignoring a malformed control message", extra=log_fields(error=str(exc)[:300]))
+            return
+        try:
+            self.reload(msg.sport, msg.version, "control")
+        except RegistryError as exc:
+            log.error("cannot load a published model; keeping the one in use",
+                      extra=log_fields(sport=msg.sport, version=msg.version, error=str(exc)))
 
     def handle(self, msg: ClipPoses, ctx: Context) -> None:
         aid = msg.analysis_id
@@ -72,7 +218,7 @@ class JudgeStage:
         from services.judge.segments import fault_segments
 
         aid, fps = msg.analysis_id, float(tracking["fps"])
-        pack = self.pack(msg.sport)
+        pack = self.pack(msg.sport, ctx.store)             # kept for the whole analysis, even if a reload comes
         frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"])
         probs = pack.judge(kps, fps)                      # [N, n_faults], NaN rows: no pose
         angles = joint_angles_deg(kps)                     # [N, A]
@@ -83,6 +229,7 @@ class JudgeStage:
         ctx.store.put_json(keys.verdict(aid), {
             "analysis_id": aid, "sport": msg.sport, "model_version": pack.model_version,
             "fault_types": list(pack.fault_ids), "thresholds": pack.thresholds,
+            "fault_titles": {f.id: f.title for f in pack.faults},
             "angle_names": list(ANGLE_NAMES),
             "frames": [
                 {"index": f["index"],
@@ -109,8 +256,12 @@ def main() -> None:
     from shared.settings import Settings
 
     s = Settings.from_env()
-    stage = JudgeStage()
-    run_service(WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.handle), s)
+    stage = JudgeStage(s)
+    stage.start_control(s)
+    try:
+        run_service(WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.handle, health=stage.health), s)
+    finally:
+        stage.stop_control()
 
 
 if __name__ == "__main__":

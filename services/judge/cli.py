@@ -1,0 +1,251 @@
+"""`coach judge ...`: train fault models on labelled data, evaluate them, publish them to the registry.
+
+    coach judge train   --sport NAME --data FILE [FILE...] --out DIR [--labels FILE] [--grid]
+    coach judge eval    --model DIR --data FILE [FILE...] [--labels FILE] [--json]
+    coach judge publish --model DIR|VERSION [--sport NAME]
+    coach judge list    [--json]
+
+Data formats: services/judge/datasets.py and docs/judge.md ("Training data"). `train` writes
+pack.json + model.joblib + report.json into DIR; `publish` uploads DIR to the registry in object
+storage (COACH_S3_* settings) as a version, makes it current and tells running judge workers,
+which switch to it without a restart. `publish --model VERSION --sport NAME` makes an existing
+version current again (roll back).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _err(msg: str) -> int:
+    print(f"coach judge: {msg}", file=sys.stderr)
+    return 2
+
+
+def table9(evaluation: dict) -> str:
+    """Per-class precision / recall / F1 in the paper's Table 9 form (markdown)."""
+    per = evaluation["per_class"]
+    names = list(per)
+    lines = ["| Metrics (%) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, label in (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1")):
+        lines.append(f"| {label} | " + " | ".join(f"{100 * per[n][key]:.1f}" for n in names) + " |")
+    lines.append("| support (frames) | " + " | ".join(str(per[n]["support"]) for n in names) + " |")
+    thr = evaluation.get("thresholds", {})
+    if thr:
+        lines.append("| threshold | " + " | ".join(f"{thr[n]:.2f}" if n in thr else "-" for n in names) + " |")
+    return "\n".join(lines)
+
+
+def cmd_train(args) -> int:
+    from services.judge.datasets import DatasetError, load_training_data
+    from services.judge.packs import PACK_SPECS, spec_from_meta
+    from services.judge.registry import SPORT_RE
+    from services.judge.training import train, write_pack
+
+    if not SPORT_RE.match(args.sport):
+        return _err(f"--sport {args.sport!r}: use lower case letters, digits and _")
+    spec = None
+    if args.spec:
+        meta = json.loads(Path(args.spec).read_text())
+        spec = spec_from_meta({"name": args.sport, "thresholds": {}, **meta})
+    faults = spec.fault_ids if spec else (PACK_SPECS[args.sport].fault_ids if args.sport in PACK_SPECS else None)
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        ds = load_training_data(args.data, args.labels, faults, args.fps)
+        for note in ds.notes:
+            log(f"note: {note}")
+        pack, report = train(args.sport, ds, spec, grid=args.grid, seed=args.seed, label_source=args.label_source or "",
+                             log=log)
+    except (DatasetError, FileNotFoundError) as exc:
+        return _err(str(exc))
+    version = write_pack(pack, report, args.out)
+    ev = report["evaluation"]
+    if args.json:
+        print(json.dumps({"model_version": version, "out": str(args.out), "evaluation": ev,
+                          "dropped_faults": report["dropped_faults"]}, indent=1))
+        return 0
+    print(f"trained {version} -> {args.out}")
+    print(f"data: {ds.frames} frames, {len(ds.sequences)} sequence(s), {ds.mode}, fingerprint {ds.fingerprint()[:16]}...")
+    print(f"split: {ev['split']} ({report['split']['description']})")
+    for fid, why in report["dropped_faults"].items():
+        print(f"not trained: {fid}: {why}")
+    print(f"test macro F1 {100 * ev['macro_f1']:.1f} over {', '.join(ev['macro_over'])}")
+    print(table9(ev))
+    print(f"publish with: coach judge publish --model {args.out}")
+    return 0
+
+
+def _eval_selection(report: dict | None, ds):
+    """Frames to score: for sequences from a file the model was trained on, only the training
+    run's test split; data the model never saw is scored whole. -> (select, split, detail)."""
+    from services.judge.training import _in_ranges
+
+    trained = {f["sha256"] for f in (report or {}).get("data", {}).get("files", [])}
+    seen = [s.sha256 in trained for s in ds.sequences]
+    if not any(seen):
+        return None, "held-out-data", ("every frame: none of these files was used to train the model "
+                                       "(their sha256 differ from the training data's)")
+    ranges = report.get("split", {}).get("groups", {}).get("test", [])
+    kind = report.get("split", {}).get("kind", "by-sequence")
+
+    def select(i, s):
+        return _in_ranges(s.name, len(s), ranges) if seen[i] else __import__("numpy").ones(len(s), bool)
+
+    if all(seen):
+        return select, kind, ("the training run's held-out test split of the same files "
+                              f"({report['split'].get('description', '')})")
+    return select, "mixed", (f"{kind} test split for the {sum(seen)} sequence(s) from training files, every frame of "
+                             f"the {len(seen) - sum(seen)} from other files")
+
+
+def cmd_eval(args) -> int:
+    from services.judge.datasets import DatasetError, load_training_data
+    from services.judge.packs import load_pack_dir
+    from services.judge.training import evaluate
+
+    try:
+        pack = load_pack_dir(args.model)
+    except FileNotFoundError as exc:
+        return _err(str(exc))
+    rp = Path(args.model) / "report.json"
+    report = json.loads(rp.read_text()) if rp.is_file() else None
+    try:
+        ds = load_training_data(args.data, args.labels, None, args.fps)
+        select, split, detail = _eval_selection(report, ds)
+        ev = evaluate(pack, ds, select)
+    except DatasetError as exc:
+        return _err(str(exc))
+    out = {"macro_f1": ev["macro_f1"], "per_class": ev["per_class"], "confusion": ev["confusion"], "split": split,
+           "split_detail": detail, "mode": ev["mode"], "model_version": pack.model_version,
+           "frames": ev["frames"], "frames_scored": ev["frames_scored"],
+           "frames_without_verdict": ev["frames_without_verdict"], "macro_over": ev["macro_over"],
+           "thresholds": ev["thresholds"], "data_fingerprint": ds.fingerprint(), "notes": ds.notes}
+    if "not_evaluated" in ev:
+        out["not_evaluated"] = ev["not_evaluated"]
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(f"{pack.model_version} on {', '.join(f['name'] for f in ds.files)}: split {split} ({detail})")
+        print(f"macro F1 {100 * ev['macro_f1']:.1f} over {', '.join(ev['macro_over'])}; "
+              f"{ev['frames_scored']} frames scored, {ev['frames_without_verdict']} without a verdict")
+        print(table9(ev))
+    return 0
+
+
+def _registry(settings):
+    from shared.store import ObjectStore
+
+    from services.judge.registry import ModelRegistry
+
+    return ModelRegistry(ObjectStore(settings, retries=2, backoff_s=0.5))
+
+
+def cmd_publish(args) -> int:
+    from shared.settings import Settings
+    from shared.store import StoreUnavailable
+
+    from services.judge.registry import RegistryError
+
+    settings = Settings.from_env()
+    reg = _registry(settings)
+    try:
+        reg.ensure_seeded()
+        if Path(args.model).is_dir():
+            sport, version, new = reg.upload(args.model, args.sport)
+            print(f"{'uploaded' if new else 'already in the registry'}: models/{sport}/{version}/")
+        else:
+            if not args.sport:
+                return _err(f"{args.model} is not a directory; to make an existing version current give --sport too")
+            sport, version = args.sport, args.model
+        previous = reg.current_version(sport)
+        try:
+            msg = reg.publish(sport, version, settings)
+            sent = f"ModelPublished sent on {settings.topics.control!r}"
+        except Exception as exc:  # noqa: BLE001 — current.json is written; workers recheck it
+            msg = None
+            sent = (f"the control message could not be sent ({type(exc).__name__}: {exc}); running judge workers "
+                    "switch at their next registry check (within 60 s)")
+    except StoreUnavailable as exc:
+        return _err(f"{exc}; start the stack (`coach up`) or set COACH_S3_ENDPOINT")
+    except (RegistryError, FileNotFoundError) as exc:
+        return _err(str(exc))
+    print(f"current {sport}: {version} (was {previous or 'none'}); {sent}")
+    if args.json and msg is not None:
+        print(msg.model_dump_json(by_alias=True))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from shared.settings import Settings
+    from shared.store import StoreUnavailable
+
+    from services.judge.packs import available_packs
+
+    settings = Settings.from_env()
+    reg = _registry(settings)
+    try:
+        reg.ensure_seeded()
+        rows = []
+        for sport in reg.sports():
+            cur = reg.current_version(sport)
+            for v in reg.versions(sport):
+                rep = reg.report(sport, v) or {}
+                ev = rep.get("evaluation", {})
+                per = ev.get("per_class", {})
+                rows.append({"sport": sport, "version": v, "current": v == cur, "created_at": rep.get("created_at"),
+                             "labels": rep.get("labels"), "split": ev.get("split"),
+                             "macro_f1": ev.get("macro_f1", round(sum(c.get("f1", 0) for c in per.values()) / len(per), 4)
+                                                 if per else None),
+                             "data_fingerprint": rep.get("data", {}).get("fingerprint")})
+    except StoreUnavailable as exc:
+        print(f"coach judge: {exc}; shipped packs: {', '.join(available_packs())}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        f1 = f"{100 * r['macro_f1']:.1f}" if r["macro_f1"] is not None else "-"
+        print(f"{'*' if r['current'] else ' '} {r['sport']:<12} {r['version']:<44} macro F1 {f1:>5}  "
+              f"{(r['labels'] or '')[:60]}")
+    print("* = current")
+    return 0
+
+
+def register(subparsers) -> None:
+    judge = subparsers.add_parser("judge", help="train, evaluate and publish fault models (sport packs)",
+                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = judge.add_subparsers(dest="judge_cmd", required=True)
+
+    tr = sub.add_parser("train", help="train a sport pack on labelled frames")
+    tr.add_argument("--sport", required=True, help="sport name: a shipped pack's (its faults and features) or a new one")
+    tr.add_argument("--data", required=True, nargs="+", help="landmark CSV file(s) and/or result documents (.json)")
+    tr.add_argument("--labels", help="frame ranges -> faults for the result documents (JSON or CSV)")
+    tr.add_argument("--out", required=True, type=Path, help="folder for pack.json, model.joblib, report.json")
+    tr.add_argument("--grid", action="store_true", help="search C and gamma on the validation split")
+    tr.add_argument("--fps", type=float, default=30.0, help="frame rate of CSV rows without an fps column (default 30)")
+    tr.add_argument("--spec", help="JSON with title, faults, features (pack.json's shape) for a new sport")
+    tr.add_argument("--label-source", help="who/what labelled the data (recorded in the report and docs)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--json", action="store_true", help="print the result as JSON")
+    tr.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    tr.set_defaults(fn=cmd_train)
+
+    ev = sub.add_parser("eval", help="precision / recall / F1 of a trained pack on labelled data")
+    ev.add_argument("--model", required=True, help="a folder written by `coach judge train`")
+    ev.add_argument("--data", required=True, nargs="+")
+    ev.add_argument("--labels")
+    ev.add_argument("--fps", type=float, default=30.0)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(fn=cmd_eval)
+
+    pu = sub.add_parser("publish", help="upload a pack to the registry, make it current, reload judge workers")
+    pu.add_argument("--model", required=True, help="a folder written by `coach judge train`, or a version in the registry")
+    pu.add_argument("--sport", help="the sport (checked against the pack; required with a version)")
+    pu.add_argument("--json", action="store_true", help="also print the control message")
+    pu.set_defaults(fn=cmd_publish)
+
+    ls = sub.add_parser("list", help="model versions per sport in the registry")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(fn=cmd_list)
