@@ -1,0 +1,381 @@
+"""The web page, driven in a real headless Chromium against the whole embedded stack.
+
+Debian's `chromium` and `chromium-driver` (scripts/setup.sh installs them) are driven with selenium;
+nothing is downloaded: the driver is given by path and Selenium Manager is kept offline.
+The checks are what a user would notice: the upload is accepted or refused in words, the progress
+reaches done, the timeline shows the faults, the buttons and the slider move the video, the
+exemplar plays beside the athlete, the page fits a phone.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from services.gateway.web import keypoints_csv_rows
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+IMG = ROOT / "docs" / "img"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ANALYSIS_TIMEOUT_S = 900
+_shared: dict = {}   # the vtest analysis made through the page, for the tests after it
+
+
+# ───────────────────────── browser ─────────────────────────
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("chromium and chromedriver are needed: apt-get install chromium chromium-driver (scripts/setup.sh does)")
+    os.environ["SE_OFFLINE"] = "true"   # Selenium Manager must never fetch a browser or a driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="coach-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--autoplay-policy=no-user-gesture-required", "--window-size=1366,900", f"--user-data-dir={profile}"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def base_url(coach_stack):
+    return f"http://127.0.0.1:{coach_stack.ports.gateway}/"
+
+
+def wait_for(fn, timeout, what, interval=0.25):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except AssertionError:
+            raise
+        except Exception as exc:   # the DOM may be mid-update
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def js(driver, script, *args):
+    return driver.execute_script(script, *args)
+
+
+def visible_text(driver, css):
+    return js(driver, "const n = document.querySelector(arguments[0]); return n && !n.closest('[hidden]') ? n.innerText : null", css)
+
+
+def open_new_analysis_form(driver, base_url, sport="squat"):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver.get(base_url + "#/")
+    js(driver, "location.reload()")
+    wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#sport option")) > 2, 30, "the sports to load")
+    Select(driver.find_element(By.ID, "sport")).select_by_value(sport)
+    assert "What is checked" in visible_text(driver, "#sport-info")
+
+
+def full_page_screenshot(driver, path: Path, width: int):
+    driver.execute_script("window.scrollTo(0, 0)")
+    h = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["height"]
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": width, "height": h, "scale": 1}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def player_time(driver, css="#player"):
+    return js(driver, "const v = document.querySelector(arguments[0]); return v.seeking ? null : v.currentTime", css)
+
+
+def page_errors(driver):
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and ("Uncaught" in e["message"] or "TypeError" in e["message"])]
+
+
+# ───────────────────────── tests ─────────────────────────
+def test_not_a_video_is_refused_in_words(browser, base_url, tmp_path):
+    fake = tmp_path / "clip.mp4"
+    fake.write_text("this is a shopping list, not a video\n" * 50)
+    open_new_analysis_form(browser, base_url)
+    browser.find_element("id", "file").send_keys(str(fake))
+    browser.find_element("id", "submit").click()
+    msg = wait_for(lambda: visible_text(browser, "#upload-error"), 30, "the refusal")
+    # the gateway's sentence, shown to the user, and the page stays on the form
+    assert "not accepted" in msg and "not a video we can decode" in msg, msg
+    assert browser.execute_script("return location.hash") in ("#/", "")
+
+
+def test_vtest_squat_through_the_page(browser, base_url, gateway, vtest_video):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_new_analysis_form(browser, base_url, "squat")
+    browser.find_element(By.ID, "file").send_keys(str(vtest_video))
+    # this AVI (MS-MPEG4) cannot be decoded by a browser: the page says so instead of a blank preview
+    note = wait_for(lambda: visible_text(browser, "#preview-note"), 15, "the no-preview note")
+    assert "cannot show this video format" in note
+    browser.find_element(By.ID, "submit").click()
+
+    # upload progress, then the analysis page with server-sent progress per stage
+    wait_for(lambda: browser.execute_script("return location.hash").startswith("#/a/"), 120, "the upload to be accepted")
+    aid = browser.execute_script("return location.hash").split("/")[-1]
+    assert js(browser, "return document.querySelectorAll('#stages li').length") == 4
+    seen = set()
+
+    def finished():
+        st = visible_text(browser, "#analysis-status")
+        seen.add(st)
+        err = visible_text(browser, "#analysis-error")
+        assert not (err and "failed" in err), err
+        return visible_text(browser, "#summary")
+    summary = wait_for(finished, ANALYSIS_TIMEOUT_S, "the analysis to finish", interval=1)
+    assert seen & {"analysing…", "queued"}, f"progress was never shown: {seen}"
+    _shared["aid"] = aid
+    result = gateway.get(f"/v1/analyses/{aid}/result").json()
+    faults = result["faults"]
+    assert faults, "vtest judged as a squat has faults; the page needs some to show"
+    fps, n = result["video"]["fps"], result["video"]["frames"]
+    assert f"{len(faults)} fault segment" in summary
+
+    # timeline: one mark per fault, in its type's lane and colour, and a legend naming each type
+    marks = js(browser, """return [...document.querySelectorAll('#timeline rect.seg')].map(r =>
+        [r.closest('.lane').dataset.lane, r.getAttribute('fill'), +r.getAttribute('x')])""")
+    assert len(marks) == len(faults)
+    assert sorted((m[0], m[2]) for m in marks) == sorted((f["type"], f["start_frame"]) for f in faults)
+    colours = {}
+    for lane, fill, _ in marks:
+        colours.setdefault(lane, set()).add(fill)
+    assert all(len(c) == 1 for c in colours.values()) and len({c.pop() for c in colours.values()}) == len(colours)
+    legend = visible_text(browser, "#legend")
+    for f in faults:
+        assert f["title"] in legend
+
+    # the annotated video is loaded and decodable
+    wait_for(lambda: js(browser, "return document.querySelector('#player').readyState >= 2"), 60, "the annotated video")
+    assert js(browser, "return document.querySelector('#player').videoWidth") == result["video"]["width"]
+    assert visible_text(browser, "#player-error") is None
+
+    # next fault: the player jumps to the next fault's first frame, the slider follows, the frame is named
+    starts = sorted({f["start_frame"] for f in faults})
+    assert player_time(browser) < 0.5 / fps + 1e-3
+    browser.find_element(By.ID, "next-fault").click()
+    target = next(s for s in starts if s > 0)
+    t = wait_for(lambda: (lambda x: x if x is not None and abs(x - (target + 0.5) / fps) < 0.02 else None)(player_time(browser)),
+                 20, f"the player at frame {target}")
+    assert int(browser.find_element(By.ID, "slider").get_attribute("value")) == target
+    titles_here = {f["title"] for f in faults if f["start_frame"] <= target <= f["end_frame"]}
+    info = visible_text(browser, "#frame-info")
+    assert f"Frame {target + 1} / {n}" in info and all(tt in info for tt in titles_here), info
+    browser.find_element(By.ID, "next-fault").click()
+    target2 = next(s for s in starts if s > target)
+    wait_for(lambda: (lambda x: x is not None and abs(x - (target2 + 0.5) / fps) < 0.02)(player_time(browser)), 20, "the second fault")
+
+    # the slider, moved with the keyboard as a user would, moves the player to the last and first frames
+    slider = browser.find_element(By.ID, "slider")
+    slider.send_keys(Keys.END)
+    wait_for(lambda: (lambda x: x is not None and abs(x - (n - 0.5) / fps) < 0.02)(player_time(browser)), 20, "the last frame")
+    browser.find_element(By.ID, "prev-fault").click()
+    last_start = max(s for s in starts if s < n - 1)
+    wait_for(lambda: (lambda x: x is not None and abs(x - (last_start + 0.5) / fps) < 0.02)(player_time(browser)), 20, "the last fault")
+    slider.send_keys(Keys.HOME)
+    wait_for(lambda: (lambda x: x is not None and x < 1 / fps)(player_time(browser)), 20, "the first frame")
+
+    # the selected fault says which angle and how far from the standard
+    detail = visible_text(browser, "#fault-detail")
+    assert "Standard:" in detail and "Off by" in detail and ("°" in detail or "×" in detail), detail
+
+    # the exemplar plays beside the athlete, both within their spans
+    seg = js(browser, "return AICoach.state.A.segs[AICoach.state.A.sel]")
+    sug = seg["suggestions"][0]
+    assert wait_for(lambda: js(browser, "return document.querySelector('#cmp-exemplar').readyState >= 2"), 60, "the exemplar clip")
+    assert js(browser, "return document.querySelector('#cmp-exemplar').src") == sug["url"]
+    t1 = js(browser, "return document.querySelector('#cmp-exemplar').currentTime")
+    time.sleep(1.5)
+    t2 = js(browser, "return document.querySelector('#cmp-exemplar').currentTime")
+    assert t1 != t2, "the exemplar is playing"
+    loop = js(browser, "return AICoach.state && document.querySelector('#cmp-exemplar') && " +
+              "[document.querySelector('#cmp-athlete').currentTime, document.querySelector('#cmp-exemplar').currentTime]")
+    pad = 1.3
+    assert seg["start_frame"] / fps - pad <= loop[0] <= (seg["end_frame"] + 1) / fps + pad, loop
+    assert sug["start_s"] - pad <= loop[1] <= sug["end_s"] + pad, loop
+
+    # angle plots with the standard ranges, and the downloads
+    plots = js(browser, "return [...document.querySelectorAll('#plots .plot')].map(p => [p.querySelector('h3').innerText, p.querySelectorAll('path[d^=M]').length])")
+    assert len(plots) >= 3 and all(k > 0 for _, k in plots), plots
+    assert "standard 100–160°" in visible_text(browser, "#plots")
+    links = js(browser, "return [...document.querySelectorAll('#downloads a')].map(a => a.getAttribute('href'))")
+    assert links == [f"/v1/analyses/{aid}/result", f"/v1/analyses/{aid}/video", f"/v1/analyses/{aid}/keypoints.csv"]
+
+    js(browser, "window.scrollTo(0, 0)")
+    browser.find_element(By.ID, "next-fault").click()   # show a fault frame in the screenshot
+    time.sleep(2)
+    full_page_screenshot(browser, IMG / "web-result.png", 1366)
+    assert not page_errors(browser)
+
+    # past analyses: the page lists it as done
+    browser.get(base_url + "#/")
+    row = wait_for(lambda: visible_text(browser, f'#recent-list tr[data-id="{aid}"]'), 30, "the analysis in the list")
+    assert "done" in row
+
+
+def test_phone_width(browser, base_url):
+    if "aid" not in _shared:
+        pytest.skip("needs the analysis made by test_vtest_squat_through_the_page")
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    try:
+        browser.get(base_url + f"#/a/{_shared['aid']}")
+        js(browser, "location.reload()")
+        wait_for(lambda: visible_text(browser, "#summary"), 60, "the result")
+        wait_for(lambda: js(browser, "return document.querySelector('#player').readyState >= 2"), 60, "the video")
+        # nothing wider than the phone, and the controls and the video are on screen
+        assert js(browser, "return document.documentElement.scrollWidth <= window.innerWidth")
+        for css in ("#player-box", "#next-fault", "#prev-fault", "#slider", "#timeline"):
+            r = js(browser, "const r = document.querySelector(arguments[0]).getBoundingClientRect(); return [r.left, r.right, r.width]", css)
+            assert r[0] >= 0 and r[1] <= 390 and r[2] > 20, (css, r)
+        browser.find_element("id", "next-fault").click()
+        time.sleep(2)
+        full_page_screenshot(browser, IMG / "web-phone.png", 390)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_score_and_repetitions_render_only_when_present(browser, base_url):
+    if "aid" not in _shared:
+        pytest.skip("needs the analysis made by test_vtest_squat_through_the_page")
+    browser.get(base_url + f"#/a/{_shared['aid']}")
+    js(browser, "location.reload()")
+    wait_for(lambda: visible_text(browser, "#summary"), 60, "the result")
+    # today's results have neither: no empty panels
+    assert visible_text(browser, "#score-panel") is None and visible_text(browser, "#reps-panel") is None
+    js(browser, """const r = structuredClone(AICoach.state.A.r);
+        r.score = {value: 0.72, exemplars: [{exemplar_id: 'squat_front', title: 'Bodyweight squat, front view', similarity: 0.8}]};
+        r.repetitions = [{index: 1, start_frame: 10, end_frame: 40, quality: 0.9, attention: [0.1, 0.5, 0.2]},
+                         {index: 2, start_frame: 50, end_frame: 90, quality: 0.4, attention: 0.3}];
+        AICoach.showResult(r);""")
+    assert visible_text(browser, "#score-value").startswith("72")
+    assert "Bodyweight squat, front view" in visible_text(browser, "#score-panel")
+    reps = visible_text(browser, "#reps-panel")
+    assert "Repetitions (2)" in reps and "0.90" in reps and "0.40" in reps
+    assert js(browser, "return document.querySelectorAll('#timeline [data-lane=reps] rect').length") == 2
+    browser.find_element("css selector", "#reps-panel tbody tr:nth-child(2)").click()
+    assert js(browser, "return AICoach.state.A.cur") == 50
+
+
+def test_keypoints_csv(gateway):
+    if "aid" not in _shared:
+        pytest.skip("needs the analysis made by test_vtest_squat_through_the_page")
+    aid = _shared["aid"]
+    result = gateway.get(f"/v1/analyses/{aid}/result").json()
+    r = gateway.get(f"/v1/analyses/{aid}/keypoints.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert "attachment" in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    frames = result["athletes"][0]["frames"]
+    assert len(rows) == len(frames) == result["video"]["frames"]
+    f = next(fr for fr in frames if fr["keypoints"] and fr["angles_deg"].get("knee_l") is not None)
+    row = rows[f["index"]]
+    assert int(row["frame"]) == f["index"]
+    assert float(row["left_knee_x"]) == pytest.approx(f["keypoints"]["left_knee"][0], abs=1e-3)
+    assert float(row["angle_knee_l_deg"]) == pytest.approx(f["angles_deg"]["knee_l"], abs=1e-3)
+    assert float(row["p_shallow_depth"]) == pytest.approx(f["faults"]["shallow_depth"], abs=1e-3)
+    seg = result["faults"][0]
+    assert seg["type"] in rows[seg["start_frame"]]["faults"].split(";")
+    no_pose = [fr for fr in frames if not fr["keypoints"]]
+    if no_pose:
+        assert rows[no_pose[0]["index"]]["nose_x"] == ""   # missing is an empty cell, not "None"
+    assert gateway.get("/v1/analyses/0123456789abcdef0123456789abcdef/keypoints.csv").status_code == 404
+
+
+def test_box_drawn_on_the_first_frame_is_sent_in_video_pixels(browser, base_url, coach_stack, vtest_video, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from shared.store import ObjectStore, keys
+
+    clip = tmp_path / "clip.webm"   # a format the browser can decode, so it can show the first frame
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(vtest_video), "-t", "2", "-c:v", "libvpx", "-b:v", "800k",
+                    "-an", str(clip)], check=True, timeout=120)
+    open_new_analysis_form(browser, base_url, "squat")
+    browser.find_element(By.ID, "file").send_keys(str(clip))
+    canvas = wait_for(lambda: browser.find_element(By.ID, "box-canvas") if visible_text(browser, "#box-area") else None,
+                      20, "the first frame")
+    assert js(browser, "return [arguments[0].width, arguments[0].height]", canvas) == [768, 576]
+    js(browser, "arguments[0].scrollIntoView({block: 'center'})", canvas)
+    time.sleep(0.3)
+    left, top, w, h = js(browser, "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height]", canvas)
+    # drag around the man standing left of the lamp post on the first frame, (205, 172) to (250, 272)
+    # CSS pixels inside the canvas at this window size; the canvas is shown scaled
+    ActionChains(browser).move_to_element_with_offset(canvas, 205 - w / 2, 172 - h / 2).click_and_hold() \
+        .move_by_offset(45, 100).release().perform()
+    sx, sy = 768 / w, 576 / h
+    expect = [round(205 * sx), round(172 * sy), round(250 * sx) - round(205 * sx), round(272 * sy) - round(172 * sy)]
+    text = visible_text(browser, "#box-text")
+    shown = [int(v) for v in re.match(r"Athlete box: x (\d+), y (\d+), (\d+) × (\d+) px", text).groups()]
+    assert shown == pytest.approx(expect, abs=2), (text, expect)   # pointer positions are whole CSS pixels
+    full_page_screenshot(browser, IMG / "web-upload.png", 1366)
+    browser.find_element(By.ID, "submit").click()
+    wait_for(lambda: browser.execute_script("return location.hash").startswith("#/a/"), 60, "the upload to be accepted")
+    aid = browser.execute_script("return location.hash").split("/")[-1]
+    stored = ObjectStore(coach_stack.settings).get_json(keys.request(aid))["target_bbox_px"]
+    assert stored == shown   # the box the user saw is the box the tracker gets
+    # and it decides who is coached
+    wait_for(lambda: visible_text(browser, "#summary"), 300, "the boxed clip's result", interval=1)
+    assert "athlete chosen: matched target_bbox" in visible_text(browser, "#summary")
+
+
+def test_failed_analysis_shows_the_reason(browser, base_url, tmp_path):
+    blank = tmp_path / "empty-field.mp4"   # two seconds of grey: nobody to coach
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=gray:s=320x240:d=2:r=10",
+                    "-pix_fmt", "yuv420p", str(blank)], check=True, timeout=60)
+    open_new_analysis_form(browser, base_url, "squat")
+    browser.find_element("id", "file").send_keys(str(blank))
+    browser.find_element("id", "submit").click()
+    wait_for(lambda: browser.execute_script("return location.hash").startswith("#/a/"), 60, "the upload to be accepted")
+    err = wait_for(lambda: visible_text(browser, "#analysis-error"), 300, "the failure", interval=1)
+    assert "The analysis failed" in err and "nobody" in err, err
+    assert visible_text(browser, "#analysis-status") == "failed"
+    assert visible_text(browser, "#result") is None
+
+
+# ───────────────────────── CSV rows (no browser) ─────────────────────────
+def test_csv_rows_from_a_result_document():
+    kp = {"nose": [10.0, 20.0, 0.9], "left_knee": [30.5, 40.25, 0.8]}
+    result = {"athletes": [{"track_id": 3, "is_target": True, "frames": [
+        {"index": 0, "t_s": 0.0, "bbox_px": [1, 2, 3, 4], "keypoints": kp, "angles_deg": {"knee_l": 12.5, "knee_r": None},
+         "angles_3d_deg": {"knee_l": 14.0}, "faults": {"shallow_depth": 0.25}},
+        {"index": 1, "t_s": 0.1, "bbox_px": None, "keypoints": None, "angles_deg": {}, "faults": {}},
+    ]}], "faults": [{"type": "shallow_depth", "title": "Shallow", "start_frame": 1, "end_frame": 1}]}
+    rows = list(keypoints_csv_rows(result))
+    head = rows[0]
+    assert head[:7] == ["frame", "t_s", "track_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]
+    assert head.index("nose_x") < head.index("left_knee_x")   # landmark order, not dict order
+    assert head[-5:] == ["angle_knee_l_deg", "angle_knee_r_deg", "angle3d_knee_l_deg", "p_shallow_depth", "faults"]
+    first = dict(zip(head, rows[1]))
+    assert first["angle3d_knee_l_deg"] == "14"
+    assert first["left_knee_y"] == "40.25" and first["angle_knee_l_deg"] == "12.5" and first["angle_knee_r_deg"] == ""
+    assert first["track_id"] == "3" and first["faults"] == ""
+    second = dict(zip(head, rows[2]))
+    assert second["bbox_x"] == "" and second["nose_x"] == "" and second["faults"] == "shallow_depth"
