@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 [ -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] || need_apt+=(opencv-doc)
+command -v chromium >/dev/null || need_apt+=(chromium)              # the web page's browser test
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+command -v promtool >/dev/null || need_apt+=(prometheus)   # promtool (deploy checks), coach up --with-prometheus
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)

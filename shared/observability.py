@@ -34,6 +34,25 @@ CONSUMER_LAG = Gauge(
     "coach_consumer_lag_messages", "Messages behind the newest seen offset (from consumed positions)",
     ["service", "topic", "partition"],
 )
+# Operator-facing outcomes (docs/scaling.md): how long an analysis takes end to end, how many
+# finish in which state, what the pose model costs, and whether a GPU is visible.
+ANALYSIS_SECONDS = Histogram(
+    "coach_analysis_seconds", "Seconds from submission (request.json submitted_at) to the result document",
+    ["sport"], buckets=(5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1800, 3600),
+)
+ANALYSES_COMPLETED = Counter(
+    "coach_analyses_completed_total", "Analyses finished, by final state (done by suggest; failed where it failed)",
+    ["service", "status"],
+)
+POSE_INFERENCE_SECONDS = Histogram(
+    "coach_pose_inference_seconds", "Pose model seconds per clip (inference only, no fetch/decode)", ["service"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
+)
+POSE_BATCH_FRAMES = Histogram(
+    "coach_pose_batch_frames", "Frames per pose inference batch (one clip)", ["service"],
+    buckets=(1, 2, 4, 8, 16, 24, 32, 48, 64, 128),
+)
+GPU_IN_USE = Gauge("coach_gpu_in_use", "1 if this process sees a CUDA GPU (torch.cuda.is_available())", ["service"])
 
 
 class JsonFormatter(logging.Formatter):
@@ -100,8 +119,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def serve_health(port: int, health: Callable[[], tuple[bool, dict]], host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz on a daemon thread; port 0 picks a free port (see .server_port)."""
+def serve_health(port: int, health: Callable[[], tuple[bool, dict]], host: str | None = None) -> ThreadingHTTPServer:
+    """Serve /metrics and /healthz on a daemon thread; port 0 picks a free port (see .server_port).
+
+    `host` defaults to COACH_METRICS_HOST (127.0.0.1 unless set; containers set 0.0.0.0 so probes
+    and Prometheus can reach it).
+    """
+    if host is None:
+        from shared.settings import Settings
+        host = Settings.from_env().metrics_host
     handler = type("Handler", (_Handler,), {"health": staticmethod(health)})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True

@@ -22,6 +22,7 @@ class Topics:
     verdicts: str = "verdicts"        # AnalysisVerdict: judge -> suggest, integrators
     results: str = "results"          # AnalysisCompleted: suggest -> integrators
     dead_letters: str = "dead-letters"  # DeadLetter: any service
+    control: str = "control"          # ModelPublished: `coach judge publish` -> every judge worker
 
     def all(self) -> list[str]:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]
@@ -40,6 +41,9 @@ class Settings:
     session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_000
     max_attempts: int = 3             # processing attempts before a message is dead-lettered
+    stall_timeout_s: float = 300.0    # watchdog: an analysis without progress this long is re-driven
+    watchdog_interval_s: float = 10.0
+    max_redrives: int = 2             # then it is failed with the stage it was stuck in
     # Object storage
     s3_endpoint: str = "127.0.0.1:18333"
     s3_access_key: str = "coach"
@@ -52,6 +56,7 @@ class Settings:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
     metrics_port: int = 0             # 0: services pick a free port; the stack assigns fixed ones
+    metrics_host: str = "127.0.0.1"  # where workers serve /metrics + /healthz; 0.0.0.0 in containers
     # Analysis
     clip_frames: int = 32             # frames per clip message from tracker to pose
     max_upload_mb: int = 200

@@ -29,6 +29,7 @@ from shared.store import ObjectStore
 log = logging.getLogger("stack")
 
 WORKER_SERVICES = ("tracker", "pose", "judge", "suggest")
+ALERT_RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
 BROKER_BUCKET_SUFFIX = "-broker-log"
 
 
@@ -53,6 +54,7 @@ class StackPorts:
     s3: int = 18333
     weed_base: int = 18400      # SeaweedFS's internal servers use weed_base .. weed_base+12
     metrics_base: int = 19101   # worker i serves /metrics on metrics_base + i
+    prometheus: int = 19090     # `coach up --with-prometheus`
 
     def weed(self) -> dict[str, int]:
         names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
@@ -64,12 +66,13 @@ class StackPorts:
         out = {self.gateway: "gateway", self.broker: "Kafka broker", self.s3: "S3 object store"}
         out.update({p: f"object store internal ({n})" for n, p in self.weed().items()})
         out.update({self.metrics_base + i: "worker metrics" for i in range(n_workers)})
+        out[self.prometheus] = "Prometheus"
         return out
 
     def shifted(self, offset: int) -> "StackPorts":
         """The same layout moved by `offset` (the gateway port stays as chosen)."""
         return StackPorts(self.gateway, self.broker + offset, self.s3 + offset, self.weed_base + offset,
-                          self.metrics_base + offset)
+                          self.metrics_base + offset, self.prometheus + offset)
 
     @classmethod
     def free(cls) -> "StackPorts":
@@ -77,7 +80,8 @@ class StackPorts:
         import random
         for _ in range(200):
             base = random.randrange(20000, 32000, 100)  # below the ephemeral range (32768+)
-            cand = cls(gateway=base, broker=base + 1, s3=base + 2, weed_base=base + 10, metrics_base=base + 40)
+            cand = cls(gateway=base, broker=base + 1, s3=base + 2, weed_base=base + 10, metrics_base=base + 40,
+                       prometheus=base + 3)
             if all(port_free(p) for p in cand.named(16)):
                 return cand
         raise RuntimeError("no free port block found")
@@ -131,6 +135,8 @@ class EmbeddedStack:
     ports: StackPorts = field(default_factory=StackPorts)
     workers: dict[str, int] = field(default_factory=lambda: {s: 1 for s in WORKER_SERVICES})
     with_gateway: bool = True
+    with_watchdog: bool = True       # started with the gateway: it re-drives or fails stalled analyses
+    with_prometheus: bool = False     # a local Prometheus scraping every service (deploy/prometheus/alerts.yml loaded)
     settings_overrides: dict = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
     _lock_file: object = None
@@ -146,10 +152,12 @@ class EmbeddedStack:
 
     # -- checks -------------------------------------------------------------------------
     def check_ports(self) -> None:
-        n = sum(self.workers.values())
+        n = sum(self.workers.values()) + 1   # + the watchdog
         taken = [f"{port} ({what})" for port, what in sorted(self.ports.named(n).items()) if not port_free(port)]
         if not self.with_gateway:
             taken = [t for t in taken if "(gateway)" not in t]
+        if not self.with_prometheus:
+            taken = [t for t in taken if "(Prometheus)" not in t]
         if taken:
             raise PortInUse("cannot start: port(s) already in use: " + ", ".join(taken)
                             + ". Stop what uses them, or move the stack: coach up --port (gateway) / --port-offset (the rest).")
@@ -203,12 +211,50 @@ class EmbeddedStack:
                 self._add(Proc(name, [sys.executable, "-m", f"services.{service}.worker"],
                                {**env, "COACH_METRICS_PORT": str(port)}, logs / f"{name}.log", metrics_port=port))
                 i += 1
+        if self.with_gateway and self.with_watchdog:
+            port = self.ports.metrics_base + i
+            self._add(Proc("watchdog", [sys.executable, "-m", "shared.watchdog"],
+                           {**env, "COACH_METRICS_PORT": str(port)}, logs / "watchdog.log", metrics_port=port))
         if self.with_gateway:
             self._add(Proc("gateway", [sys.executable, "-m", "services.gateway"], env, logs / "gateway.log",
                            metrics_port=self.ports.gateway))
             _wait(lambda: _http_ok(f"http://127.0.0.1:{self.ports.gateway}/healthz"), wait_ready_s, "gateway")
+        if self.with_prometheus:
+            self._start_prometheus(wait_ready_s)
         self.write_state()
         return self
+
+    def prometheus_config(self) -> dict:
+        """Scrape every process that serves /metrics (one job per service, instance = process name)."""
+        jobs: dict[str, list[dict]] = {}
+        for p in self.procs:
+            if p.metrics_port:
+                service = p.argv[-1].split(".")[1] if p.argv[-1].startswith("services.") else p.name
+                jobs.setdefault(service, []).append(
+                    {"targets": [f"127.0.0.1:{p.metrics_port}"], "labels": {"instance": p.name}})
+        config: dict = {
+            "global": {"scrape_interval": "5s", "evaluation_interval": "5s", "external_labels": {"stack": "embedded"}},
+            "scrape_configs": [{"job_name": job, "metrics_path": "/metrics", "static_configs": targets}
+                               for job, targets in jobs.items()],
+        }
+        if ALERT_RULES.exists():
+            config["rule_files"] = [str(ALERT_RULES)]
+        return config
+
+    def _start_prometheus(self, wait_ready_s: float) -> None:
+        binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+        if not Path(binary).exists():
+            raise FileNotFoundError("'prometheus' not found; install Debian's prometheus package (scripts/setup.sh does)")
+        home = self.data_dir / "prometheus"
+        (home / "data").mkdir(parents=True, exist_ok=True)
+        cfg = home / "prometheus.yml"
+        cfg.write_text(json.dumps(self.prometheus_config(), indent=2))   # JSON is YAML
+        self._add(Proc("prometheus", [
+            binary, f"--config.file={cfg}", f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.ports.prometheus}", "--storage.tsdb.retention.time=15d",
+            "--web.enable-lifecycle",
+        ], dict(os.environ), self.data_dir / "logs" / "prometheus.log", metrics_port=self.ports.prometheus))
+        _wait(lambda: _http_ok(f"http://127.0.0.1:{self.ports.prometheus}/-/ready"), wait_ready_s, "prometheus")
 
     def _add(self, proc: Proc) -> None:
         proc.start()
@@ -242,6 +288,7 @@ class EmbeddedStack:
     def write_state(self) -> None:
         state = {"pid": os.getpid(), "data_dir": str(self.data_dir), "updated_at": time.time(),
                  "gateway": f"http://127.0.0.1:{self.ports.gateway}" if self.with_gateway else None,
+                 "prometheus": f"http://127.0.0.1:{self.ports.prometheus}" if self.with_prometheus else None,
                  "kafka_bootstrap": self.settings.kafka_bootstrap, "s3_endpoint": self.settings.s3_endpoint,
                  "processes": [p.info() for p in self.procs]}
         tmp = self.data_dir / "stack.json.tmp"

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from shared import bus
 from shared.messages import AnalysisCompleted, DeadLetter, Message, utc_now
 from shared.observability import (
-    CONSUMER_LAG, DEAD_LETTERS, ERRORS, IN_FLIGHT, MESSAGES, PROCESSING_SECONDS,
+    ANALYSES_COMPLETED, CONSUMER_LAG, DEAD_LETTERS, ERRORS, IN_FLIGHT, MESSAGES, PROCESSING_SECONDS,
     analysis_id_var, log_fields, serve_health, setup_logging, trace_id_var,
 )
 from shared.settings import Settings
@@ -95,6 +95,7 @@ class Worker:
         self.consumer = None
         self.last_poll = time.monotonic()
         self.processed = 0
+        self._lag_reported: set[tuple[str, int]] = set()   # (topic, partition) with a lag series
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{spec.service}-work")
 
     # -- health -------------------------------------------------------------------------
@@ -113,6 +114,7 @@ class Worker:
             while not self.stop.is_set():
                 self.last_poll = time.monotonic()
                 batch = self.consumer.poll(timeout_ms=500)
+                self._forget_moved_partitions()
                 for tp, records in batch.items():
                     for i, rec in enumerate(records):
                         if self.stop.is_set():
@@ -132,6 +134,16 @@ class Worker:
         high = self.consumer.highwater(tp)
         if high is not None:
             CONSUMER_LAG.labels(self.spec.service, tp.topic, str(tp.partition)).set(max(0, high - position))
+            self._lag_reported.add((tp.topic, tp.partition))
+
+    def _forget_moved_partitions(self) -> None:
+        """A partition a rebalance gave to another member is its to report: drop our stale series."""
+        if not self._lag_reported:
+            return
+        owned = {(t.topic, t.partition) for t in self.consumer.assignment()}
+        for topic, partition in self._lag_reported - owned:
+            CONSUMER_LAG.remove(self.spec.service, topic, str(partition))
+        self._lag_reported &= owned
 
     def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:
@@ -230,6 +242,7 @@ class Worker:
             ctx.status(aid, "failed", 0.0, error=reason)
             ctx.emit(self.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="failed", error=reason), aid)
             ctx.flush()
+            ANALYSES_COMPLETED.labels(self.spec.service, "failed").inc()
         except TRANSIENT:
             self.log.exception("could not record the failure")
 
@@ -262,7 +275,7 @@ def run_service(spec: WorkerSpec, settings: Settings | None = None) -> None:
         signal.signal(sig, lambda *_: stop.set())
     bus.wait_for_broker(settings, timeout_s=60)
     worker = Worker(spec, settings, stop)
-    server = serve_health(settings.metrics_port, worker.health)
+    server = serve_health(settings.metrics_port, worker.health, host=settings.metrics_host)
     logging.getLogger(spec.service).info(
         "started", extra=log_fields(metrics_port=server.server_port, topic=spec.topic))
     worker.run()

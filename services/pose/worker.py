@@ -15,7 +15,7 @@ import numpy as np
 
 from services.pose.refine import make_refiner
 from shared.messages import ClipPoses, TrackedClip
-from shared.observability import FRAMES
+from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS
 from shared.skeleton import LANDMARK_NAMES
 from shared.store import ObjectNotFound, keys
 from shared.worker import Context, WorkerSpec, run_service
@@ -54,7 +54,10 @@ class PoseStage:
         blank = next((im for im in frames if im is not None), np.zeros((8, 8, 3), np.uint8))
         frames = [im if im is not None else blank for im in frames]
         with self.lock:
+            infer_started = time.perf_counter()
             seq = self.estimator.estimate_sequence(frames, boxes)
+            POSE_INFERENCE_SECONDS.labels(SERVICE).observe(time.perf_counter() - infer_started)
+        POSE_BATCH_FRAMES.labels(SERVICE).observe(sum(b is not None for b in boxes))   # frames the model ran on
         refiner = self.refiner
         if self.refiner_name == "one_euro":   # its cut-offs are in Hz: use the clip's frame rate
             refiner = make_refiner("one_euro", freq_hz=msg.video.fps)
@@ -93,10 +96,24 @@ def _rows(a: np.ndarray, digits: int) -> list[list[float] | None]:
     return [None if not np.all(np.isfinite(r)) else [round(float(v), digits) for v in r] for r in a]
 
 
+def report_gpu() -> None:
+    """coach_gpu_in_use: 1 where torch sees a CUDA device (checked off the start-up path: torch imports slowly)."""
+    def check():
+        try:
+            import torch
+            GPU_IN_USE.labels(SERVICE).set(1 if torch.cuda.is_available() else 0)
+        except Exception:  # noqa: BLE001 — no torch (CPU image) or no driver: no GPU
+            GPU_IN_USE.labels(SERVICE).set(0)
+
+    GPU_IN_USE.labels(SERVICE).set(0)
+    threading.Thread(target=check, name="gpu-check", daemon=True).start()
+
+
 def main() -> None:
     from shared.settings import Settings
 
     s = Settings.from_env()
+    report_gpu()
     stage = PoseStage(s.refiner)
     run_service(WorkerSpec(SERVICE, s.topics.clips, TrackedClip, stage.handle), s)
 
