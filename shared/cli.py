@@ -20,7 +20,8 @@ def cmd_up(args) -> int:
     settings = Settings.from_env()
     ports = StackPorts(gateway=args.port).shifted(args.port_offset)
     workers = {"tracker": 1, "pose": args.pose_workers, "judge": 1, "suggest": 1}
-    stack = EmbeddedStack(Path(args.data_dir or settings.data_dir), ports, workers)
+    stack = EmbeddedStack(Path(args.data_dir or settings.data_dir), ports, workers,
+                          with_prometheus=getattr(args, "with_prometheus", False))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -32,6 +33,8 @@ def cmd_up(args) -> int:
         return 2
     print(f"AI Coach is up: http://127.0.0.1:{ports.gateway}  (data in {stack.data_dir}; Ctrl+C stops)", flush=True)
     print("Keyless access is accepted on loopback only.", flush=True)
+    if stack.with_prometheus:
+        print(f"Prometheus: http://127.0.0.1:{ports.prometheus}  (scraping every service)", flush=True)
     while not stop.wait(1.0):
         stack.supervise_once()
     print("stopping...", flush=True)
@@ -77,7 +80,7 @@ def cmd_bench(args) -> int:
 
 # Modules that add their own sub-commands: each has `register(subparsers)`. A service's
 # commands live beside its code (e.g. `coach judge train` in services/judge/cli.py).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["shared.dlq", "services.judge.cli", "services.pose.cli", "services.tracker.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port-offset", type=int, default=0,
                     help="move the broker, store and metrics ports (19092, 18333, 18400-18412, 19101+) by this much")
     up.add_argument("--pose-workers", type=int, default=1, help="pose worker processes (default 1)")
+    up.add_argument("--with-prometheus", action="store_true",
+                    help="also run a local Prometheus (Debian's /usr/bin/prometheus) on 19090 (+ offset) scraping every service")
     up.set_defaults(fn=cmd_up)
 
     ps = sub.add_parser("ps", help="list the embedded stack's processes")

@@ -19,6 +19,8 @@ class FrameResult(_Doc):
     keypoints: Optional[dict[str, list[float]]] = Field(None, description="name -> [x_px, y_px, confidence]")
     keypoints_3d: Optional[dict[str, list[float]]] = Field(None, description="name -> [x_m, y_m, z_m], hip-centred")
     angles_deg: dict[str, Optional[float]] = Field(default_factory=dict)
+    angles_3d_deg: Optional[dict[str, Optional[float]]] = Field(
+        None, description="Joint angles from keypoints_3d, degrees, same names and conventions as angles_deg (docs/biomechanics.md)")
     faults: dict[str, Optional[float]] = Field(default_factory=dict, description="fault type -> probability")
 
 
@@ -57,6 +59,58 @@ class Artifact(_Doc):
     content_type: str
 
 
+class JumpResult(_Doc):
+    takeoff_frame: int = Field(description="Last frame on the ground before the flight")
+    landing_frame: int = Field(description="First frame back on the ground")
+    takeoff_s: float
+    landing_s: float
+    flight_time_s: float
+    height_m: Optional[float] = Field(None, description="g t^2 / 8 from the flight time t")
+    com_rise_px: Optional[float] = Field(None, description="Centre of mass apex above its take-off height, pixels")
+    com_rise_m: Optional[float] = None
+
+
+class AngleSummary(_Doc):
+    min_deg: Optional[float] = None
+    max_deg: Optional[float] = None
+    range_deg: Optional[float] = None
+    peak_velocity_deg_s: Optional[float] = Field(None, description="Largest |angular velocity|")
+
+
+class BiomechScale(_Doc):
+    px_per_m: Optional[float] = Field(None, description="Median image scale at the athlete")
+    source: Literal["given", "athlete_height", "world_landmarks", "none"]
+    athlete_height_m: Optional[float] = None
+    skeleton_stature_m: Optional[float] = Field(None, description="Standing height implied by the 3D skeleton")
+
+
+class BiomechSeries(_Doc):
+    """Per-frame series, one value per entry of athletes[0].frames (same order); null where unknown."""
+    com_px: list[Optional[list[float]]] = Field(description="Filtered centre of mass [x_px, y_px]")
+    com_velocity_px_s: list[Optional[list[float]]]
+    com_speed_m_s: list[Optional[float]]
+    px_per_m: list[Optional[float]]
+    angles_3d_deg: dict[str, list[Optional[float]]] = Field(description="Filtered 3D joint angles")
+    angular_velocity_deg_s: dict[str, list[Optional[float]]] = Field(description="d/dt of the 3D joint angles")
+    joint_speed_px_s: dict[str, list[Optional[float]]]
+    joint_speed_m_s: dict[str, list[Optional[float]]]
+    airborne: list[bool]
+
+
+class Biomechanics(_Doc):
+    fps: float
+    filter: str = Field(description="Smoothing / differentiation applied to the series")
+    com_model: str
+    scale: BiomechScale
+    angles: dict[str, AngleSummary] = Field(description="3D joint angle -> range of motion and peak angular velocity")
+    peak_com_speed_px_s: Optional[float] = None
+    peak_com_speed_m_s: Optional[float] = None
+    jumps: list[JumpResult] = Field(default_factory=list)
+    bone_length_cv: dict[str, Optional[float]] = Field(
+        default_factory=dict, description="3D bone -> coefficient of variation of its length over frames (plausibility)")
+    series: BiomechSeries
+
+
 class AnalysisResult(_Doc):
     schema_: Literal["coach.result/1"] = Field("coach.result/1", alias="schema")
     id: str
@@ -67,3 +121,4 @@ class AnalysisResult(_Doc):
     artifacts: dict[str, Artifact] = Field(default_factory=dict)
     timings_s: dict[str, float] = Field(default_factory=dict)
     models: dict[str, str] = Field(default_factory=dict, description="stage -> model name/version used")
+    biomechanics: Optional[Biomechanics] = Field(None, description="Angles, velocities, centre of mass, jumps (docs/biomechanics.md)")

@@ -22,6 +22,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
+from services.gateway.web import web_router
 from shared import bus
 from shared.messages import AnalysisRequested, VideoInfo, utc_now
 from shared.settings import Settings
@@ -134,9 +135,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return state["producer"]
 
     def sports() -> dict[str, dict]:
-        if state["sports"] is None:
-            from services.judge.packs import available_packs, load_pack
-            state["sports"] = {name: load_pack(name).describe() for name in available_packs()}
+        # The judge's model registry (models/<sport>/current.json), re-read at most every 10 s so a
+        # `coach judge publish` shows here without a restart; shipped packs for sports it lacks, and
+        # the last answer (or the shipped packs) while the store is unreachable.
+        now = time.monotonic()
+        if state["sports"] is None or now - state.get("sports_read_at", 0.0) > 10.0:
+            from services.judge.registry import ModelRegistry
+            try:
+                state["sports"] = ModelRegistry(store).describe_all()
+            except StoreUnavailable:
+                if state["sports"] is None:
+                    from services.judge.packs import available_packs, load_pack
+                    state["sports"] = {name: load_pack(name).describe() for name in available_packs()}
+            state["sports_read_at"] = now
         return state["sports"]
 
     def check_id(aid: str) -> str:
@@ -202,7 +213,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(store.put_file, msg.video_key, path, video.content_type or "application/octet-stream")
         await asyncio.to_thread(store.put_json, keys.request(aid), {
             "analysis_id": aid, "sport": sport, "submitted_at": msg.submitted_at, "video": info.model_dump(),
-            "filename": (video.filename or "")[:200], "size_bytes": size, "target_bbox_px": bbox})
+            "filename": (video.filename or "")[:200], "size_bytes": size, "target_bbox_px": bbox,
+            "message": msg.model_dump(mode="json", by_alias=True)})   # lets the watchdog re-drive a stalled analysis
         await asyncio.to_thread(lambda: bus.send(producer(), settings.topics.analyses, msg, aid, bus.new_trace_id()).get(timeout=30))
         SUBMITTED.labels(sport).inc()
         log.info("analysis queued", extra={"analysis_id": aid})
@@ -269,4 +281,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if state["producer"] is not None:
             state["producer"].close(timeout=5)
 
+    app.include_router(web_router(store, settings))
+    from services.gateway.sessions import sessions_router  # imports this module's helpers: late import
+    app.include_router(sessions_router(store, settings, producer, sports))
     return app

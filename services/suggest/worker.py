@@ -11,13 +11,14 @@ import logging
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from shared.messages import AnalysisCompleted, AnalysisVerdict
-from shared.observability import FRAMES
+from shared.observability import ANALYSES_COMPLETED, ANALYSIS_SECONDS, FRAMES
 from shared.render import H264Writer, draw_label, draw_pose
 from shared.result import AnalysisResult, Artifact
 from shared.skeleton import LANDMARK_NAMES
@@ -59,7 +60,6 @@ class SuggestStage:
 
     def handle(self, msg: AnalysisVerdict, ctx: Context) -> None:
         from services.judge.features import frame_features
-        from services.judge.packs import load_pack
         from services.judge.worker import load_sequence
 
         aid = msg.analysis_id
@@ -69,8 +69,7 @@ class SuggestStage:
         verdict = ctx.store.get_json(keys.verdict(aid))
         frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"])
         features = frame_features(kps)                                   # [N, F]
-        pack = load_pack(msg.sport)
-        titles = {f.id: f.title for f in pack.faults}
+        titles = verdict.get("fault_titles", {})   # from the model that judged (registry versions too)
         fps = msg.video.fps
 
         exemplars = self.catalog.for_sport(msg.sport)
@@ -112,9 +111,14 @@ class SuggestStage:
             models={**_first_clip(ctx.store, aid), "judge": msg.model_version,
                     "exemplars": self.catalog.version(msg.sport)},
         )
+        # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
+        from services.pose.biomech_report import attach_biomechanics
+        attach_biomechanics(ctx.store, aid, result, frames, fps)
         ctx.store.put_json(keys.result(aid), result)
         ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3))
         ctx.emit(ctx.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="done", result_key=keys.result(aid)), key=aid)
+        ANALYSES_COMPLETED.labels(SERVICE, "done").inc()
+        _observe_end_to_end(ctx.store, aid, msg.sport)
 
     @staticmethod
     def _timings(store: ObjectStore, aid: str, tracking: dict, started: float) -> dict[str, float]:
@@ -122,6 +126,17 @@ class SuggestStage:
         judge = store.get_json(keys.status(aid, "judge"))
         return {"tracker": tracking.get("seconds", 0.0), "pose": round(pose_s, 3),
                 "judge": judge.get("seconds", 0.0), "suggest": round(time.perf_counter() - started, 3)}
+
+
+def _observe_end_to_end(store: ObjectStore, aid: str, sport: str) -> None:
+    """coach_analysis_seconds: from the request's submitted_at (written by the gateway) to now."""
+    try:
+        submitted = datetime.fromisoformat(store.get_json(keys.request(aid))["submitted_at"])
+    except (ObjectNotFound, KeyError, TypeError, ValueError):
+        return   # not submitted through the gateway: nothing to measure from
+    if submitted.tzinfo is None:
+        submitted = submitted.replace(tzinfo=timezone.utc)
+    ANALYSIS_SECONDS.labels(sport).observe(max(0.0, (datetime.now(timezone.utc) - submitted).total_seconds()))
 
 
 def _first_clip(store: ObjectStore, aid: str) -> dict:
