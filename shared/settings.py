@@ -55,6 +55,8 @@ class Settings:
     # HTTP
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    allow_keyless: bool = True        # keyless /v1 requests from loopback, only while bound to loopback
+    uploads_per_minute: int = 60      # per API key (token bucket)
     metrics_port: int = 0             # 0: services pick a free port; the stack assigns fixed ones
     metrics_host: str = "127.0.0.1"  # where workers serve /metrics + /healthz; 0.0.0.0 in containers
     # Analysis

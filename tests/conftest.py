@@ -1,7 +1,6 @@
 """Fixtures: the real broker and object store on free loopback ports, started once per session."""
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import uuid

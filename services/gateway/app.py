@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import re
 import secrets
 import tempfile
@@ -22,6 +21,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 
+from services.gateway.auth import caller_of, install_auth, keyless_allowed, owner_of
 from services.gateway.web import web_router
 from shared import bus
 from shared.messages import AnalysisRequested, VideoInfo, utc_now
@@ -88,6 +88,36 @@ def parse_bbox(text: Optional[str], info: VideoInfo) -> Optional[list[float]]:
     return box
 
 
+async def save_upload(video: UploadFile, directory: Path, stem: str, settings: Settings,
+                      what: str = "the upload") -> tuple[Path, str, int]:
+    """Stream an upload to directory/stem.<ext>, refusing it (413) past the size limit.
+
+    The extension is kept only when it is a short alphanumeric suffix: a file name is never
+    trusted further (it never reaches an object key)."""
+    limit = settings.max_upload_mb * 1024 * 1024
+    suffix = Path(video.filename or "").suffix.lower().lstrip(".")
+    ext = suffix if re.fullmatch(r"[a-z0-9]{1,5}", suffix) else "bin"
+    path = directory / f"{stem}.{ext}"
+    size = 0
+    with open(path, "wb") as out:
+        while chunk := await video.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                REJECTED.labels("too_large").inc()
+                raise HTTPException(413, f"{what} is larger than {settings.max_upload_mb} MB")
+            out.write(chunk)
+    return path, ext, size
+
+
+def request_record(msg: AnalysisRequested, filename: str | None, size: int, owner: str, **extra) -> dict:
+    """analyses/<id>/request.json: what was asked, by whom, and the message to re-drive it with."""
+    return {"analysis_id": msg.analysis_id, "sport": msg.sport, "submitted_at": msg.submitted_at,
+            "video": msg.video.model_dump(), "filename": (filename or "")[:200], "size_bytes": size,
+            "target_bbox_px": msg.target_bbox_px,
+            "message": msg.model_dump(mode="json", by_alias=True),   # lets the watchdog re-drive a stalled analysis
+            "owner": owner, **extra}
+
+
 def analysis_status(store: ObjectStore, aid: str) -> dict:
     """Combine the per-stage status objects into the status a client sees."""
     try:
@@ -128,6 +158,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="AI Coach", version="1", description="Upload a training clip; get poses, faults and exemplar suggestions back.")
     store = ObjectStore(settings)
     state: dict = {"producer": None, "sports": None}
+    install_auth(app, store, settings)
+    log.info("API keys required on every /v1 request" if not keyless_allowed(settings) else
+             "keyless requests are accepted from loopback (COACH_ALLOW_KEYLESS); keys work too")
 
     def producer():
         if state["producer"] is None:
@@ -188,19 +221,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if sport not in sports():
             REJECTED.labels("unknown_sport").inc()
             raise HTTPException(422, f"unknown sport {sport!r}; choose one of: {', '.join(sports())}")
-        limit = settings.max_upload_mb * 1024 * 1024
-        suffix = Path(video.filename or "").suffix.lower().lstrip(".")
-        ext = suffix if re.fullmatch(r"[a-z0-9]{1,5}", suffix) else "bin"   # never trust the name further
         with tempfile.TemporaryDirectory(prefix="coach-upload-") as tmp:
-            path = Path(tmp) / f"upload.{ext}"
-            size = 0
-            with open(path, "wb") as out:
-                while chunk := await video.read(1 << 20):
-                    size += len(chunk)
-                    if size > limit:
-                        REJECTED.labels("too_large").inc()
-                        raise HTTPException(413, f"the upload is larger than {settings.max_upload_mb} MB")
-                    out.write(chunk)
+            path, ext, size = await save_upload(video, Path(tmp), "upload", settings)
             try:
                 info = await asyncio.to_thread(probe_video, path, settings)
                 bbox = parse_bbox(target_bbox, info)
@@ -211,10 +233,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             msg = AnalysisRequested(analysis_id=aid, sport=sport, video_key=keys.source(aid, ext), video=info,
                                     target_bbox_px=bbox, submitted_at=utc_now())
             await asyncio.to_thread(store.put_file, msg.video_key, path, video.content_type or "application/octet-stream")
-        await asyncio.to_thread(store.put_json, keys.request(aid), {
-            "analysis_id": aid, "sport": sport, "submitted_at": msg.submitted_at, "video": info.model_dump(),
-            "filename": (video.filename or "")[:200], "size_bytes": size, "target_bbox_px": bbox,
-            "message": msg.model_dump(mode="json", by_alias=True)})   # lets the watchdog re-drive a stalled analysis
+        await asyncio.to_thread(store.put_json, keys.request(aid),
+                                request_record(msg, video.filename, size, caller_of(request)))
         await asyncio.to_thread(lambda: bus.send(producer(), settings.topics.analyses, msg, aid, bus.new_trace_id()).get(timeout=30))
         SUBMITTED.labels(sport).inc()
         log.info("analysis queued", extra={"analysis_id": aid})
@@ -223,11 +243,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=202)
 
     @app.get("/v1/analyses")
-    def list_analyses(limit: int = 50):
+    def list_analyses(request: Request, limit: int = 50):
+        """The caller's analyses, newest first (the 500 most recent analyses are searched)."""
+        me = caller_of(request)
         ids = [p.rstrip("/").split("/")[-1] for p in store.iter_prefixes("analyses/")]
-        ids = [i for i in ids if ID_RE.match(i)][-max(1, min(limit, 500)):]
         out = []
-        for aid in reversed(ids):   # newest first
+        for aid in reversed([i for i in ids if ID_RE.match(i)][-500:]):   # ids are time-ordered
+            if len(out) >= max(1, min(limit, 500)):
+                break
+            if owner_of(store, "analysis", aid) != me:
+                continue
             try:
                 out.append(analysis_status(store, aid))
             except HTTPException:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from shared import bus
@@ -131,7 +131,8 @@ def compute_alignment(store: ObjectStore, session: dict) -> dict:
 def sessions_router(store: ObjectStore, settings: Settings, producer: Callable, sports: Callable[[], dict]) -> APIRouter:
     """producer: () -> the gateway's Kafka producer; sports: () -> {sport: description}."""
     from services.gateway.app import (ID_RE, REJECTED, SUBMITTED, UploadRejected, analysis_status, new_analysis_id,
-                                      probe_video)
+                                      probe_video, request_record, save_upload)
+    from services.gateway.auth import caller_of
 
     router = APIRouter()
     aligning: set[str] = set()
@@ -167,7 +168,7 @@ def sessions_router(store: ObjectStore, settings: Settings, producer: Callable, 
         threading.Thread(target=work, name=f"align-{sid[:8]}", daemon=True).start()
 
     @router.post("/v1/sessions", status_code=202)
-    async def create_session(videos: list[UploadFile] = File(...), sport: str = Form(None),
+    async def create_session(http_request: Request, videos: list[UploadFile] = File(...), sport: str = Form(None),
                              athlete_height_m: Optional[float] = Form(None)):
         sport = sport or settings.default_sport
         if sport not in sports():
@@ -177,23 +178,13 @@ def sessions_router(store: ObjectStore, settings: Settings, producer: Callable, 
             raise HTTPException(422, f"a session needs 2 to {MAX_CAMERAS} videos (`videos` fields); got {len(videos)}")
         if athlete_height_m is not None and not 0.5 <= athlete_height_m <= 2.6:
             raise HTTPException(422, "athlete_height_m must be the athlete's height in metres (0.5-2.6)")
-        limit = settings.max_upload_mb * 1024 * 1024
         sid = new_analysis_id()
         cams: list[dict] = []
         with tempfile.TemporaryDirectory(prefix="coach-session-") as tmp:
             # every upload is checked before anything is stored or queued
             for i, video in enumerate(videos):
-                suffix = Path(video.filename or "").suffix.lower().lstrip(".")
-                ext = suffix if re.fullmatch(r"[a-z0-9]{1,5}", suffix) else "bin"
-                path = Path(tmp) / f"camera{i}.{ext}"
-                size = 0
-                with open(path, "wb") as out:
-                    while chunk := await video.read(1 << 20):
-                        size += len(chunk)
-                        if size > limit:
-                            REJECTED.labels("too_large").inc()
-                            raise HTTPException(413, f"video {i + 1} ({video.filename}) is larger than {settings.max_upload_mb} MB")
-                        out.write(chunk)
+                path, ext, size = await save_upload(video, Path(tmp), f"camera{i}", settings,
+                                                    what=f"video {i + 1} ({video.filename})")
                 try:
                     info = await asyncio.to_thread(probe_video, path, settings)
                 except UploadRejected as rej:
@@ -208,15 +199,15 @@ def sessions_router(store: ObjectStore, settings: Settings, producer: Callable, 
                 msg = AnalysisRequested(analysis_id=aid, sport=sport, video_key=keys.source(aid, c["ext"]), video=c["video"],
                                         target_bbox_px=None, submitted_at=utc_now())
                 await asyncio.to_thread(store.put_file, msg.video_key, c["path"], c["content_type"])
-                request = {"analysis_id": aid, "sport": sport, "submitted_at": msg.submitted_at,
-                           "video": c["video"].model_dump(), "filename": c["filename"], "size_bytes": c["size"],
-                           "target_bbox_px": None, "session_id": sid, "camera": c["index"]}
+                request = request_record(msg, c["filename"], c["size"], caller_of(http_request),
+                                         session_id=sid, camera=c["index"])
                 if athlete_height_m is not None:
                     request["athlete_height_m"] = athlete_height_m
                 await asyncio.to_thread(store.put_json, keys.request(aid), request)
                 c["video_key"] = msg.video_key
                 msgs.append(msg)
         session = {"schema": "coach.session/1", "id": sid, "sport": sport, "created_at": utc_now(),
+                   "owner": caller_of(http_request),
                    "athlete_height_m": athlete_height_m,
                    "cameras": [{"index": c["index"], "analysis_id": c["analysis_id"], "filename": c["filename"],
                                 "video": c["video"].model_dump(), "video_key": c["video_key"]} for c in cams]}

@@ -60,13 +60,29 @@ async function errorText(resp) {
   try { detail = describeDetail((await resp.json()).detail); } catch (e) { /* not JSON */ }
   return detail || `the server answered ${resp.status} ${resp.statusText}`.trim();
 }
-async function api(path) {
+// API key: only needed when the gateway is not on loopback. Kept in this browser's storage;
+// sent as a header where we can, and as ?api_key= where the browser cannot set headers
+// (EventSource, <video src>, download links).
+function apiKey() { return localStorage.getItem("coach.apiKey") || ""; }
+function withKey(url) {
+  const k = apiKey();
+  return k ? url + (url.includes("?") ? "&" : "?") + "api_key=" + encodeURIComponent(k) : url;
+}
+function askForKey(message) {
+  const k = window.prompt(message || "This AI Coach server needs an API key (ask its operator; `coach keys create`):", "");
+  if (k) localStorage.setItem("coach.apiKey", k.trim());
+  return !!k;
+}
+async function api(path, retried) {
   let resp;
+  const headers = { Accept: "application/json" };
+  if (apiKey()) headers.Authorization = "Bearer " + apiKey();
   try {
-    resp = await fetch(path, { headers: { Accept: "application/json" } });
+    resp = await fetch(path, { headers });
   } catch (e) {
     throw new Error("Cannot reach the AI Coach server. Check the connection and that the server is running.");
   }
+  if (resp.status === 401 && !retried && askForKey(await errorText(resp))) return api(path, true);
   if (!resp.ok) throw new Error(await errorText(resp));
   return resp.json();
 }
@@ -314,6 +330,7 @@ function submitUpload(ev) {
   xhr.addEventListener("abort", () => { done(); show($("#upload-progress"), false); uploadError("Upload cancelled."); });
   xhr.open("POST", "/v1/analyses");
   xhr.setRequestHeader("Accept", "application/json");
+  if (apiKey()) xhr.setRequestHeader("Authorization", "Bearer " + apiKey());
   xhr.send(fd);
 }
 
@@ -404,7 +421,7 @@ function renderStatus(st) {
   }
 }
 function followEvents(id) {
-  const es = new EventSource(`/v1/analyses/${id}/events`);
+  const es = new EventSource(withKey(`/v1/analyses/${id}/events`));
   state.es = es;
   es.addEventListener("progress", (ev) => { show($("#analysis-error"), false); renderStatus(JSON.parse(ev.data)); });
   es.addEventListener("end", (ev) => {
@@ -599,7 +616,7 @@ function setupPlayer() {
   const aspect = `${A.r.video.width} / ${A.r.video.height}`;
   $("#player-box").style.aspectRatio = aspect;
   for (const f of document.querySelectorAll(".cmp-frame")) f.style.aspectRatio = aspect;
-  v.src = `/v1/analyses/${A.id}/video`;
+  v.src = withKey(`/v1/analyses/${A.id}/video`);
   v.playbackRate = Number($("#speed").value);
   const slider = $("#slider");
   slider.max = A.n - 1;
@@ -986,7 +1003,7 @@ function setupCompare(seg, which) {
   const pad = Math.max(0, (1.2 - Math.max(a1 - a0, e1 - e0)) / 2);
   cmp.loop = { a0: Math.max(0, a0 - pad), a1: Math.min(A.duration, a1 + pad), e0: Math.max(0, e0 - pad), e1: e1 + pad };
   const va = $("#cmp-athlete"), ve = $("#cmp-exemplar");
-  const aSrc = `/v1/analyses/${A.id}/video`;
+  const aSrc = withKey(`/v1/analyses/${A.id}/video`);
   if (va.getAttribute("src") !== aSrc) va.src = aSrc;
   if (ve.getAttribute("src") !== sug.url) { ve.src = sug.url; ve.dataset.retried = ""; }
   applyCompareZoom();
@@ -1205,9 +1222,9 @@ function renderReps() {
 function renderDownloads() {
   const id = state.A.id;
   fill($("#downloads"), 
-    el("li", null, el("a", { href: `/v1/analyses/${id}/result`, download: `coach-${id}.json` }, "Result (JSON)"), el("span", { class: "muted small" }, " — poses, angles, faults and suggestions, as the API returns them")),
-    el("li", null, el("a", { href: `/v1/analyses/${id}/video`, download: `coach-${id}.mp4` }, "Annotated video (MP4)"), el("span", { class: "muted small" }, " — skeleton drawn; faulty frames red, correct green")),
-    el("li", null, el("a", { href: `/v1/analyses/${id}/keypoints.csv`, download: `coach-${id}-keypoints.csv` }, "Keypoints and angles (CSV)"), el("span", { class: "muted small" }, " — one row per frame, for spreadsheets")));
+    el("li", null, el("a", { href: withKey(`/v1/analyses/${id}/result`), download: `coach-${id}.json` }, "Result (JSON)"), el("span", { class: "muted small" }, " — poses, angles, faults and suggestions, as the API returns them")),
+    el("li", null, el("a", { href: withKey(`/v1/analyses/${id}/video`), download: `coach-${id}.mp4` }, "Annotated video (MP4)"), el("span", { class: "muted small" }, " — skeleton drawn; faulty frames red, correct green")),
+    el("li", null, el("a", { href: withKey(`/v1/analyses/${id}/keypoints.csv`), download: `coach-${id}-keypoints.csv` }, "Keypoints and angles (CSV)"), el("span", { class: "muted small" }, " — one row per frame, for spreadsheets")));
 }
 
 // ───────────────────────── start ─────────────────────────
