@@ -105,6 +105,45 @@ class FaultSegment(BaseModel):
     peak_probability: float = Field(ge=0, le=1)
 
 
+class RepetitionTempo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    down: float = Field(ge=0, description="Seconds from the start to the turnaround (bottom of a squat / push-up)")
+    hold: float = Field(ge=0, description="Seconds at the turnaround (within 10% of the range of motion)")
+    up: float = Field(ge=0, description="Seconds from the turnaround back to the end")
+
+
+class Repetition(BaseModel):
+    """One repetition of an exercise (services/judge/reps.py; quality from services/judge/sequence.py)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    index: int = Field(ge=1, description="1-based, in time order; partial repetitions are listed too")
+    start_frame: int = Field(ge=0)
+    end_frame: int = Field(ge=0, description="Inclusive")
+    quality: Optional[float] = Field(None, ge=0, le=1, description="Probability that the repetition is standard "
+                                     "(LSTM + attention); null when no sequence model is available")
+    attention: Optional[list[float]] = Field(None, description="Attention weight of each frame start_frame..end_frame "
+                                             "(sums to 1): the frames that decided the quality")
+    range_of_motion_deg: float = Field(description="Travel of the sport's primary angle (squat: thigh below "
+                                       "vertical; push-up: elbow flexion)")
+    tempo_s: RepetitionTempo
+    partial: bool = Field(False, description="Less than half the range of the clip's largest repetition: reported, not counted")
+
+
+class ScoreExemplar(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(description="Exemplar clip of known score in the model's pool")
+    title: Optional[str] = None
+    score: float
+    predicted_difference: float = Field(description="Predicted score of the analysed clip minus the exemplar's")
+
+
+class ActionScore(BaseModel):
+    """Action score 0-100 (services/judge/score.py): mean over exemplars of (score + predicted difference)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: float = Field(ge=0, le=100)
+    exemplars: list[ScoreExemplar] = Field(default_factory=list)
+    model_version: Optional[str] = None
+
+
 class AnalysisVerdict(Message):
     """judge -> suggest and integrators: the faults found in a whole analysis."""
 
@@ -117,6 +156,8 @@ class AnalysisVerdict(Message):
     faults: list[FaultSegment]
     fault_types: list[str] = Field(description="All fault types the pack checks")
     verdict_key: str = Field(description="Object key of the per-frame verdict document")
+    repetitions: Optional[list[Repetition]] = Field(None, description="Exercise sports: repetitions found, with quality")
+    score: Optional[ActionScore] = Field(None, description="Exercise sports: action score 0-100")
     produced_at: str = Field(default_factory=utc_now)
 
 

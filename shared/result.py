@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.messages import BBox, VideoInfo
+from shared.messages import ActionScore, BBox, Repetition, VideoInfo
 
 
 class _Doc(BaseModel):
@@ -122,3 +122,6 @@ class AnalysisResult(_Doc):
     timings_s: dict[str, float] = Field(default_factory=dict)
     models: dict[str, str] = Field(default_factory=dict, description="stage -> model name/version used")
     biomechanics: Optional[Biomechanics] = Field(None, description="Angles, velocities, centre of mass, jumps (docs/biomechanics.md)")
+    repetitions: Optional[list[Repetition]] = Field(
+        None, description="Exercise sports: repetitions with quality and attention (docs/judge.md, Judge over time)")
+    score: Optional[ActionScore] = Field(None, description="Exercise sports: action score 0-100 against exemplars of known score")

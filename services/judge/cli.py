@@ -1,7 +1,7 @@
 """`coach judge ...`: train fault models on labelled data, evaluate them, publish them to the registry.
 
-    coach judge train   --sport NAME --data FILE [FILE...] --out DIR [--labels FILE] [--grid]
-    coach judge eval    --model DIR --data FILE [FILE...] [--labels FILE] [--json]
+    coach judge train   --sport NAME --data FILE [FILE...] --out DIR [--labels FILE] [--grid] [--kind frame|sequence]
+    coach judge eval    --model DIR --data FILE [FILE...] [--labels FILE] [--json] [--kind frame|sequence]
     coach judge publish --model DIR|VERSION [--sport NAME]
     coach judge list    [--json]
 
@@ -10,6 +10,11 @@ pack.json + model.joblib + report.json into DIR; `publish` uploads DIR to the re
 storage (COACH_S3_* settings) as a version, makes it current and tells running judge workers,
 which switch to it without a restart. `publish --model VERSION --sport NAME` makes an existing
 version current again (roll back).
+
+`--kind frame` (default) is the per-frame SVM pack; `--kind sequence` trains / evaluates the
+per-repetition LSTM + attention model (services/judge/sequence.py) on the same data formats:
+repetitions are found by services/judge/reps.py and one is non-standard if any of its frames
+carries a fault label; DIR receives sequence.pt + sequence_report.json.
 """
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ def table9(evaluation: dict) -> str:
 
 
 def cmd_train(args) -> int:
+    if getattr(args, "kind", "frame") == "sequence":
+        return cmd_train_sequence(args)
     from services.judge.datasets import DatasetError, load_training_data
     from services.judge.packs import PACK_SPECS, spec_from_meta
     from services.judge.registry import SPORT_RE
@@ -101,6 +108,8 @@ def _eval_selection(report: dict | None, ds):
 
 
 def cmd_eval(args) -> int:
+    if getattr(args, "kind", "frame") == "sequence":
+        return cmd_eval_sequence(args)
     from services.judge.datasets import DatasetError, load_training_data
     from services.judge.packs import load_pack_dir
     from services.judge.training import evaluate
@@ -131,6 +140,73 @@ def cmd_eval(args) -> int:
         print(f"macro F1 {100 * ev['macro_f1']:.1f} over {', '.join(ev['macro_over'])}; "
               f"{ev['frames_scored']} frames scored, {ev['frames_without_verdict']} without a verdict")
         print(table9(ev))
+    return 0
+
+
+def cmd_train_sequence(args) -> int:
+    from services.judge import sequence as Q
+    from services.judge.datasets import DatasetError, load_training_data
+    from services.judge.packs import PACK_SPECS
+
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        faults = PACK_SPECS[args.sport].fault_ids if args.sport in PACK_SPECS else None
+        ds = load_training_data(args.data, args.labels, faults, args.fps)
+        for note in ds.notes:
+            log(f"note: {note}")
+        model, report = Q.train_dataset(args.sport, ds, seed=args.seed, label_source=args.label_source or "", log=log)
+    except (DatasetError, FileNotFoundError) as exc:
+        return _err(str(exc))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = model.save(out / "sequence.pt")
+    (out / "sequence_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    ev = report["evaluation"]
+    if args.json:
+        print(json.dumps({"model_version": model.model_version, "out": str(out), "kind": "sequence", "evaluation": ev}, indent=1))
+        return 0
+    print(f"trained {model.model_version} -> {out}/sequence.pt ({size / 1024:.0f} KB)")
+    print(f"data: {ds.frames} frames, {len(ds.sequences)} sequence(s); split by sequence: "
+          f"{len(report['split']['train'])} train, {len(report['split']['val'])} val, {len(report['split']['test'])} test")
+    print(f"test repetitions: {ev['reps']} ({ev['non_standard']} non-standard): accuracy {100 * ev['accuracy']:.1f}, "
+          f"F1 (non-standard) {100 * ev['f1']:.1f}, precision {100 * ev['precision']:.1f}, recall {100 * ev['recall']:.1f}")
+    return 0
+
+
+def cmd_eval_sequence(args) -> int:
+    import numpy as np
+
+    from services.judge import sequence as Q
+    from services.judge.datasets import DatasetError, load_training_data
+
+    path = Path(args.model)
+    pt = path / "sequence.pt" if path.is_dir() else path
+    if not pt.is_file():
+        return _err(f"{args.model}: no sequence.pt (train one with `coach judge train --kind sequence`)")
+    model = Q.load(pt)
+    rp = pt.parent / "sequence_report.json"
+    report = json.loads(rp.read_text()) if rp.is_file() else {}
+    trained = {f["sha256"] for f in report.get("data", {}).get("files", [])}
+    test = set(report.get("split", {}).get("test", []))
+    try:
+        ds = load_training_data(args.data, args.labels, None, args.fps)
+        seen = [s.sha256 in trained for s in ds.sequences]
+        ev = Q.evaluate_dataset(model, ds, lambda i, s: np.full(len(s), (not seen[i]) or s.name in test))
+    except DatasetError as exc:
+        return _err(str(exc))
+    split = "held-out-data" if not any(seen) else ("by-sequence" if all(seen) else "mixed")
+    detail = {"held-out-data": "every sequence: none of these files was used to train the model",
+              "by-sequence": "the training run's held-out test sequences of the same files",
+              "mixed": "test sequences of the training files, every sequence of the other files"}[split]
+    out = {"kind": "sequence", **ev, "split": split, "split_detail": detail, "model_version": model.model_version,
+           "label_rule": "a repetition is non-standard if any of its frames has a fault label",
+           "data_fingerprint": ds.fingerprint()}
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(f"{model.model_version}: split {split} ({detail})")
+        print(f"{ev['reps']} repetitions ({ev['non_standard']} non-standard): accuracy {100 * ev['accuracy']:.1f}, "
+              f"F1 (non-standard) {100 * ev['f1']:.1f}, precision {100 * ev['precision']:.1f}, recall {100 * ev['recall']:.1f}")
     return 0
 
 
@@ -230,6 +306,8 @@ def register(subparsers) -> None:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--json", action="store_true", help="print the result as JSON")
     tr.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    tr.add_argument("--kind", choices=("frame", "sequence"), default="frame",
+                    help="frame: per-frame SVMs (default); sequence: per-repetition LSTM + attention (exercise sports)")
     tr.set_defaults(fn=cmd_train)
 
     ev = sub.add_parser("eval", help="precision / recall / F1 of a trained pack on labelled data")
@@ -238,6 +316,8 @@ def register(subparsers) -> None:
     ev.add_argument("--labels")
     ev.add_argument("--fps", type=float, default=30.0)
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--kind", choices=("frame", "sequence"), default="frame",
+                    help="sequence: evaluate a sequence.pt per repetition")
     ev.set_defaults(fn=cmd_eval)
 
     pu = sub.add_parser("publish", help="upload a pack to the registry, make it current, reload judge workers")

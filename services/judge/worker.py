@@ -226,6 +226,9 @@ class JudgeStage:
         judged = int(np.isfinite(probs).all(axis=1).sum())
         if judged == 0:
             raise AnalysisFailed("no body pose was found in any frame: is a whole person visible?")
+        # exercise sports: repetitions (count, quality + attention) and the action score (services/judge/reps.py)
+        from services.judge.reps import exercise_report
+        exercise = exercise_report(msg.sport, kps, fps, [f["index"] for f in frames], log=log.warning) or {}
         ctx.store.put_json(keys.verdict(aid), {
             "analysis_id": aid, "sport": msg.sport, "model_version": pack.model_version,
             "fault_types": list(pack.fault_ids), "thresholds": pack.thresholds,
@@ -239,6 +242,7 @@ class JudgeStage:
                 for t, f in enumerate(frames)
             ],
             "segments": segments,
+            **{k: exercise[k] for k in ("repetitions", "score", "sequence_model_version") if k in exercise},
         })
         faults = [FaultSegment(
             type=s["type"], start_frame=frames[s["start_frame"]]["index"], end_frame=frames[s["end_frame"]]["index"],
@@ -249,6 +253,7 @@ class JudgeStage:
             analysis_id=aid, sport=msg.sport, model_version=pack.model_version,
             video=VideoInfo(fps=fps, width=tracking["width"], height=tracking["height"], frames=tracking["frames"]),
             frames_judged=judged, faults=faults, fault_types=list(pack.fault_ids), verdict_key=keys.verdict(aid),
+            repetitions=exercise.get("repetitions"), score=exercise.get("score"),
         ), key=aid)
 
 

@@ -110,6 +110,7 @@ class SuggestStage:
             timings_s=self._timings(ctx.store, aid, tracking, started),
             models={**_first_clip(ctx.store, aid), "judge": msg.model_version,
                     "exemplars": self.catalog.version(msg.sport)},
+            repetitions=msg.repetitions, score=msg.score,   # exercise sports (#5): from the verdict
         )
         # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
         from services.pose.biomech_report import attach_biomechanics
