@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from kafka.errors import CommitFailedError, KafkaTimeoutError
+from kafka.errors import CommitFailedError, KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import ValidationError
 
@@ -148,11 +148,13 @@ class Worker:
     def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:
             self.consumer.commit({tp: OffsetAndMetadata(offset, None, -1)})
-        except CommitFailedError:
-            # The partition moved to another member during processing; it will redeliver the
-            # message, which our idempotent handlers tolerate.
-            self.log.warning("commit failed after rebalance; message will be redelivered",
-                             extra=log_fields(topic=tp.topic, partition=tp.partition, offset=offset - 1))
+        except (CommitFailedError, KafkaError) as exc:
+            # The partition moved to another member during processing (rebalance), or the broker
+            # is restarting: the message will be delivered again, which our idempotent handlers
+            # tolerate. Never let a failed commit take the worker down.
+            ERRORS.labels(self.spec.service, "commit_failed").inc()
+            self.log.warning("commit failed; the message will be redelivered", extra=log_fields(
+                topic=tp.topic, partition=tp.partition, offset=offset - 1, error=type(exc).__name__))
 
     def _poll_while(self, fut) -> None:
         """Keep group membership while work runs: poll with every partition paused.
