@@ -29,6 +29,19 @@ def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"no Kafka broker at {settings.kafka_bootstrap} after {timeout_s:.0f} s: {last}")
 
 
+def broker_serves_metadata(settings: Settings, timeout_ms: int = 3000) -> bool:
+    """One metadata round trip for a work topic: does the broker know its partitions?"""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=timeout_ms)
+        try:
+            topics = admin.describe_topics([settings.topics.analyses])
+        finally:
+            admin.close()
+        return bool(topics) and not topics[0].get("error_code") and bool(topics[0].get("partitions"))
+    except (KafkaError, OSError, ValueError):
+        return False
+
+
 def ensure_topics(settings: Settings) -> list[str]:
     """Create every topic the system uses (idempotent); returns the ones created now.
 

@@ -141,6 +141,8 @@ class EmbeddedStack:
     procs: list[Proc] = field(default_factory=list)
     _lock_file: object = None
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _last_probe: float = 0.0
+    _probe_failures: int = 0
 
     @property
     def settings(self) -> Settings:
@@ -274,9 +276,36 @@ class EmbeddedStack:
                 time.sleep(min(2.0 * p.restarts, 10.0) if p.restarts > 3 else 0.5)  # back off on crash loops
                 p.start()
                 restarted.append(p.name)
+        if not self._stopping.is_set() and self._broker_wedged():
+            broker = self.proc("broker")
+            log.warning("broker answers no metadata while the object store is up; restarting it (restart #%d)",
+                        broker.restarts + 1)
+            broker.restarts += 1
+            broker.stop()
+            broker.start()
+            restarted.append("broker")
         if restarted:
             self.write_state()
         return restarted
+
+    def _broker_wedged(self, every_s: float = 5.0, failures: int = 4) -> bool:
+        """True when the running broker has failed `failures` metadata probes in a row.
+
+        Tansu keeps its log in the object store; after an outage of the store it can stay up but
+        answer no partition metadata, so every consumer stalls. A restart reloads its state from
+        the store (nothing is lost: see test_faults.py)."""
+        names = {p.name for p in self.procs}
+        if "broker" not in names or time.monotonic() - self._last_probe < every_s:
+            return False
+        self._last_probe = time.monotonic()
+        if not self.proc("broker").alive() or not ObjectStore(self.settings, retries=1).ping():
+            self._probe_failures = 0   # a dead broker is restarted above; a down store is not its fault
+            return False
+        self._probe_failures = 0 if bus.broker_serves_metadata(self.settings) else self._probe_failures + 1
+        if self._probe_failures >= failures:
+            self._probe_failures = 0
+            return True
+        return False
 
     def run_forever(self) -> None:
         while not self._stopping.wait(1.0):
