@@ -208,3 +208,35 @@ def test_coach_analyze_writes_result_and_video(coach_stack, tmp_path, vtest_vide
     result = json.loads((out / "result.json").read_text())
     assert len(result["athletes"][0]["frames"]) == 80
     assert int(cv2.VideoCapture(str(out / "annotated.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 80
+
+
+def test_malformed_messages_on_every_topic_are_dead_lettered_without_harm(coach_stack, gateway):
+    """Junk bytes and wrong-schema JSON on each work topic: a dead letter per message, no crash."""
+    from shared.messages import DeadLetter
+
+    s = coach_stack.settings
+    producer = bus.make_producer(s, "fuzzer")
+    topics = {s.topics.analyses: "tracker", s.topics.clips: "pose", s.topics.poses: "judge", s.topics.verdicts: "suggest"}
+    marker = uuid.uuid4().hex[:8]
+    payloads = [b"\x00\xff garbage", b'{"schema": "coach.analysis-requested/9"}', b"[]", b'{"analysis_id": "../../etc"}']
+    for topic in topics:
+        for i, value in enumerate(payloads):
+            producer.send(topic, value=value, key=f"{marker}-{topic}-{i}".encode())
+    producer.flush(30)
+    consumer = bus.make_consumer(s, f"dlq-check-{marker}", [s.topics.dead_letters], "dlq-check", 500)
+    letters: dict[str, DeadLetter] = {}
+    deadline = time.monotonic() + 120
+    while len(letters) < len(topics) * len(payloads) and time.monotonic() < deadline:
+        for recs in consumer.poll(timeout_ms=500).values():
+            for r in recs:
+                d = DeadLetter.from_bytes(r.value)
+                if d.key and d.key.startswith(marker):
+                    letters[d.key] = d
+    consumer.close()
+    assert len(letters) == len(topics) * len(payloads), sorted(letters)
+    for key, d in letters.items():
+        assert d.service == topics[d.source_topic] and "malformed" in d.error
+    # the services are still serving: a normal request still works end to end
+    assert gateway.get("/healthz").status_code == 200
+    for p in coach_stack.procs:
+        assert p.alive() and p.restarts == 0, p.name
