@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.skeleton import LANDMARK_INDEX as LI
+from shared.skeleton import ANGLE_NAMES, ANGLE_VECTORS, LANDMARK_INDEX as LI
 
 # (name, P_i, P_j, P_l, P_k): V1 = P_j - P_i, V2 = P_k - P_l.
 PAPER_QUADRUPLES: tuple[tuple[str, str, str, str, str], ...] = (
@@ -63,22 +63,8 @@ FEATURE_NAMES: tuple[str, ...] = PAPER_FEATURES + tuple(q[0] for q in EXTRA_QUAD
 )
 FEATURE_INDEX: dict[str, int] = {n: i for i, n in enumerate(FEATURE_NAMES)}
 
-# Joint angles in degrees. Flexion convention: 0 = straight limb, 90 = right angle.
-#   trunk: angle of shoulder_mid -> hip_mid against image-down (0 = upright, 90 = horizontal)
-#   body_line: signed bend at the hips off the shoulder-ankle line (+ = piked, - = sagging)
-#   skis: angle between the two heel -> foot_index directions (0 = parallel)
-ANGLE_NAMES: tuple[str, ...] = (
-    "knee_l", "knee_r", "hip_l", "hip_r", "elbow_l", "elbow_r", "trunk", "body_line", "skis",
-)
-_ANGLE_QUADS: dict[str, tuple[str, str, str, str]] = {
-    "knee_l": ("left_hip", "left_knee", "left_knee", "left_ankle"),
-    "knee_r": ("right_hip", "right_knee", "right_knee", "right_ankle"),
-    "hip_l": ("left_shoulder", "left_hip", "left_hip", "left_knee"),
-    "hip_r": ("right_shoulder", "right_hip", "right_hip", "right_knee"),
-    "elbow_l": ("left_shoulder", "left_elbow", "left_elbow", "left_wrist"),
-    "elbow_r": ("right_shoulder", "right_elbow", "right_elbow", "right_wrist"),
-    "skis": ("left_heel", "left_foot_index", "right_heel", "right_foot_index"),
-}
+# Joint angles (names, conventions): shared.skeleton.ANGLE_NAMES.
+_ANGLE_QUADS = ANGLE_VECTORS
 _DOWN = np.array([0.0, 1.0])  # gravity in image coordinates (y down)
 
 

@@ -20,23 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shared.skeleton import LANDMARK_INDEX as LI
+from shared.skeleton import ANGLE_NAMES, ANGLE_VECTORS, LANDMARK_INDEX as LI
 
 G = 9.81  # m/s^2
 
-# Same names and conventions as services.judge.features.ANGLE_NAMES (flexion: 0 = straight limb).
-ANGLE_NAMES: tuple[str, ...] = (
-    "knee_l", "knee_r", "hip_l", "hip_r", "elbow_l", "elbow_r", "trunk", "body_line", "skis",
-)
-_ANGLE_QUADS: dict[str, tuple[str, str, str, str]] = {   # angle between (P_j - P_i) and (P_k - P_l)
-    "knee_l": ("left_hip", "left_knee", "left_knee", "left_ankle"),
-    "knee_r": ("right_hip", "right_knee", "right_knee", "right_ankle"),
-    "hip_l": ("left_shoulder", "left_hip", "left_hip", "left_knee"),
-    "hip_r": ("right_shoulder", "right_hip", "right_hip", "right_knee"),
-    "elbow_l": ("left_shoulder", "left_elbow", "left_elbow", "left_wrist"),
-    "elbow_r": ("right_shoulder", "right_elbow", "right_elbow", "right_wrist"),
-    "skis": ("left_heel", "left_foot_index", "right_heel", "right_foot_index"),
-}
+_ANGLE_QUADS = ANGLE_VECTORS   # names and conventions: shared.skeleton.ANGLE_NAMES
 
 # Joints whose linear velocity is reported.
 SPEED_JOINTS: tuple[str, ...] = (
