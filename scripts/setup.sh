@@ -29,4 +29,6 @@ fi
 # mediapipe without its jax extra: the pose solution we use needs none of it
 .venv/bin/python -m pip install -q --no-deps mediapipe==0.10.21
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+# the test extra not in the lock: schemathesis (API fuzzing), its dependencies kept within the lock's pins
+.venv/bin/python -m pip install -q -c requirements.lock "schemathesis==4.32.5"
 echo "setup done: $(.venv/bin/coach --help | head -1)"

@@ -44,6 +44,10 @@ class Settings:
     stall_timeout_s: float = 300.0    # watchdog: an analysis without progress this long is re-driven
     watchdog_interval_s: float = 10.0
     max_redrives: int = 2             # then it is failed with the stage it was stuck in
+    # A handler with no progress (ctx.status / ctx.emit) for this long is taken to hang: its
+    # message is dead-lettered, the analysis failed, and the worker process exits to be restarted.
+    # 0 disables it. A WorkerSpec may set its own (deadline_s).
+    handler_deadline_s: float = 900.0
     # Object storage
     s3_endpoint: str = "127.0.0.1:18333"
     s3_access_key: str = "coach"
@@ -64,6 +68,8 @@ class Settings:
     max_upload_mb: int = 200
     max_duration_s: float = 600.0
     max_pixels: int = 3840 * 2160
+    min_frame_side_px: int = 32       # narrower or lower frames are refused (nobody can be found in them)
+    max_aspect_ratio: float = 8.0     # width/height (or height/width) beyond this is refused
     jpeg_quality: int = 90
     refiner: str = "none"             # pose refinement: "none" | "one_euro" (| "strn" later)
     default_sport: str = "squat"

@@ -10,11 +10,21 @@ topic with the error, and the loop goes on. An `AnalysisFailed` raised by a hand
 poison message: the analysis is marked failed with its reason and the message is done.
 Transient infrastructure errors (object store or broker unreachable) are retried with backoff
 for as long as they last, never dead-lettered.
+
+A handler that makes no progress for `handler_deadline_s` (the clock restarts whenever it reports
+progress with `ctx.status` or emits a message) is taken to hang: its message is dead-lettered
+(acknowledged by the broker) with "handler exceeded deadline of N s", the analysis is marked
+failed in the stage it was stuck in, the offset is committed, and the loop stops with
+`exit_code` set. `run_service` then ends the process with that code (`os._exit`: a Python
+thread cannot be killed, and a normal exit would wait for the stuck one forever), so the
+supervisor or Kubernetes starts a fresh process. `coach dlq replay` re-drives the message once
+its cause is fixed.
 """
 from __future__ import annotations
 
 import base64
 import logging
+import os
 import signal
 import threading
 import time
@@ -36,10 +46,15 @@ from shared.settings import Settings
 from shared.store import ObjectStore, StoreUnavailable, keys
 
 TRANSIENT = (StoreUnavailable, KafkaTimeoutError, ConnectionError, TimeoutError)
+EXIT_HANDLER_STUCK = 70   # EX_SOFTWARE: the process exits with this after a handler missed its deadline
 
 
 class AnalysisFailed(Exception):
     """The analysis cannot go on (not a video, nobody in it...): fail it with this reason."""
+
+
+class HandlerDeadlineExceeded(Exception):
+    """The handler made no progress for the deadline; it is abandoned (its thread cannot be killed)."""
 
 
 @dataclass
@@ -53,12 +68,15 @@ class Context:
     log: logging.Logger
     trace_id: Optional[str] = None
     _sent: list = field(default_factory=list)
+    progress_at: float = field(default_factory=time.monotonic)   # last sign of life (deadline clock)
 
     def emit(self, topic: str, message: Message, key: str | None) -> None:
+        self.progress_at = time.monotonic()
         self._sent.append(bus.send(self.producer, topic, message, key, self.trace_id))
 
     def status(self, analysis_id: str, state: str, fraction: float, **extra) -> None:
         """Record this stage's progress for the gateway (one object per stage, overwritten)."""
+        self.progress_at = time.monotonic()
         self.store.put_json(keys.status(analysis_id, self.service), {
             "stage": self.service, "state": state, "fraction": round(float(fraction), 4),
             "updated_at": utc_now(), **extra,
@@ -82,6 +100,7 @@ class WorkerSpec:
     model: type[Message]              # the one model of that topic
     handle: Handler
     health: Callable[[], dict] = field(default_factory=lambda: dict)
+    deadline_s: Optional[float] = None  # no-progress deadline; None: settings.handler_deadline_s
 
 
 class Worker:
@@ -95,6 +114,7 @@ class Worker:
         self.consumer = None
         self.last_poll = time.monotonic()
         self.processed = 0
+        self.exit_code: int | None = None   # set when the loop stopped because a handler hung
         self._lag_reported: set[tuple[str, int]] = set()   # (topic, partition) with a lag series
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{spec.service}-work")
 
@@ -124,6 +144,10 @@ class Worker:
                         self._handle_record(tp, rec)
                         self._commit(tp, rec.offset + 1)
                         self._record_lag(tp, rec.offset + 1)
+                        if self.exit_code is not None:
+                            # A handler hung: its thread is lost. Stop here (later records stay
+                            # uncommitted and are redelivered) so a fresh process takes over.
+                            return
         finally:
             self.consumer.close()
             self.producer.close(timeout=10)
@@ -156,14 +180,24 @@ class Worker:
             self.log.warning("commit failed; the message will be redelivered", extra=log_fields(
                 topic=tp.topic, partition=tp.partition, offset=offset - 1, error=type(exc).__name__))
 
-    def _poll_while(self, fut) -> None:
+    @property
+    def deadline_s(self) -> float:
+        return self.spec.deadline_s if self.spec.deadline_s is not None else self.settings.handler_deadline_s
+
+    def _poll_while(self, fut, ctx: Context | None = None) -> None:
         """Keep group membership while work runs: poll with every partition paused.
 
         kafka-python leaves the group when poll() is not called within max_poll_interval_ms,
         which must stay short with Tansu (it is also the join wait). Records returned by a
-        rebalance into new, unpaused partitions are rewound so none is skipped.
+        rebalance into new, unpaused partitions are rewound so none is skipped. Raises
+        HandlerDeadlineExceeded when the handler shows no progress for the deadline (partitions
+        stay paused: the loop stops after that message).
         """
+        deadline = self.deadline_s
         while not fut.done():
+            if ctx is not None and deadline > 0 and time.monotonic() - ctx.progress_at > deadline:
+                raise HandlerDeadlineExceeded(f"{self.spec.service} handler exceeded deadline of {deadline:g} s "
+                                              "(no progress reported for that long)")
             self.consumer.pause(*self.consumer.assignment())
             self.last_poll = time.monotonic()
             got = self.consumer.poll(timeout_ms=200)
@@ -204,9 +238,11 @@ class Worker:
             started = time.perf_counter()
             try:
                 fut = self._pool.submit(self._run_handler, msg, ctx)
-                self._poll_while(fut)
+                self._poll_while(fut, ctx)
                 fut.result()
                 return "ok"
+            except HandlerDeadlineExceeded as exc:
+                return self._abandon(msg, rec, headers, str(exc), attempt)
             except AnalysisFailed as exc:
                 ERRORS.labels(service, "analysis_failed").inc()
                 self._fail_analysis(msg, ctx, str(exc))
@@ -230,6 +266,23 @@ class Worker:
             finally:
                 IN_FLIGHT.labels(service).dec()
                 PROCESSING_SECONDS.labels(service, self.spec.topic).observe(time.perf_counter() - started)
+
+    def _abandon(self, msg: Message, rec, headers: dict, reason: str, attempt: int) -> str:
+        """A hung handler: dead-letter its message (acknowledged before the caller commits), fail
+        the analysis with the reason, and ask the loop to stop so the process can be replaced."""
+        service = self.spec.service
+        ERRORS.labels(service, "deadline_exceeded").inc()
+        self.log.error("handler exceeded its deadline; dead-lettering the message and exiting for a restart",
+                       extra=log_fields(analysis_id=getattr(msg, "analysis_id", None), deadline_s=self.deadline_s,
+                                        topic=rec.topic, partition=rec.partition, offset=rec.offset, attempt=attempt))
+        # If the dead letter cannot be acknowledged this raises: nothing is committed and the
+        # process dies, so the message is redelivered rather than lost.
+        self._dead_letter(rec, headers, reason, attempt)
+        # A fresh context: the stuck handler's one may still be written to by its thread.
+        fresh = Context(service, self.settings, self.store, self.producer, self.log, headers.get("trace_id"))
+        self._fail_analysis(msg, fresh, reason)
+        self.exit_code = EXIT_HANDLER_STUCK
+        return "deadline_exceeded"
 
     def _run_handler(self, msg: Message, ctx: Context) -> None:
         self.spec.handle(msg, ctx)
@@ -282,3 +335,10 @@ def run_service(spec: WorkerSpec, settings: Settings | None = None) -> None:
         "started", extra=log_fields(metrics_port=server.server_port, topic=spec.topic))
     worker.run()
     server.shutdown()
+    if worker.exit_code is not None:
+        # The hung handler's thread cannot be stopped, and interpreter shutdown would join it
+        # forever: leave now (everything was acknowledged and committed) for a fresh process.
+        logging.getLogger(spec.service).error("exiting so that a fresh process takes over",
+                                              extra=log_fields(exit_code=worker.exit_code))
+        logging.shutdown()
+        os._exit(worker.exit_code)

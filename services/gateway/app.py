@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import secrets
 import tempfile
@@ -18,10 +19,14 @@ from typing import Optional
 
 import cv2
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.gateway.auth import caller_of, install_auth, keyless_allowed, owner_of
+from services.gateway.limits import BodyLimit
+from services.gateway.openapi import SSE_RESPONSE, V1, EventStreamResponse, MetricsResponse, errors
 from services.gateway.web import web_router
 from shared import bus
 from shared.messages import AnalysisRequested, VideoInfo, utc_now
@@ -68,6 +73,10 @@ def probe_video(path: Path, settings: Settings) -> VideoInfo:
             raise UploadRejected(422, "no_frame_rate", "the video has no usable frame rate")
         if w * h > settings.max_pixels:
             raise UploadRejected(422, "too_many_pixels", f"{w}x{h} is larger than the {settings.max_pixels} pixels allowed per frame")
+        if min(w, h) < settings.min_frame_side_px:
+            raise UploadRejected(422, "too_small", f"{w}x{h} is too small: each side needs at least {settings.min_frame_side_px} pixels")
+        if max(w, h) > settings.max_aspect_ratio * min(w, h):
+            raise UploadRejected(422, "bad_aspect", f"{w}x{h} is too elongated: at most {settings.max_aspect_ratio:g}:1 is accepted")
         if count > 0 and count / fps > settings.max_duration_s:
             raise UploadRejected(413, "too_long", f"the video lasts {count / fps:.0f} s; at most {settings.max_duration_s:.0f} s is accepted")
         return VideoInfo(fps=round(fps, 4), width=w, height=h, frames=count if count > 0 else None)
@@ -82,21 +91,37 @@ def parse_bbox(text: Optional[str], info: VideoInfo) -> Optional[list[float]]:
         box = [float(v) for v in text.split(",")]
     except ValueError:
         box = []
+    if not all(math.isfinite(v) for v in box):   # "nan" and "inf" parse as floats and defeat every comparison
+        box = []
     if len(box) != 4 or box[2] <= 1 or box[3] <= 1 or box[0] < 0 or box[1] < 0 \
             or box[0] + box[2] > info.width + 1 or box[1] + box[3] > info.height + 1:
         raise UploadRejected(422, "bad_bbox", f"target_bbox must be x,y,w,h in pixels inside the {info.width}x{info.height} first frame")
     return box
 
 
+# What a stored video is served as (presigned URLs): decided by the extension we kept (a known
+# video one, the content being probed as a video), never by the client's Content-Type (a video
+# sent as "text/html" must not be served as a page).
+VIDEO_TYPES = {"mp4": "video/mp4", "m4v": "video/mp4", "mov": "video/quicktime", "avi": "video/x-msvideo",
+               "mkv": "video/x-matroska", "webm": "video/webm", "mpg": "video/mpeg", "mpeg": "video/mpeg",
+               "3gp": "video/3gpp", "wmv": "video/x-ms-wmv", "flv": "video/x-flv", "ts": "video/mp2t",
+               "mts": "video/mp2t", "m2ts": "video/mp2t", "ogv": "video/ogg", "mjpeg": "video/x-motion-jpeg"}
+VIDEO_EXTENSIONS = frozenset(VIDEO_TYPES)
+
+
+def stored_content_type(ext: str) -> str:
+    return VIDEO_TYPES.get(ext, "application/octet-stream")
+
+
 async def save_upload(video: UploadFile, directory: Path, stem: str, settings: Settings,
                       what: str = "the upload") -> tuple[Path, str, int]:
     """Stream an upload to directory/stem.<ext>, refusing it (413) past the size limit.
 
-    The extension is kept only when it is a short alphanumeric suffix: a file name is never
-    trusted further (it never reaches an object key)."""
+    The extension is kept only when it is one of the known video extensions ("bin" otherwise):
+    a file name is never trusted further (it never reaches an object key)."""
     limit = settings.max_upload_mb * 1024 * 1024
     suffix = Path(video.filename or "").suffix.lower().lstrip(".")
-    ext = suffix if re.fullmatch(r"[a-z0-9]{1,5}", suffix) else "bin"
+    ext = suffix if suffix in VIDEO_EXTENSIONS else "bin"
     path = directory / f"{stem}.{ext}"
     size = 0
     with open(path, "wb") as out:
@@ -197,24 +222,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             time.perf_counter() - started)
         return response
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        # The form parser's 400 says only "Invalid multipart data.": say what usually causes it.
+        if exc.status_code == 400 and request.method == "POST":
+            detail = ("the upload is not valid multipart/form-data (send the file as the `video` field; a part's "
+                      "headers, the file name included, may not exceed 4 KB)")
+            return JSONResponse({"detail": detail}, status_code=400)
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(StoreUnavailable)
     async def store_down(request: Request, exc: StoreUnavailable):
         return JSONResponse({"detail": "storage is temporarily unavailable; try again shortly"}, status_code=503)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "The object store is unreachable (same body, ok: false)"}})
     def healthz():
         ok = store.ping()
         return JSONResponse({"ok": ok, "service": "gateway", "object_store": ok}, status_code=200 if ok else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=MetricsResponse)
     def metrics():
         return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/sports")
+    @app.get("/v1/sports", responses=errors(*V1))
     def list_sports():
         return {"sports": list(sports().values())}
 
-    @app.post("/v1/analyses", status_code=202)
+    @app.post("/v1/analyses", status_code=202, responses=errors(*V1, 400, 413, 422, 429))
     async def create_analysis(request: Request, video: UploadFile = File(...), sport: str = Form(None),
                               target_bbox: Optional[str] = Form(None)):
         sport = sport or settings.default_sport
@@ -232,7 +266,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             aid = new_analysis_id()
             msg = AnalysisRequested(analysis_id=aid, sport=sport, video_key=keys.source(aid, ext), video=info,
                                     target_bbox_px=bbox, submitted_at=utc_now())
-            await asyncio.to_thread(store.put_file, msg.video_key, path, video.content_type or "application/octet-stream")
+            await asyncio.to_thread(store.put_file, msg.video_key, path, stored_content_type(ext))
         await asyncio.to_thread(store.put_json, keys.request(aid),
                                 request_record(msg, video.filename, size, caller_of(request)))
         await asyncio.to_thread(lambda: bus.send(producer(), settings.topics.analyses, msg, aid, bus.new_trace_id()).get(timeout=30))
@@ -242,7 +276,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "self": f"/v1/analyses/{aid}", "result": f"/v1/analyses/{aid}/result", "events": f"/v1/analyses/{aid}/events"}},
             status_code=202)
 
-    @app.get("/v1/analyses")
+    @app.get("/v1/analyses", responses=errors(*V1, 422))
     def list_analyses(request: Request, limit: int = 50):
         """The caller's analyses, newest first (the 500 most recent analyses are searched)."""
         me = caller_of(request)
@@ -259,25 +293,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 continue
         return {"analyses": out}
 
-    @app.get("/v1/analyses/{aid}")
+    @app.get("/v1/analyses/{aid}", responses=errors(*V1, 404, 422))
     def get_analysis(aid: str):
         return analysis_status(store, check_id(aid))
 
-    @app.get("/v1/analyses/{aid}/result")
+    @app.get("/v1/analyses/{aid}/result", responses=errors(*V1, 404, 409, 422))
     def get_result(aid: str):
         st = analysis_status(store, check_id(aid))
         if st["status"] != "done":
             raise HTTPException(409, f"analysis {aid} is {st['status']}" + (f": {st['error']}" if st["error"] else ""))
         return _fresh_urls(store, store.get_json(keys.result(aid)))
 
-    @app.get("/v1/analyses/{aid}/video")
+    @app.get("/v1/analyses/{aid}/video", status_code=307, response_class=RedirectResponse,
+             responses={307: {"description": "Redirect to a presigned URL of the annotated video (MP4, H.264)",
+                              "headers": {"Location": {"schema": {"type": "string"}}}}, **errors(*V1, 404, 422)})
     def get_annotated_video(aid: str):
         check_id(aid)
         if not store.exists(keys.annotated_video(aid)):
             raise HTTPException(404, "no annotated video (yet)")
         return RedirectResponse(store.presigned_url(keys.annotated_video(aid)), status_code=307)
 
-    @app.get("/v1/analyses/{aid}/events")
+    @app.get("/v1/analyses/{aid}/events", response_class=EventStreamResponse,
+             responses={**SSE_RESPONSE, **errors(*V1, 404, 422, json_route=False)})
     async def events(aid: str, request: Request):
         """Server-sent events: a `progress` event on every change, `end` when done or failed."""
         check_id(aid)
@@ -305,8 +342,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def close_producer():
         if state["producer"] is not None:
             state["producer"].close(timeout=5)
+            state["producer"] = None   # a later request (app started again, as in tests) makes a new one
 
     app.include_router(web_router(store, settings))
-    from services.gateway.sessions import sessions_router  # imports this module's helpers: late import
+    from services.gateway.sessions import MAX_CAMERAS, sessions_router  # imports this module's helpers: late import
     app.include_router(sessions_router(store, settings, producer, sports))
+    # outermost: a body over the limit is refused before anything reads it (multipart overhead allowed)
+    per_file = settings.max_upload_mb * 1024 * 1024
+    body_limits = {"/v1/analyses": per_file + (1 << 16), "/v1/sessions": MAX_CAMERAS * per_file + (1 << 16)}
+    app.add_middleware(BodyLimit, limits=body_limits.get, message=lambda path: (
+        f"the upload is larger than {settings.max_upload_mb} MB" if path == "/v1/analyses" else
+        f"the upload is larger than {MAX_CAMERAS} videos of {settings.max_upload_mb} MB"))
     return app

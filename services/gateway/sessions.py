@@ -33,6 +33,7 @@ import numpy as np
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
+from services.gateway.openapi import V1, errors
 from shared import bus
 from shared.messages import AnalysisRequested, utc_now
 from shared.settings import Settings
@@ -131,7 +132,7 @@ def compute_alignment(store: ObjectStore, session: dict) -> dict:
 def sessions_router(store: ObjectStore, settings: Settings, producer: Callable, sports: Callable[[], dict]) -> APIRouter:
     """producer: () -> the gateway's Kafka producer; sports: () -> {sport: description}."""
     from services.gateway.app import (ID_RE, REJECTED, SUBMITTED, UploadRejected, analysis_status, new_analysis_id,
-                                      probe_video, request_record, save_upload)
+                                      probe_video, request_record, save_upload, stored_content_type)
     from services.gateway.auth import caller_of
 
     router = APIRouter()
@@ -167,7 +168,7 @@ def sessions_router(store: ObjectStore, settings: Settings, producer: Callable, 
 
         threading.Thread(target=work, name=f"align-{sid[:8]}", daemon=True).start()
 
-    @router.post("/v1/sessions", status_code=202)
+    @router.post("/v1/sessions", status_code=202, responses=errors(*V1, 400, 413, 422, 429))
     async def create_session(http_request: Request, videos: list[UploadFile] = File(...), sport: str = Form(None),
                              athlete_height_m: Optional[float] = Form(None)):
         sport = sport or settings.default_sport
@@ -192,7 +193,7 @@ def sessions_router(store: ObjectStore, settings: Settings, producer: Callable, 
                     raise HTTPException(rej.status, f"video {i + 1} ({video.filename}): {rej.message}") from None
                 cams.append({"index": i, "analysis_id": new_analysis_id(), "filename": (video.filename or "")[:200],
                              "video": info, "path": path, "ext": ext, "size": size,
-                             "content_type": video.content_type or "application/octet-stream"})
+                             "content_type": stored_content_type(ext)})
             msgs = []
             for c in cams:
                 aid = c["analysis_id"]
@@ -221,7 +222,7 @@ def sessions_router(store: ObjectStore, settings: Settings, producer: Callable, 
                              "cameras": [{"index": c["index"], "analysis_id": c["analysis_id"]} for c in cams],
                              "links": {"self": f"/v1/sessions/{sid}"}}, status_code=202)
 
-    @router.get("/v1/sessions/{sid}")
+    @router.get("/v1/sessions/{sid}", responses=errors(*V1, 404, 422))
     def get_session(sid: str):
         session = load_session(sid)
         cameras, states = [], []

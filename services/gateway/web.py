@@ -19,6 +19,7 @@ from typing import Iterable, Iterator, Optional
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, StreamingResponse
 
+from services.gateway.openapi import V1, CSVResponse, errors
 from shared.settings import Settings
 from shared.skeleton import LANDMARK_NAMES
 from shared.store import ObjectNotFound, ObjectStore, keys
@@ -138,7 +139,8 @@ def web_router(store: ObjectStore, settings: Settings | None = None) -> APIRoute
             raise HTTPException(404, f"no file {name[:80]}")
         return FileResponse(path, media_type=_TYPES[path.suffix], headers=_NO_CACHE)
 
-    @router.get("/v1/analyses/{aid}/keypoints.csv", tags=["results"],
+    @router.get("/v1/analyses/{aid}/keypoints.csv", tags=["results"], response_class=CSVResponse,
+                responses=errors(*V1, 404, 409, 422, json_route=False),
                 summary="Keypoints, joint angles and fault probabilities per frame, as CSV")
     def keypoints_csv(aid: str, track_id: Optional[int] = None):
         """One row per frame of the target athlete (or `track_id`): frame index, time, bounding box,
