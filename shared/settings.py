@@ -56,6 +56,10 @@ class Settings:
     s3_region: str = "us-east-1"
     bucket: str = "coach"
     presign_expiry_s: int = 3600
+    # Where clients reach the store, when not at s3_endpoint (a public host or proxy in front of
+    # MinIO), e.g. "https://media.example.com": presigned URLs are signed for that host. Empty:
+    # s3_endpoint, which suits the embedded stack on loopback.
+    s3_public_url: str = ""
     # HTTP
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000

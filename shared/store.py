@@ -98,6 +98,17 @@ class keys:
         return f"{cls._check(aid)}/request.json"
 
 
+def _public_client(settings: Settings) -> Minio | None:
+    """A client for signing URLs for s3_public_url, or None when it is not set."""
+    if not settings.s3_public_url:
+        return None
+    url = urllib3.util.parse_url(settings.s3_public_url)
+    if url.scheme not in ("http", "https") or not url.host or (url.path or "/") != "/":
+        raise ValueError(f"COACH_S3_PUBLIC_URL must be http(s)://host[:port], got {settings.s3_public_url!r}")
+    return Minio(url.netloc, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
+                 secure=url.scheme == "https", region=settings.s3_region)
+
+
 class ObjectStore:
     """Bytes, JSON and files in and out of one bucket, with retries on transient failures."""
 
@@ -112,6 +123,7 @@ class ObjectStore:
             secure=settings.s3_secure, region=settings.s3_region, http_client=http,
         )
         self.bucket = settings.bucket
+        self.presign_client = _public_client(settings) or self.client
         self.presign_expiry_s = settings.presign_expiry_s
         self.retries = retries
         self.backoff_s = backoff_s
@@ -208,7 +220,9 @@ class ObjectStore:
         return len(names)
 
     def presigned_url(self, key: str, expiry_s: int | None = None) -> str:
-        return self.client.presigned_get_object(
+        """A GET URL for the key that expires, signed for the host clients use (s3_public_url)."""
+        # Signing is local (region given): no request reaches the public host here.
+        return self.presign_client.presigned_get_object(
             self.bucket, key, expires=timedelta(seconds=expiry_s or self.presign_expiry_s))
 
     def ping(self) -> bool:

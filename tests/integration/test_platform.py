@@ -151,3 +151,26 @@ def test_dead_letters_can_be_listed_and_replayed_after_a_fix(echo_worker):
     out = _consume(s, s.topics.verdicts, AnalysisCompleted, 1)
     assert [m.analysis_id for m in out] == [aid], "the replayed message was processed"
     assert ObjectStore(s).get_json(f"test/{aid}/out.json") == {"echo": aid}
+
+
+def test_presigned_urls_are_signed_for_the_public_address_and_expire(infra):
+    """Clients may reach the store at another address than the workers (COACH_S3_PUBLIC_URL): the
+    URL names that address, works there, and stops working once it has expired."""
+    import httpx
+
+    s = infra.settings
+    store = ObjectStore(s)
+    store.ensure_bucket()
+    key = f"test/presign/{uuid.uuid4().hex}.bin"
+    store.put_bytes(key, b"clip bytes")
+    host, port = s.s3_endpoint.split(":")
+    assert host == "127.0.0.1"
+    public = ObjectStore(s.with_(s3_public_url=f"http://localhost:{port}"))   # the same store, by another name
+    url = public.presigned_url(key)
+    assert url.startswith(f"http://localhost:{port}/"), url
+    assert httpx.get(url).content == b"clip bytes"
+    stale = public.presigned_url(key, expiry_s=1)
+    time.sleep(2.5)
+    assert httpx.get(stale).status_code == 403, "an expired URL must be refused"
+    with pytest.raises(ValueError, match="COACH_S3_PUBLIC_URL"):
+        ObjectStore(s.with_(s3_public_url="media.example.com/videos"))
