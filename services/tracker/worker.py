@@ -64,12 +64,18 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
                 publish(pending[:s.clip_frames], is_last=False)
                 del pending[:s.clip_frames]
 
+        # The gateway checks the duration a container declares; one that declares none (or lies)
+        # is stopped here, so a stream without end cannot keep a worker forever.
+        max_frames = int(s.max_duration_s * fps) + 1
         index = 0
         try:
             while True:
                 ok, frame = cap.read()
                 if not ok:
                     break
+                if index >= max_frames:
+                    raise AnalysisFailed(f"the video lasts longer than {s.max_duration_s:.0f} s, the most accepted "
+                                         "(its header did not say so)")
                 ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, s.jpeg_quality])
                 uploads[index] = pool.submit(ctx.store.put_bytes, keys.frame(aid, index), jpeg.tobytes(), "image/jpeg")
                 take(tracker.push(frame))

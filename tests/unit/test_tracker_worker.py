@@ -1,0 +1,64 @@
+"""The tracker's loop body on a real video, with an in-memory store: limits it enforces itself."""
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shared.messages import AnalysisRequested, VideoInfo
+from shared.settings import Settings
+from shared.worker import AnalysisFailed, Context
+
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+
+
+class MemoryStore:
+    """The few ObjectStore calls the tracker makes, in memory."""
+
+    def __init__(self, files: dict[str, Path]):
+        self.files, self.objects = files, {}
+
+    def get_file(self, key: str, path: Path) -> Path:
+        shutil.copyfile(self.files[key], path)
+        return path
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "") -> None:
+        self.objects[key] = data
+
+    def put_json(self, key: str, obj) -> None:
+        self.objects[key] = obj
+
+
+class Emitted(list):
+    def send(self, *a, **k):  # not used: Context.emit is replaced below
+        raise AssertionError
+
+
+@pytest.fixture
+def mjpeg_stream(tmp_path) -> Path:
+    """4 s of vtest.avi as a raw MJPEG stream: a container that declares no frame count, so the
+    gateway's duration check cannot see how long it is."""
+    out = tmp_path / "stream.mjpeg"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(VTEST), "-t", "4", "-f", "mjpeg", str(out)], check=True)
+    return out
+
+
+def test_a_stream_longer_than_the_limit_fails_with_a_reason_instead_of_running_on(mjpeg_stream, monkeypatch):
+    from services.tracker import worker
+
+    aid = "a" * 32
+    settings = Settings(max_duration_s=1.0)
+    store = MemoryStore({"uploads/x": mjpeg_stream})
+    ctx = Context("tracker", settings, store, producer=None, log=logging.getLogger("test"))
+    statuses, emitted = [], []
+    monkeypatch.setattr(ctx, "status", lambda *a, **k: statuses.append((a, k)))
+    monkeypatch.setattr(ctx, "emit", lambda topic, m, key: emitted.append(m))
+    msg = AnalysisRequested(analysis_id=aid, sport="squat", video_key="uploads/x",
+                            video=VideoInfo(fps=25.0, width=768, height=576, frames=None))
+    with pytest.raises(AnalysisFailed, match="longer than 1 s"):
+        worker.handle(msg, ctx)
+    frames = [k for k in store.objects if "/frames/" in k]
+    assert 0 < len(frames) <= 26, "decoding must stop at the limit (1 s at 25 fps), not at the end of the stream"
