@@ -23,6 +23,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import GZipMiddleware
 
 from services.gateway.auth import caller_of, install_auth, keyless_allowed, owner_of
 from services.gateway.limits import BodyLimit
@@ -345,6 +346,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state["producer"] = None   # a later request (app started again, as in tests) makes a new one
 
     app.include_router(web_router(store, settings))
+    # Result documents are megabytes of per-frame JSON (about 4 MB for 795 frames) that compress
+    # ~10x; event streams are left alone by the middleware.
+    app.add_middleware(GZipMiddleware, minimum_size=4096)
     from services.gateway.sessions import MAX_CAMERAS, sessions_router  # imports this module's helpers: late import
     app.include_router(sessions_router(store, settings, producer, sports))
     # outermost: a body over the limit is refused before anything reads it (multipart overhead allowed)

@@ -40,7 +40,9 @@ def test_vtest_every_frame_accounted_with_poses_verdicts_and_video(gateway, vtes
     aid, st, seen = vtest_analysis
     assert st["status"] == "done", st
     assert "running" in seen or "queued" in seen
-    result = gateway.get(f"/v1/analyses/{aid}/result").json()
+    r = gateway.get(f"/v1/analyses/{aid}/result", headers={"Accept-Encoding": "gzip"})
+    assert r.headers.get("content-encoding") == "gzip", "the multi-megabyte result document is sent compressed"
+    result = r.json()
     assert result["schema"] == "coach.result/1" and result["id"] == aid
     n = int(cv2.VideoCapture(str(vtest_video)).get(cv2.CAP_PROP_FRAME_COUNT))
     assert result["video"]["frames"] == n == 795
