@@ -69,14 +69,20 @@ class Context:
     trace_id: Optional[str] = None
     _sent: list = field(default_factory=list)
     progress_at: float = field(default_factory=time.monotonic)   # last sign of life (deadline clock)
+    abandoned: bool = False   # set when the handler missed its deadline: it may write nothing more
+
+    def _alive(self) -> None:
+        if self.abandoned:
+            raise HandlerDeadlineExceeded("this handler was abandoned after its deadline; its outputs are refused")
+        self.progress_at = time.monotonic()
 
     def emit(self, topic: str, message: Message, key: str | None) -> None:
-        self.progress_at = time.monotonic()
+        self._alive()
         self._sent.append(bus.send(self.producer, topic, message, key, self.trace_id))
 
     def status(self, analysis_id: str, state: str, fraction: float, **extra) -> None:
         """Record this stage's progress for the gateway (one object per stage, overwritten)."""
-        self.progress_at = time.monotonic()
+        self._alive()
         self.store.put_json(keys.status(analysis_id, self.service), {
             "stage": self.service, "state": state, "fraction": round(float(fraction), 4),
             "updated_at": utc_now(), **extra,
@@ -242,6 +248,7 @@ class Worker:
                 fut.result()
                 return "ok"
             except HandlerDeadlineExceeded as exc:
+                ctx.abandoned = True   # a late status or message from the stuck thread is refused
                 return self._abandon(msg, rec, headers, str(exc), attempt)
             except AnalysisFailed as exc:
                 ERRORS.labels(service, "analysis_failed").inc()
