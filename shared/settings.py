@@ -75,7 +75,8 @@ class Settings:
     min_frame_side_px: int = 32       # narrower or lower frames are refused (nobody can be found in them)
     max_aspect_ratio: float = 8.0     # width/height (or height/width) beyond this is refused
     jpeg_quality: int = 90
-    refiner: str = "none"             # pose refinement: "none" | "one_euro" (| "strn" later)
+    refiner: str = "strn"             # pose refinement: "strn" (STRN + post-pass, services/pose/strn.py) | "one_euro" | "none"
+    strn_weights: str = ""            # the STRN checkpoint; empty: the shipped services/pose/weights/strn.pt
     default_sport: str = "squat"
     # Embedded stack
     data_dir: Path = field(default_factory=lambda: Path("var/coach"))

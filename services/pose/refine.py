@@ -1,4 +1,4 @@
-"""Temporal refinement of 2D keypoint tracks: the seam a spatial-temporal relation network (STRN) fills later.
+"""Temporal refinement of 2D keypoint tracks: the seam the spatial-temporal relation network (STRN, strn.py) fills.
 
 A Refiner maps raw per-frame BlazePose keypoints [T, 33, 3] (x_px, y_px, confidence; NaN rows
 where no pose) of one athlete to refined keypoints of the same shape, in original pixels.
@@ -7,7 +7,7 @@ It also receives the tracker boxes, which a learned refiner can use for scale no
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -92,11 +92,25 @@ class OneEuroRefiner:
         return out
 
 
-_REFINERS: dict[str, type] = {IdentityRefiner.name: IdentityRefiner, OneEuroRefiner.name: OneEuroRefiner}
+def _strn(**params: Any) -> Refiner:
+    """The STRN (services/pose/strn.py): imported on demand, torch is slow to import."""
+    try:
+        from services.pose.strn import StrnRefiner
+    except ModuleNotFoundError as exc:  # an image without torch
+        raise RuntimeError(f"refiner 'strn' needs torch ({exc}); install it (the pose-gpu image has it) "
+                           "or set COACH_REFINER=one_euro or none") from exc
+
+    return StrnRefiner(**params)
+
+
+_REFINERS: dict[str, Callable[..., Refiner]] = {
+    IdentityRefiner.name: IdentityRefiner, OneEuroRefiner.name: OneEuroRefiner, "strn": _strn,
+}
 
 
 def make_refiner(name: str, **params: Any) -> Refiner:
-    """'none' | 'one_euro'; params go to the refiner's constructor (e.g. freq_hz=video fps)."""
+    """'none' | 'one_euro' | 'strn'; params go to the refiner's constructor (e.g. freq_hz=video fps,
+    which both one_euro and strn take; strn also weights=, device=)."""
     try:
         cls = _REFINERS[name]
     except KeyError:

@@ -27,11 +27,13 @@ POSE_MODEL = "mediapipe-blazepose-full-0.10.21"
 class PoseStage:
     """Holds the model for the worker's lifetime (graph start-up is not free)."""
 
-    def __init__(self, refiner_name: str):
+    def __init__(self, refiner_name: str, strn_weights: str = ""):
         from services.pose.blazepose import BlazePoseEstimator
         self.estimator = BlazePoseEstimator()
         self.refiner_name = refiner_name
-        self.refiner = make_refiner(refiner_name)   # fails at start-up on an unknown name
+        # the STRN's checkpoint (empty: the shipped one); the other refiners take no weights
+        self.refiner_params = {"weights": strn_weights or None} if refiner_name == "strn" else {}
+        self.refiner = make_refiner(refiner_name, **self.refiner_params)   # fails at start-up on an unknown name (or missing STRN weights)
         self.fetch = ThreadPoolExecutor(max_workers=8, thread_name_prefix="frame-fetch")
         self.lock = threading.Lock()   # the mediapipe graph is not thread-safe
 
@@ -59,8 +61,10 @@ class PoseStage:
             POSE_INFERENCE_SECONDS.labels(SERVICE).observe(time.perf_counter() - infer_started)
         POSE_BATCH_FRAMES.labels(SERVICE).observe(sum(b is not None for b in boxes))   # frames the model ran on
         refiner = self.refiner
-        if self.refiner_name == "one_euro":   # its cut-offs are in Hz: use the clip's frame rate
-            refiner = make_refiner("one_euro", freq_hz=msg.video.fps)
+        if self.refiner_name in ("one_euro", "strn") and msg.video.fps:
+            # one_euro's cut-offs are in Hz; the STRN dilates its windows and scales its post-pass to the
+            # clip's frame rate (its weights are loaded once and cached, so this is cheap per clip)
+            refiner = make_refiner(self.refiner_name, freq_hz=msg.video.fps, **self.refiner_params)
         kps = refiner.refine(seq.keypoints_px, seq.present, boxes)   # [T,33,3]
         doc = {
             "analysis_id": aid, "clip_index": msg.clip_index, "pose_model": POSE_MODEL,
@@ -114,7 +118,7 @@ def main() -> None:
 
     s = Settings.from_env()
     report_gpu()
-    stage = PoseStage(s.refiner)
+    stage = PoseStage(s.refiner, s.strn_weights)
     run_service(WorkerSpec(SERVICE, s.topics.clips, TrackedClip, stage.handle), s)
 
 

@@ -70,5 +70,5 @@ def test_identity_and_factory():
     assert ident.refine(kp, np.ones(10, bool), [None] * 10) is kp
     one = make_refiner("one_euro", freq_hz=25.0)
     assert isinstance(one, OneEuroRefiner) and one.freq_hz == 25.0 and isinstance(one, Refiner)
-    with pytest.raises(ValueError, match="none, one_euro"):
-        make_refiner("strn")
+    with pytest.raises(ValueError, match="none, one_euro, strn"):
+        make_refiner("kalman")
