@@ -35,7 +35,8 @@ import numpy as np
 # The walkers (name -> first frame, frames, first box) and the person-disjoint test / tuning split
 # are the tracker evaluation's (people who stay isolated from others over those frames), so
 # neither evaluation ever tunes on the other's test people.
-from services.tracker.evalset import SPRITES, TEST_ATHLETES, TUNE_ATHLETES, VTEST, line_kernel
+from services.tracker.evalset import (SPRITES, TEST_ATHLETES, TUNE_ATHLETES, follow_walker, line_kernel,
+                                     median_background, read_frames)
 from shared.skeleton import LANDMARK_INDEX, LANDMARK_NAMES
 
 RECIPE_VERSION = 1
@@ -62,49 +63,13 @@ def _recipe_key() -> str:
 
 # ---------------------------------------------------------------- tubelets
 
-def read_video(path: str = VTEST) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        raise FileNotFoundError(f"{path}: apt-get install opencv-doc")
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    return frames
-
-
 def follow_walkers(frames: list[np.ndarray]) -> dict[str, tuple[int, np.ndarray]]:
-    """name -> (first frame, boxes [n, 4] x, y, w, h px), following each walker by background
-    subtraction (stops where the walker merges with someone or is lost)."""
-    sample = np.stack(frames[::16])
-    bg = np.partition(sample, len(sample) // 2, axis=0)[len(sample) // 2]
-    k_open = np.ones((3, 3), np.uint8)
-    k_close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 7))
-    hgt, wid = bg.shape[:2]
-    out = {}
-    for name, (start, n, *box) in SPRITES.items():
-        prev, boxes = np.array(box, float), []
-        for i in range(start, start + n):
-            x, y, w, h = prev
-            m = 24
-            rx0, ry0 = int(max(x - m, 0)), int(max(y - m, 0))
-            rx1, ry1 = int(min(x + w + m, wid)), int(min(y + h + m, hgt))
-            fg = (cv2.absdiff(frames[i][ry0:ry1, rx0:rx1], bg[ry0:ry1, rx0:rx1]).max(axis=2) > 28).astype(np.uint8)
-            fg = cv2.morphologyEx(cv2.morphologyEx(fg, cv2.MORPH_OPEN, k_open), cv2.MORPH_CLOSE, k_close)
-            num, lab, stats, _ = cv2.connectedComponentsWithStats(fg)
-            bx0, by0 = int(x) - rx0, int(y) - ry0
-            counts = np.bincount(lab[max(by0, 0):by0 + int(h), max(bx0, 0):bx0 + int(w)].ravel(), minlength=num)
-            counts[0] = 0
-            j = int(np.argmax(counts))
-            if j == 0 or not 0.8 <= stats[j, 3] / h <= 1.25:
-                break
-            prev = np.array([rx0 + stats[j, 0], ry0 + stats[j, 1], stats[j, 2], stats[j, 3]], float)
-            boxes.append(prev)
-        out[name] = (start, np.array(boxes))
-    return out
+    """name -> (first frame, boxes [n, 4] x, y, w, h px), each walker followed by background
+    subtraction as the tracker evaluation cuts them out (stops where the walker merges with someone
+    or is lost)."""
+    bg = median_background(frames)
+    return {name: (start, np.array([box for _, box, _ in follow_walker(frames, bg, start, n, first)]))
+            for name, (start, n, *first) in SPRITES.items()}
 
 
 def smooth_boxes(boxes: np.ndarray, k: int = 5) -> np.ndarray:
@@ -273,7 +238,7 @@ def build_cache(cache: Path | None = None, names: list[str] | None = None, log=p
     todo = [n for n in (names or list(SPRITES)) if not (root / f"{n}.npz").exists()]
     if not todo:
         return root
-    frames = read_video()
+    frames = read_frames()
     tubes = follow_walkers(frames)
     with BlazePoseEstimator() as est:
         for n in todo:

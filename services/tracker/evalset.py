@@ -120,54 +120,74 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return (pad | (1 - flood))[1:-1, 1:-1]
 
 
-def extract_sprites(video: str = VTEST) -> dict[str, Sprite]:
-    """Cut every walker in SPRITES out of vtest.avi (background subtraction, see module doc)."""
+def read_frames(video: str = VTEST, limit: int | None = None) -> list[np.ndarray]:
+    """The first `limit` frames (all by default) of a video, BGR."""
     cap = cv2.VideoCapture(video)
     if not cap.isOpened():
         raise FileNotFoundError(f"{video}: apt-get install opencv-doc")
     frames = []
-    last = max(s[0] + s[1] for s in SPRITES.values())
-    while len(frames) < last:
+    while limit is None or len(frames) < limit:
         ok, f = cap.read()
         if not ok:
             break
         frames.append(f)
     cap.release()
-    if len(frames) < last:
-        raise ValueError(f"{video}: {len(frames)} frames, the sprites need {last}")
-    sample = np.stack(frames[::16])                               # 50 frames across the video
-    bg = np.partition(sample, len(sample) // 2, axis=0)[len(sample) // 2]
+    return frames
+
+
+def median_background(frames: list[np.ndarray]) -> np.ndarray:
+    """The empty scene of a fixed camera: the per-pixel median of every 16th frame."""
+    sample = np.stack(frames[::16])
+    return np.partition(sample, len(sample) // 2, axis=0)[len(sample) // 2]
+
+
+def follow_walker(frames: list[np.ndarray], bg: np.ndarray, start: int, n: int,
+                  box: tuple[int, int, int, int]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Follow one walker from `box` (x, y, w, h px in frame `start`) for up to n frames by background
+    subtraction; yields (frame index, box [4] x, y, w, h px, the walker's mask [h, w] bool within the
+    box). Stops early where the walker merges with someone or is lost."""
     k_open = np.ones((3, 3), np.uint8)
     k_close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 7))
     hgt, wid = bg.shape[:2]
+    prev = np.array(box, float)
+    for i in range(start, start + n):
+        x, y, w, h = prev
+        m = 24
+        rx0, ry0 = int(max(x - m, 0)), int(max(y - m, 0))
+        rx1, ry1 = int(min(x + w + m, wid)), int(min(y + h + m, hgt))
+        fg = (cv2.absdiff(frames[i][ry0:ry1, rx0:rx1], bg[ry0:ry1, rx0:rx1]).max(axis=2) > 28).astype(np.uint8)
+        fg = cv2.morphologyEx(cv2.morphologyEx(fg, cv2.MORPH_OPEN, k_open), cv2.MORPH_CLOSE, k_close)
+        num, lab, stats, _ = cv2.connectedComponentsWithStats(fg)
+        # the component covering most of the previous box
+        bx0, by0 = int(x) - rx0, int(y) - ry0
+        inside = lab[max(by0, 0):by0 + int(h), max(bx0, 0):bx0 + int(w)]
+        counts = np.bincount(inside.ravel(), minlength=num)
+        counts[0] = 0
+        j = int(np.argmax(counts))
+        if j == 0:
+            return
+        cx, cy, cw, ch = (int(v) for v in stats[j, :4])
+        if not 0.8 <= ch / h <= 1.25:                           # merged with someone / lost: stop here
+            return
+        prev = np.array([rx0 + cx, ry0 + cy, cw, ch], float)
+        yield i, prev, lab[cy:cy + ch, cx:cx + cw] == j
+
+
+def extract_sprites(video: str = VTEST) -> dict[str, Sprite]:
+    """Cut every walker in SPRITES out of vtest.avi (background subtraction, see module doc)."""
+    last = max(s[0] + s[1] for s in SPRITES.values())
+    frames = read_frames(video, last)
+    if len(frames) < last:
+        raise ValueError(f"{video}: {len(frames)} frames, the sprites need {last}")
+    bg = median_background(frames)                                # 50 frames across the video
     out: dict[str, Sprite] = {}
     for name, (start, n, *box) in SPRITES.items():
-        prev = np.array(box, float)
         patches, masks, xs = [], [], []
-        for i in range(start, start + n):
-            x, y, w, h = prev
-            m = 24
-            rx0, ry0 = int(max(x - m, 0)), int(max(y - m, 0))
-            rx1, ry1 = int(min(x + w + m, wid)), int(min(y + h + m, hgt))
-            fg = (cv2.absdiff(frames[i][ry0:ry1, rx0:rx1], bg[ry0:ry1, rx0:rx1]).max(axis=2) > 28).astype(np.uint8)
-            fg = cv2.morphologyEx(cv2.morphologyEx(fg, cv2.MORPH_OPEN, k_open), cv2.MORPH_CLOSE, k_close)
-            num, lab, stats, _ = cv2.connectedComponentsWithStats(fg)
-            # the component covering most of the previous box
-            bx0, by0 = int(x) - rx0, int(y) - ry0
-            inside = lab[max(by0, 0):by0 + int(h), max(bx0, 0):bx0 + int(w)]
-            counts = np.bincount(inside.ravel(), minlength=num)
-            counts[0] = 0
-            j = int(np.argmax(counts))
-            if j == 0:
-                break
-            cx, cy, cw, ch = (int(v) for v in stats[j, :4])
-            if not 0.8 <= ch / h <= 1.25:                           # merged with someone / lost: stop here
-                break
-            mask = _fill_holes((lab[cy:cy + ch, cx:cx + cw] == j).astype(np.uint8)).astype(bool)
-            patches.append(frames[i][ry0 + cy:ry0 + cy + ch, rx0 + cx:rx0 + cx + cw].copy())
-            masks.append(mask)
-            xs.append(rx0 + cx + cw / 2)
-            prev = np.array([rx0 + cx, ry0 + cy, cw, ch], float)
+        for i, (x, y, w, h), inside in follow_walker(frames, bg, start, n, box):
+            x, y, w, h = int(x), int(y), int(w), int(h)
+            masks.append(_fill_holes(inside.astype(np.uint8)).astype(bool))
+            patches.append(frames[i][y:y + h, x:x + w].copy())
+            xs.append(x + w / 2)
         if len(masks) < 10:
             raise ValueError(f"sprite {name}: only {len(masks)} frames extracted")
         out[name] = Sprite(name, patches, masks, float((xs[-1] - xs[0]) / max(len(xs) - 1, 1)))
@@ -205,16 +225,7 @@ def load_sprites(cache: Path | None = None) -> dict[str, Sprite]:
 
 
 def _vtest_background() -> np.ndarray:
-    cap = cv2.VideoCapture(VTEST)
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    sample = np.stack(frames[::16])
-    return np.partition(sample, len(sample) // 2, axis=0)[len(sample) // 2]
+    return median_background(read_frames(VTEST))
 
 
 def load_background(name: str, cache: Path | None = None) -> np.ndarray:
