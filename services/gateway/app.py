@@ -14,6 +14,7 @@ import re
 import secrets
 import tempfile
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -181,9 +182,18 @@ def _fresh_urls(store: ObjectStore, result: dict) -> dict:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    app = FastAPI(title="AI Coach", version="1", description="Upload a training clip; get poses, faults and exemplar suggestions back.")
-    store = ObjectStore(settings)
     state: dict = {"producer": None, "sports": None}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        if state["producer"] is not None:
+            state["producer"].close(timeout=5)
+            state["producer"] = None   # a later request (app started again, as in tests) makes a new one
+
+    app = FastAPI(title="AI Coach", version="1", lifespan=lifespan,
+                  description="Upload a training clip; get poses, faults and exemplar suggestions back.")
+    store = ObjectStore(settings)
     install_auth(app, store, settings)
     log.info("API keys required on every /v1 request" if not keyless_allowed(settings) else
              "keyless requests are accepted from loopback (COACH_ALLOW_KEYLESS); keys work too")
@@ -338,12 +348,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    @app.on_event("shutdown")
-    def close_producer():
-        if state["producer"] is not None:
-            state["producer"].close(timeout=5)
-            state["producer"] = None   # a later request (app started again, as in tests) makes a new one
 
     app.include_router(web_router(store, settings))
     # Result documents are megabytes of per-frame JSON (about 4 MB for 795 frames) that compress
