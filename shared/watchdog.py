@@ -35,6 +35,13 @@ def _ts(text: str) -> float:
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
+def is_done(store: ObjectStore, aid: str, stages: dict[str, dict]) -> bool:
+    """Finished with a result. Not only suggest's "done": a redelivered verdict (at-least-once)
+    makes suggest run again and write "running" over it, while the result document, written only
+    once complete, is already there."""
+    return stages.get("suggest", {}).get("state") == "done" or (bool(stages) and store.exists(keys.result(aid)))
+
+
 def inspect(store: ObjectStore, aid: str) -> dict | None:
     """State of one analysis: None when finished (done/failed), else its stuck stage and idle seconds."""
     request = store.get_json(keys.request(aid))
@@ -42,7 +49,7 @@ def inspect(store: ObjectStore, aid: str) -> dict | None:
     for key in store.list(keys.status_prefix(aid)):
         doc = store.get_json(key)
         stages[doc["stage"]] = doc
-    if any(d["state"] == "failed" for d in stages.values()) or stages.get("suggest", {}).get("state") == "done":
+    if any(d["state"] == "failed" for d in stages.values()) or is_done(store, aid, stages):
         return None
     last = max([_ts(request["submitted_at"])] + [_ts(d["updated_at"]) for d in stages.values()])
     # the first stage not done is where it is stuck

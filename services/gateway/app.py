@@ -34,6 +34,7 @@ from shared import bus
 from shared.messages import AnalysisRequested, VideoInfo, utc_now
 from shared.settings import Settings
 from shared.store import ObjectNotFound, ObjectStore, StoreUnavailable, keys
+from shared.watchdog import is_done
 
 log = logging.getLogger("gateway")
 STAGES = ("tracker", "pose", "judge", "suggest")
@@ -159,7 +160,7 @@ def analysis_status(store: ObjectStore, aid: str) -> dict:
     failed = [d for d in stages.values() if d["state"] == "failed"]
     if failed:
         status, error = "failed", failed[0].get("error") or "failed"
-    elif stages.get("suggest", {}).get("state") == "done":
+    elif is_done(store, aid, stages):   # also while a redelivered message is processed again
         status, error = "done", None
         progress = {st: 1.0 for st in STAGES}
     elif stages:
