@@ -32,11 +32,6 @@ class MemoryStore:
         self.objects[key] = obj
 
 
-class Emitted(list):
-    def send(self, *a, **k):  # not used: Context.emit is replaced below
-        raise AssertionError
-
-
 @pytest.fixture
 def mjpeg_stream(tmp_path) -> Path:
     """4 s of vtest.avi as a raw MJPEG stream: a container that declares no frame count, so the
