@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -62,3 +63,26 @@ def gateway(coach_stack):
 
     with httpx.Client(base_url=f"http://127.0.0.1:{coach_stack.ports.gateway}", timeout=60) as client:
         yield client
+
+
+def _read_topic(settings, topic, model, n, timeout_s=40.0, want=lambda m: True):
+    """Up to n messages of `model` that satisfy `want`, read from the start of `topic` by a fresh
+    consumer group (as an integrator would), waiting at most timeout_s for them."""
+    from shared import bus
+
+    consumer = bus.make_consumer(settings, f"reader-{uuid.uuid4().hex[:6]}", [topic], "reader", max_poll_records=100)
+    got = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(got) < n and time.monotonic() < deadline:
+            for recs in consumer.poll(timeout_ms=500).values():
+                got.extend(m for m in (model.from_bytes(r.value) for r in recs) if want(m))
+    finally:
+        consumer.close()
+    return got
+
+
+@pytest.fixture
+def read_topic():
+    """read_topic(settings, topic, model, n, timeout_s=40, want=...) -> the messages read."""
+    return _read_topic

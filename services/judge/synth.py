@@ -385,7 +385,6 @@ def _squat(rng: np.random.Generator, body: Body, fps: float, faults: dict[str, f
     valgus = _amp(faults, "knees_caving", rng, 0.45, (10, 45), (0, 6)) * depth ** 1.5  # caves as the load rises
     # Knees first: correct form keeps each shank in the vertical plane of its foot (knees track
     # over the toes); caving turns that plane inward and tilts the shank medially by a quarter as much.
-    up = np.array([0.0, 1.0, 0.0])
     knee_guess, ankles, feet = [], [], []
     for i, s in enumerate((1.0, -1.0)):
         ankle = np.broadcast_to([s * half_stance, body.ankle_h, 0.0], (T, 3))

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from services.pose.blazepose import BlazePoseEstimator, PoseSequence, StartupQuiet, mp
+from shared.video import read_frames
 
 
 def bare_model_fps(video_path: str, max_frames: int | None = None) -> dict[str, float | int]:
@@ -75,13 +76,7 @@ def crop_fps(video_path: str, boxes_px: list[np.ndarray | None] | None = None, m
     if not cap.isOpened():
         raise FileNotFoundError(video_path)
     t0 = time.perf_counter()
-    frames: list[np.ndarray] = []
-    while max_frames is None or len(frames) < max_frames:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = read_frames(cap, max_frames)
     decode_s = time.perf_counter() - t0
     est = estimator or BlazePoseEstimator()
     try:

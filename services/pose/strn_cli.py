@@ -165,6 +165,7 @@ def pose_file(path: str, refiner_name: str = "strn", boxes_from: str = "tracker"
     from services.pose.blazepose import BlazePoseEstimator, PoseSequence
     from services.pose.refine import make_refiner
     from shared.skeleton import LANDMARK_NAMES
+    from shared.video import read_frames
 
     def rows(kp, ok):
         return None if not ok else {n: [round(float(v), 2) for v in kp[j]] for j, n in enumerate(LANDMARK_NAMES)}
@@ -186,12 +187,7 @@ def pose_file(path: str, refiner_name: str = "strn", boxes_from: str = "tracker"
     with BlazePoseEstimator() as est:
         if boxes_from == "pose":  # whole-frame pose -> boxes, held over frames where it found nobody
             from services.pose.bench import boxes_from_pose
-            frames = []
-            while max_frames is None or len(frames) < max_frames:
-                ok, f = cap.read()
-                if not ok:
-                    break
-                frames.append(f)
+            frames = read_frames(cap, max_frames)
             found = boxes_from_pose(est.estimate_frames(frames))
             held = next((b for b in found if b is not None), None)
             for b in found:

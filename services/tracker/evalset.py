@@ -45,6 +45,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from shared.video import read_frames as read_frames_of
+
 DATA = "/usr/share/doc/opencv-doc/examples/data"
 VTEST = f"{DATA}/vtest.avi"
 VERSION = 1
@@ -125,14 +127,7 @@ def read_frames(video: str = VTEST, limit: int | None = None) -> list[np.ndarray
     cap = cv2.VideoCapture(video)
     if not cap.isOpened():
         raise FileNotFoundError(f"{video}: apt-get install opencv-doc")
-    frames = []
-    while limit is None or len(frames) < limit:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    return frames
+    return read_frames_of(cap, limit)
 
 
 def median_background(frames: list[np.ndarray]) -> np.ndarray:

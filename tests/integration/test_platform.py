@@ -15,19 +15,6 @@ from shared.worker import Context, Worker, WorkerSpec
 pytestmark = pytest.mark.integration
 
 
-def _consume(settings, topic, model, n, timeout_s=40.0):
-    consumer = bus.make_consumer(settings, f"reader-{uuid.uuid4().hex[:6]}", [topic], "reader", max_poll_records=100)
-    got = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(got) < n and time.monotonic() < deadline:
-            for recs in consumer.poll(timeout_ms=500).values():
-                got.extend(model.from_bytes(r.value) for r in recs)
-    finally:
-        consumer.close()
-    return got
-
-
 def _echo_spec(settings, seen: list):
     """A tiny service: reads AnalysisCompleted from its own input topic (the test's `poses` topic,
     since the real failure notices go to `results`), writes an object and emits to `verdicts`."""
@@ -57,7 +44,7 @@ def echo_worker(isolated_settings):
     assert not t.is_alive(), "worker did not stop on request"
 
 
-def test_loop_consumes_stores_and_produces_once_per_input(echo_worker):
+def test_loop_consumes_stores_and_produces_once_per_input(echo_worker, read_topic):
     s, seen = echo_worker
     producer = bus.make_producer(s, "test")
     aid = uuid.uuid4().hex
@@ -65,14 +52,14 @@ def test_loop_consumes_stores_and_produces_once_per_input(echo_worker):
     # the same input delivered twice (a producer retry, a redelivery after a crash)
     bus.send(producer, s.topics.poses, msg, aid).get(10)
     bus.send(producer, s.topics.poses, msg, aid).get(10)
-    out = _consume(s, s.topics.verdicts, AnalysisCompleted, 2)
+    out = read_topic(s, s.topics.verdicts, AnalysisCompleted, 2)
     assert [m.analysis_id for m in out] == [aid, aid]
     store = ObjectStore(s)
     assert store.list(f"test/{aid}/") == [f"test/{aid}/out.json"], "a duplicate must overwrite, not add"
     assert store.get_json(f"test/{aid}/out.json") == {"echo": aid}
 
 
-def test_poison_messages_are_dead_lettered_and_the_loop_goes_on(echo_worker):
+def test_poison_messages_are_dead_lettered_and_the_loop_goes_on(echo_worker, read_topic):
     s, seen = echo_worker
     producer = bus.make_producer(s, "test")
     good = uuid.uuid4().hex
@@ -81,7 +68,7 @@ def test_poison_messages_are_dead_lettered_and_the_loop_goes_on(echo_worker):
     bus.send(producer, s.topics.poses, bad, bad.analysis_id).get(10)
     bus.send(producer, s.topics.poses, AnalysisCompleted(analysis_id=good, status="done"), good).get(10)
 
-    letters = _consume(s, s.topics.dead_letters, DeadLetter, 2)
+    letters = read_topic(s, s.topics.dead_letters, DeadLetter, 2)
     assert len(letters) == 2
     by_key = {d.key: d for d in letters}
     assert by_key["junk"].value == "{not json at all" and "malformed" in by_key["junk"].error
@@ -89,14 +76,14 @@ def test_poison_messages_are_dead_lettered_and_the_loop_goes_on(echo_worker):
     assert "this message always fails" in failing.error and failing.attempts == 2
     assert failing.source_topic == s.topics.poses
     # ...and the message after the poison ones was still processed
-    out = _consume(s, s.topics.verdicts, AnalysisCompleted, 1)
+    out = read_topic(s, s.topics.verdicts, AnalysisCompleted, 1)
     assert [m.analysis_id for m in out] == [good]
     # the failing analysis is marked failed for the gateway, with the reason
     status = ObjectStore(s).get_json(f"analyses/{bad.analysis_id}/status/echo.json")
     assert status["state"] == "failed" and "always fails" in status["error"]
 
 
-def test_stack_restart_loses_nothing(tmp_path):
+def test_stack_restart_loses_nothing(tmp_path, read_topic):
     """Produce, stop the whole embedded stack, start it on the same data dir, consume everything."""
     from shared.stack import EmbeddedStack, StackPorts
 
@@ -117,7 +104,7 @@ def test_stack_restart_loses_nothing(tmp_path):
     again = EmbeddedStack(tmp_path / "data", stack.ports, workers={}, with_gateway=False)
     again.start()
     try:
-        got = _consume(again.settings, s.topics.results, AnalysisCompleted, len(ids))
+        got = read_topic(again.settings, s.topics.results, AnalysisCompleted, len(ids))
         assert sorted(m.analysis_id for m in got) == sorted(ids)
         assert ObjectStore(again.settings).get_json("test/kept.json") == {"n": 20}
     finally:
@@ -134,21 +121,21 @@ def test_second_stack_on_taken_ports_refuses_and_names_them(infra, tmp_path):
     other.stop()
 
 
-def test_dead_letters_can_be_listed_and_replayed_after_a_fix(echo_worker):
+def test_dead_letters_can_be_listed_and_replayed_after_a_fix(echo_worker, read_topic):
     from shared.dlq import read_dead_letters, replay
 
     s, _ = echo_worker
     producer = bus.make_producer(s, "test")
     aid = uuid.uuid4().hex
     bus.send(producer, s.topics.poses, AnalysisCompleted(analysis_id=aid, status="done", error="needs-fix"), aid).get(10)
-    letters = _consume(s, s.topics.dead_letters, DeadLetter, 1)
+    letters = read_topic(s, s.topics.dead_letters, DeadLetter, 1)
     assert letters[0].key == aid
 
     listed = [(pos, d) for pos, d in read_dead_letters(s) if d.key == aid]
     assert len(listed) == 1 and ":" in listed[0][0]
     ObjectStore(s).put_json(f"test/fixed/{aid}", {"by": "operator"})
     assert replay(s, listed) == 1
-    out = _consume(s, s.topics.verdicts, AnalysisCompleted, 1)
+    out = read_topic(s, s.topics.verdicts, AnalysisCompleted, 1)
     assert [m.analysis_id for m in out] == [aid], "the replayed message was processed"
     assert ObjectStore(s).get_json(f"test/{aid}/out.json") == {"echo": aid}
 

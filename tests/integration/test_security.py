@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 

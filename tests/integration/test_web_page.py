@@ -185,7 +185,7 @@ def test_vtest_squat_through_the_page(browser, base_url, gateway, vtest_video):
     assert player_time(browser) < 0.5 / fps + 1e-3
     browser.find_element(By.ID, "next-fault").click()
     target = next(s for s in starts if s > 0)
-    t = wait_for(lambda: (lambda x: x if x is not None and abs(x - (target + 0.5) / fps) < 0.02 else None)(player_time(browser)),
+    wait_for(lambda: (lambda x: x if x is not None and abs(x - (target + 0.5) / fps) < 0.02 else None)(player_time(browser)),
                  20, f"the player at frame {target}")
     assert int(browser.find_element(By.ID, "slider").get_attribute("value")) == target
     titles_here = {f["title"] for f in faults if f["start_frame"] <= target <= f["end_frame"]}

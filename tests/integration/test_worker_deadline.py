@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
@@ -46,19 +45,6 @@ SERVICE = textwrap.dedent("""
 """)
 
 
-def _consume(settings, topic, model, n, timeout_s=40.0, want=lambda m: True):
-    consumer = bus.make_consumer(settings, f"reader-{uuid.uuid4().hex[:6]}", [topic], "reader", max_poll_records=100)
-    got = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(got) < n and time.monotonic() < deadline:
-            for recs in consumer.poll(timeout_ms=500).values():
-                got.extend(m for m in (model.from_bytes(r.value) for r in recs) if want(m))
-    finally:
-        consumer.close()
-    return got
-
-
 def _start(settings, tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]:
     script = tmp_path / "stuck_service.py"
     script.write_text(SERVICE)
@@ -69,7 +55,7 @@ def _start(settings, tmp_path: Path, name: str) -> tuple[subprocess.Popen, Path]
     return proc, log
 
 
-def test_a_hung_handler_is_dead_lettered_failed_committed_and_its_process_exits(isolated_settings, tmp_path):
+def test_a_hung_handler_is_dead_lettered_failed_committed_and_its_process_exits(isolated_settings, tmp_path, read_topic):
     s = isolated_settings
     stuck, after = uuid.uuid4().hex, uuid.uuid4().hex
     producer = bus.make_producer(s, "test")
@@ -89,7 +75,7 @@ def test_a_hung_handler_is_dead_lettered_failed_committed_and_its_process_exits(
     assert "exceeded its deadline" in text and stuck in text, "logged with the analysis id"
 
     # the message is in the dead-letter topic with the reason, and replayable
-    letters = _consume(s, s.topics.dead_letters, DeadLetter, 1)
+    letters = read_topic(s, s.topics.dead_letters, DeadLetter, 1)
     assert len(letters) == 1
     dl = letters[0]
     assert dl.service == "stuck" and dl.source_topic == s.topics.poses and dl.key == "k" and dl.attempts == 1
@@ -98,7 +84,7 @@ def test_a_hung_handler_is_dead_lettered_failed_committed_and_its_process_exits(
     # the analysis is failed in the stage it was stuck in, with the reason, and integrators are told
     status = ObjectStore(s).get_json(f"analyses/{stuck}/status/stuck.json")
     assert status["state"] == "failed" and f"deadline of {DEADLINE_S} s" in status["error"]
-    done = _consume(s, s.topics.results, AnalysisCompleted, 1, want=lambda m: m.analysis_id == stuck)
+    done = read_topic(s, s.topics.results, AnalysisCompleted, 1, want=lambda m: m.analysis_id == stuck)
     assert done and done[0].status == "failed" and "deadline" in done[0].error
 
     # A fresh process (what the supervisor starts) goes on with the next message, not the hung
@@ -107,13 +93,13 @@ def test_a_hung_handler_is_dead_lettered_failed_committed_and_its_process_exits(
 
     proc, log = _start(s, tmp_path, "second")
     try:
-        out = _consume(s, s.topics.verdicts, AnalysisCompleted, 1, timeout_s=60)
+        out = read_topic(s, s.topics.verdicts, AnalysisCompleted, 1, timeout_s=60)
         assert [m.analysis_id for m in out] == [after], log.read_text()[-3000:]
         ObjectStore(s).put_json(f"test/fixed/{stuck}", {"by": "operator"})
         listed = [(pos, d) for pos, d in read_dead_letters(s) if d.key == "k"]
         assert len(listed) == 1
         assert replay(s, listed) == 1
-        out = _consume(s, s.topics.verdicts, AnalysisCompleted, 2, timeout_s=60)
+        out = read_topic(s, s.topics.verdicts, AnalysisCompleted, 2, timeout_s=60)
         assert sorted(m.analysis_id for m in out) == sorted([after, stuck]), "nothing lost, nothing twice"
         assert ObjectStore(s).get_json(f"analyses/{stuck}/status/stuck.json")["state"] == "done"
         assert proc.poll() is None, "the healthy worker keeps running"

@@ -12,6 +12,7 @@ from services.judge.features import FEATURE_NAMES
 from services.suggest.library import SIZE, build, load_library
 from services.suggest.retrieval import suggest
 from shared.skeleton import LANDMARK_INDEX as LI
+from shared.video import read_frames
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 
@@ -24,15 +25,7 @@ def lib(tmp_path_factory):
 
 
 def read_all(path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    return frames
+    return read_frames(cv2.VideoCapture(str(path)))
 
 
 @needs_ffmpeg
