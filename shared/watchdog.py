@@ -39,7 +39,10 @@ def is_done(store: ObjectStore, aid: str, stages: dict[str, dict]) -> bool:
     """Finished with a result. Not only suggest's "done": a redelivered verdict (at-least-once)
     makes suggest run again and write "running" over it, while the result document, written only
     once complete, is already there."""
-    return stages.get("suggest", {}).get("state") == "done" or (bool(stages) and store.exists(keys.result(aid)))
+    suggest = stages.get("suggest")
+    if suggest is None:      # suggest never ran: no result can exist (and no store call while running)
+        return False
+    return suggest.get("state") == "done" or store.exists(keys.result(aid))
 
 
 def inspect(store: ObjectStore, aid: str) -> dict | None:
