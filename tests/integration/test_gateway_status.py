@@ -24,7 +24,7 @@ def _stage(store, aid, stage, state, fraction, **extra):
 def test_a_done_analysis_stays_done_while_a_redelivered_message_is_processed_again(store):
     """At-least-once: after a worker restart a verdict can be delivered twice, and suggest then
     writes "running" over its "done". A client that saw done must still get done, and its result."""
-    from services.gateway.app import analysis_status
+    from services.gateway.deps import analysis_status
 
     aid = uuid.uuid4().hex
     store.put_json(keys.request(aid), {"sport": "squat", "submitted_at": "2026-11-21T00:00:00Z", "video": {}})

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from services.gateway.web import keypoints_csv_rows
+from services.gateway.routes.web import keypoints_csv_rows
 
 pytestmark = pytest.mark.integration
 

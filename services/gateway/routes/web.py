@@ -1,6 +1,6 @@
 """The web page athletes and coaches use, and the spreadsheet download behind it.
 
-`web_router(store, settings)` serves
+Serves
     GET /                                  the single-page app (static/index.html)
     GET /static/{name}                     its script and style sheet (no build step, no CDN)
     GET /v1/analyses/{id}/keypoints.csv    one row per frame of the target athlete: index, t_s, bbox,
@@ -16,15 +16,15 @@ import re
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse, StreamingResponse
 
+from services.gateway.deps import Deps, check_id, done_status, get_deps
 from services.gateway.openapi import V1, CSVResponse, errors
-from shared.settings import Settings
 from shared.skeleton import LANDMARK_NAMES
-from shared.store import ObjectNotFound, ObjectStore, keys
+from shared.store import ObjectNotFound, keys
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
@@ -125,43 +125,36 @@ def _csv_stream(rows: Iterable[list[str]], chunk_rows: int = 200) -> Iterator[st
     yield buf.getvalue()
 
 
-def web_router(store: ObjectStore, settings: Settings | None = None) -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
 
-    @router.get("/", include_in_schema=False)
-    def index():
-        return FileResponse(STATIC_DIR / "index.html", media_type=_TYPES[".html"], headers=_NO_CACHE)
 
-    @router.get("/static/{name}", include_in_schema=False)
-    def static(name: str):
-        path = STATIC_DIR / name
-        if not _NAME_RE.match(name) or not path.is_file() or path.suffix not in _TYPES:
-            raise HTTPException(404, f"no file {name[:80]}")
-        return FileResponse(path, media_type=_TYPES[path.suffix], headers=_NO_CACHE)
+@router.get("/", include_in_schema=False)
+def index():
+    return FileResponse(STATIC_DIR / "index.html", media_type=_TYPES[".html"], headers=_NO_CACHE)
 
-    @router.get("/v1/analyses/{aid}/keypoints.csv", tags=["results"], response_class=CSVResponse,
-                responses=errors(*V1, 404, 409, 422, json_route=False),
-                summary="Keypoints, joint angles and fault probabilities per frame, as CSV")
-    def keypoints_csv(aid: str, track_id: Optional[int] = None):
-        """One row per frame of the target athlete (or `track_id`): frame index, time, bounding box,
-        x/y/confidence of every landmark (pixels of the original video), every joint angle (degrees;
-        `angle3d_*` from the 3D skeleton when the result has them) and every fault probability; the last column lists the fault segments covering the frame.
-        Missing values are empty cells."""
-        from services.gateway.app import ID_RE, analysis_status   # lazy: app.py imports this module
+@router.get("/static/{name}", include_in_schema=False)
+def static(name: str):
+    path = STATIC_DIR / name
+    if not _NAME_RE.match(name) or not path.is_file() or path.suffix not in _TYPES:
+        raise HTTPException(404, f"no file {name[:80]}")
+    return FileResponse(path, media_type=_TYPES[path.suffix], headers=_NO_CACHE)
 
-        if not ID_RE.match(aid):
-            raise HTTPException(404, f"no analysis {aid[:64]}")
-        st = analysis_status(store, aid)
-        if st["status"] != "done":
-            raise HTTPException(409, f"analysis {aid} is {st['status']}" + (f": {st['error']}" if st["error"] else ""))
-        try:
-            result = store.get_json(keys.result(aid))
-        except ObjectNotFound:
-            raise HTTPException(404, f"analysis {aid} has no result document") from None
-        if track_id is not None and _target_athlete(result, track_id) is None:
-            raise HTTPException(404, f"analysis {aid} has no athlete with track_id {track_id}")
-        return StreamingResponse(
-            _csv_stream(keypoints_csv_rows(result, track_id)), media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="coach-{aid}-keypoints.csv"'})
-
-    return router
+@router.get("/v1/analyses/{aid}/keypoints.csv", tags=["results"], response_class=CSVResponse,
+            responses=errors(*V1, 404, 409, 422, json_route=False),
+            summary="Keypoints, joint angles and fault probabilities per frame, as CSV")
+def keypoints_csv(aid: str, track_id: Optional[int] = None, deps: Deps = Depends(get_deps)):
+    """One row per frame of the target athlete (or `track_id`): frame index, time, bounding box,
+    x/y/confidence of every landmark (pixels of the original video), every joint angle (degrees;
+    `angle3d_*` from the 3D skeleton when the result has them) and every fault probability; the last column lists the fault segments covering the frame.
+    Missing values are empty cells."""
+    store = deps.store
+    done_status(store, check_id(aid))
+    try:
+        result = store.get_json(keys.result(aid))
+    except ObjectNotFound:
+        raise HTTPException(404, f"analysis {aid} has no result document") from None
+    if track_id is not None and _target_athlete(result, track_id) is None:
+        raise HTTPException(404, f"analysis {aid} has no athlete with track_id {track_id}")
+    return StreamingResponse(
+        _csv_stream(keypoints_csv_rows(result, track_id)), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="coach-{aid}-keypoints.csv"'})
