@@ -81,7 +81,7 @@ def cmd_bench(args) -> int:
 
 # Modules that add their own sub-commands: each has `register(subparsers)`. A service's
 # commands live beside its code (e.g. `coach judge train` in services/judge/cli.py).
-COMMAND_MODULES: list[str] = ["shared.dlq", "services.gateway.auth", "services.judge.cli", "services.pose.cli", "services.pose.strn_cli", "services.tracker.cli"]
+COMMAND_MODULES: list[str] = ["shared.dlq", "shared.tail", "services.gateway.auth", "services.judge.cli", "services.pose.cli", "services.pose.strn_cli", "services.tracker.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
