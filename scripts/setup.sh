@@ -12,6 +12,7 @@ command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v chromium >/dev/null || need_apt+=(chromium)              # the web page's browser test
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v promtool >/dev/null || need_apt+=(prometheus)   # promtool (deploy checks), coach up --with-prometheus
+command -v npm >/dev/null || need_apt+=(nodejs npm)        # the Node (kafkajs) integrator example's test
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
@@ -29,6 +30,8 @@ fi
 # mediapipe without its jax extra: the pose solution we use needs none of it
 .venv/bin/python -m pip install -q --no-deps mediapipe==0.10.21
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+# the Node integrator example (examples/integrators/node), pinned by its package-lock.json
+(cd examples/integrators/node && npm ci --no-audit --no-fund --silent)
 # the test extra not in the lock: schemathesis (API fuzzing), its dependencies kept within the lock's pins
 .venv/bin/python -m pip install -q -c requirements.lock "schemathesis==4.32.5"
 # Real test media shipped inside registry packages (no other downloads): Sports2D's demo clip

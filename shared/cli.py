@@ -13,20 +13,21 @@ from shared.settings import Settings
 
 
 def cmd_up(args) -> int:
-    from shared.observability import setup_logging
-    from shared.stack import EmbeddedStack, PortInUse, StackPorts
+    from shared.observability import setup_cli_logging
+    from shared.stack import EmbeddedStack, PortInUse, StackPorts, console_progress
 
-    setup_logging("stack")
     settings = Settings.from_env()
     ports = StackPorts(gateway=args.port).shifted(args.port_offset)
     workers = {"tracker": 1, "pose": args.pose_workers, "judge": 1, "suggest": 1}
     stack = EmbeddedStack(Path(args.data_dir or settings.data_dir), ports, workers,
                           with_prometheus=getattr(args, "with_prometheus", False))
+    # Library retries while the broker starts go to the log file; the console gets progress lines.
+    setup_cli_logging(stack.data_dir / "logs" / "stack.log", "stack")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        stack.start()
+        stack.start(progress=console_progress(sys.stdout))
     except (PortInUse, RuntimeError, TimeoutError, FileNotFoundError) as exc:
         print(f"coach up: {exc}", file=sys.stderr)
         stack.stop()
@@ -80,7 +81,7 @@ def cmd_bench(args) -> int:
 
 # Modules that add their own sub-commands: each has `register(subparsers)`. A service's
 # commands live beside its code (e.g. `coach judge train` in services/judge/cli.py).
-COMMAND_MODULES: list[str] = ["shared.dlq", "services.gateway.auth", "services.judge.cli", "services.pose.cli", "services.pose.strn_cli", "services.tracker.cli"]
+COMMAND_MODULES: list[str] = ["shared.dlq", "shared.tail", "services.gateway.auth", "services.judge.cli", "services.pose.cli", "services.pose.strn_cli", "services.tracker.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

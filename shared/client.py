@@ -27,14 +27,17 @@ def gateway_url(url: str | None, data_dir: str | None, quiet: bool = False):
         return
     if url:
         raise AnalysisError(f"no AI Coach gateway answers at {url}")
-    from shared.stack import EmbeddedStack, StackPorts
+    from shared.observability import setup_cli_logging
+    from shared.stack import EmbeddedStack, StackPorts, console_progress
 
     settings = Settings.from_env()
     stack = EmbeddedStack(Path(data_dir or settings.data_dir), StackPorts())
+    # Library retries while the broker starts go to the log file; the console gets progress lines.
+    setup_cli_logging(stack.data_dir / "logs" / "cli.log", "cli")
     if not quiet:
         print(f"starting the embedded stack in {stack.data_dir} ...", file=sys.stderr, flush=True)
     try:
-        stack.start()
+        stack.start(progress=None if quiet else console_progress(sys.stderr))
         yield f"http://127.0.0.1:{stack.ports.gateway}"
     finally:
         stack.stop()

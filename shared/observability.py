@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
@@ -89,6 +90,32 @@ def setup_logging(service: str, level: str = "INFO") -> logging.Logger:
     root.setLevel(level.upper())
     # kafka-python is chatty at INFO (every rebalance step)
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    return logging.getLogger(service)
+
+
+# Client libraries whose retries and connection chatter belong in a log file, not on a console.
+LIBRARY_LOGGERS = ("kafka", "urllib3", "minio", "botocore", "boto3", "s3transfer", "httpx", "httpcore")
+
+
+class _NotLibrary(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(record.name == n or record.name.startswith(n + ".") for n in LIBRARY_LOGGERS)
+
+
+def setup_cli_logging(log_file: Path, service: str = "cli") -> logging.Logger:
+    """Logging for a console command: everything (library retries included) as JSON lines in
+    `log_file`; on the console only this project's own warnings and errors, as plain text."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(log_file)
+    to_file.setFormatter(JsonFormatter(service))
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.addFilter(_NotLibrary())
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [to_file, console]
+    root.setLevel(logging.INFO)
+    logging.getLogger("kafka").setLevel(logging.INFO)
     return logging.getLogger(service)
 
 
