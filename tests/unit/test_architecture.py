@@ -27,7 +27,6 @@ KNOWN_DEBT = {
     ("services.suggest.worker", "services.judge.worker"),
     ("services.suggest.worker", "services.pose.biomech_report"),
     ("services.tracker.posecheck", "services.pose.blazepose"),
-    ("shared.client", "services.pose.bench"),                  # coach bench's bare-model loop
 }
 
 
