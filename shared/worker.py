@@ -46,6 +46,16 @@ from shared.settings import Settings
 from shared.store import ObjectStore, StoreUnavailable, keys
 
 TRANSIENT = (StoreUnavailable, KafkaTimeoutError, ConnectionError, TimeoutError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An infrastructure outage rather than a fault of the message: the store or broker is away.
+
+    kafka-python marks what a restarted broker causes (connection lost, no leader, request timed
+    out, unknown partition while metadata refreshes) as `retriable`; a send future fails with
+    those, not with the KafkaTimeoutError that `send` itself raises.
+    """
+    return isinstance(exc, TRANSIENT) or (isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False)))
 EXIT_HANDLER_STUCK = 70   # EX_SOFTWARE: the process exits with this after a handler missed its deadline
 
 
@@ -139,8 +149,17 @@ class Worker:
         try:
             while not self.stop.is_set():
                 self.last_poll = time.monotonic()
-                batch = self.consumer.poll(timeout_ms=500)
-                self._forget_moved_partitions()
+                try:
+                    batch = self.consumer.poll(timeout_ms=500)
+                    self._forget_moved_partitions()
+                except KafkaError as exc:
+                    if not is_transient(exc):
+                        raise
+                    # The broker is restarting: the consumer reconnects by itself; nothing was taken.
+                    ERRORS.labels(service, "transient").inc()
+                    self.log.warning("poll failed; broker unavailable, retrying", extra=log_fields(error=_short(exc)))
+                    self.stop.wait(1.0)
+                    continue
                 for tp, records in batch.items():
                     for i, rec in enumerate(records):
                         if self.stop.is_set():
@@ -204,9 +223,15 @@ class Worker:
             if ctx is not None and deadline > 0 and time.monotonic() - ctx.progress_at > deadline:
                 raise HandlerDeadlineExceeded(f"{self.spec.service} handler exceeded deadline of {deadline:g} s "
                                               "(no progress reported for that long)")
-            self.consumer.pause(*self.consumer.assignment())
             self.last_poll = time.monotonic()
-            got = self.consumer.poll(timeout_ms=200)
+            try:
+                self.consumer.pause(*self.consumer.assignment())
+                got = self.consumer.poll(timeout_ms=200)
+            except KafkaError as exc:
+                if not is_transient(exc):
+                    raise
+                time.sleep(0.2)   # broker restarting: the handler runs on; membership is rejoined later
+                continue
             for tp, records in got.items():
                 self.consumer.seek(tp, records[0].offset)
         self.consumer.resume(*self.consumer.paused())
@@ -254,14 +279,14 @@ class Worker:
                 ERRORS.labels(service, "analysis_failed").inc()
                 self._fail_analysis(msg, ctx, str(exc))
                 return "analysis_failed"
-            except TRANSIENT as exc:
-                ERRORS.labels(service, "transient").inc()
-                self.log.warning("transient error, retrying", extra=log_fields(error=_short(exc), backoff_s=backoff))
-                attempt -= 1  # infrastructure outages do not use up the message's attempts
-                if self.stop.wait(backoff):
-                    raise SystemExit("stopping during a transient outage; message stays uncommitted") from exc
-                backoff = min(backoff * 2, 15.0)
-            except Exception as exc:  # noqa: BLE001 — any other failure is retried, then dead-lettered
+            except Exception as exc:  # noqa: BLE001 — outages are waited out; other failures retried, then dead-lettered
+                if is_transient(exc):
+                    ERRORS.labels(service, "transient").inc()
+                    self.log.warning("transient error, retrying", extra=log_fields(error=_short(exc), backoff_s=backoff))
+                    attempt -= 1  # infrastructure outages do not use up the message's attempts
+                    self._wait_or_exit(backoff, exc)
+                    backoff = min(backoff * 2, 15.0)
+                    continue
                 ERRORS.labels(service, "processing").inc()
                 self.log.exception("processing failed", extra=log_fields(attempt=attempt))
                 if attempt >= self.settings.max_attempts:
@@ -273,6 +298,10 @@ class Worker:
             finally:
                 IN_FLIGHT.labels(service).dec()
                 PROCESSING_SECONDS.labels(service, self.spec.topic).observe(time.perf_counter() - started)
+
+    def _wait_or_exit(self, seconds: float, cause: BaseException) -> None:
+        if self.stop.wait(seconds):
+            raise SystemExit("stopping during a transient outage; message stays uncommitted") from cause
 
     def _abandon(self, msg: Message, rec, headers: dict, reason: str, attempt: int) -> str:
         """A hung handler: dead-letter its message (acknowledged before the caller commits), fail
@@ -305,7 +334,9 @@ class Worker:
             ctx.emit(self.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="failed", error=reason), aid)
             ctx.flush()
             ANALYSES_COMPLETED.labels(self.spec.service, "failed").inc()
-        except TRANSIENT:
+        except Exception as exc:  # noqa: BLE001 — the dead letter (or the failed stage) already says it
+            if not is_transient(exc):
+                raise
             self.log.exception("could not record the failure")
 
     def _dead_letter(self, rec, headers: dict, error: str, attempts: int) -> None:
@@ -318,7 +349,19 @@ class Worker:
             key=rec.key.decode(errors="replace") if rec.key else None, value=value, value_encoding=enc,
             headers=headers, error=error, attempts=attempts,
         )
-        bus.send(self.producer, self.settings.topics.dead_letters, dl, dl.key).get(timeout=30)
+        backoff = 0.5
+        while True:
+            try:
+                bus.send(self.producer, self.settings.topics.dead_letters, dl, dl.key).get(timeout=30)
+                break
+            except Exception as exc:  # noqa: BLE001
+                if not is_transient(exc):
+                    raise
+                # The broker is away: nothing is committed until the dead letter is acknowledged.
+                self.log.warning("dead letter not acknowledged; broker unavailable, retrying",
+                                 extra=log_fields(error=_short(exc), backoff_s=backoff))
+                self._wait_or_exit(backoff, exc)
+                backoff = min(backoff * 2, 15.0)
         DEAD_LETTERS.labels(self.spec.service, rec.topic).inc()
         self.log.error("dead-lettered", extra=log_fields(topic=rec.topic, offset=rec.offset, error=error))
 

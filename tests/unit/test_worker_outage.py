@@ -1,0 +1,129 @@
+"""A broker restart is an outage to wait out, never a reason to dead-letter a message or exit.
+
+The send futures of kafka-python fail with retriable errors (connection lost, no leader) while the
+broker restarts; the worker used to count those as processing failures, dead-letter the message
+after three quick attempts, and die when even the dead letter could not be sent (CI saw the
+judge exit during the broker-restart fault test).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from types import SimpleNamespace
+
+import pytest
+from kafka.errors import CommitFailedError, KafkaConnectionError, NotLeaderForPartitionError
+
+from shared.messages import ClipPoses
+from shared.settings import Settings
+from shared.worker import Worker, WorkerSpec, is_transient
+
+
+class _Future:
+    def __init__(self, exc=None):
+        self.exc = exc
+
+    def get(self, timeout=None):
+        if self.exc is not None:
+            raise self.exc
+        return None
+
+
+class FlakyProducer:
+    """Fails the first `failures` sends the way a restarting broker does, then acknowledges."""
+
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.sent: list[str] = []
+
+    def send(self, topic, value=None, key=None, headers=None):
+        if self.failures > 0:
+            self.failures -= 1
+            return _Future(KafkaConnectionError("socket disconnected"))
+        self.sent.append(topic)
+        return _Future()
+
+    def flush(self, timeout=None):
+        return None
+
+
+class NullStore:
+    def put_json(self, key, doc):
+        pass
+
+
+def _worker(handle, producer) -> Worker:
+    """A Worker without a broker connection: only the processing path under test is used."""
+    w = Worker.__new__(Worker)
+    w.spec = WorkerSpec("judge", "poses", ClipPoses, handle)
+    w.settings = Settings().with_(max_attempts=3)
+    w.stop = threading.Event()
+    w.log = logging.getLogger("test-worker")
+    w.store = NullStore()
+    w.producer = producer
+    w.exit_code = None
+    w.last_poll = 0.0
+    from concurrent.futures import ThreadPoolExecutor
+    w._pool = ThreadPoolExecutor(max_workers=1)
+    w.consumer = SimpleNamespace(assignment=lambda: set(), pause=lambda *a: None, resume=lambda *a: None,
+                                 paused=lambda: set(), poll=lambda timeout_ms=0: {})
+    return w
+
+
+def _record():
+    return SimpleNamespace(topic="poses", partition=0, offset=7, key=b"a1", value=b"{}", headers=[])
+
+
+def test_retriable_kafka_errors_count_as_outages_and_others_do_not():
+    assert is_transient(KafkaConnectionError("x")) and is_transient(NotLeaderForPartitionError("x"))
+    assert is_transient(ConnectionRefusedError()) and is_transient(TimeoutError())
+    assert not is_transient(CommitFailedError("x")) and not is_transient(ValueError("x"))
+
+
+def test_a_send_failing_while_the_broker_restarts_is_retried_not_dead_lettered(monkeypatch):
+    producer = FlakyProducer(failures=4)   # more failures than max_attempts
+    calls = []
+
+    def handle(msg, ctx):
+        calls.append(1)
+        ctx.emit("verdicts", _StubMessage(), key="a1")
+
+    w = _worker(handle, producer)
+    monkeypatch.setattr(Worker, "_wait_or_exit", lambda self, s, cause: None)   # no real backoff sleeps
+    outcome = w._process_with_retries(_StubMessage(), _record(), {})
+    assert outcome == "ok"
+    assert len(calls) == 5, "each outage retry runs the handler again, without using up attempts"
+    assert producer.sent == ["verdicts"], "nothing was dead-lettered"
+
+
+def test_a_dead_letter_waits_for_the_broker_instead_of_crashing_the_worker(monkeypatch):
+    producer = FlakyProducer(failures=3)
+
+    def handle(msg, ctx):
+        raise ValueError("a real bug")   # not an outage: dead-lettered after max_attempts
+
+    w = _worker(handle, producer)
+    monkeypatch.setattr(Worker, "_wait_or_exit", lambda self, s, cause: None)
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    outcome = w._process_with_retries(_StubMessage(), _record(), {})
+    assert outcome == "dead_lettered"
+    assert producer.sent[0] == w.settings.topics.dead_letters
+
+
+def test_a_stop_during_an_outage_leaves_the_message_uncommitted():
+    producer = FlakyProducer(failures=100)
+    w = _worker(lambda msg, ctx: ctx.emit("verdicts", _StubMessage(), key="a1"), producer)
+    w.stop.set()
+    with pytest.raises(SystemExit):
+        w._process_with_retries(_StubMessage(), _record(), {})
+
+
+class _StubMessage:
+    """Just enough of a Message for bus.send and the failure path."""
+    analysis_id = None
+
+    def model_dump(self, by_alias=True):
+        return {"schema": "test/1"}
+
+    def to_bytes(self) -> bytes:
+        return b"{}"
