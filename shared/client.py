@@ -85,8 +85,15 @@ def summarize(result: dict) -> str:
     with_pose = sum(1 for f in frames if f["keypoints"])
     lines = [f"{result['video']['frames']} frames, athlete posed in {with_pose}; sport {result['sport']}",
              f"athlete: {result['athletes'][0].get('choice_reason')}" if result["athletes"] else "no athlete"]
-    if not result["faults"]:
-        lines.append("no faults found")
+    j = result.get("judgement") or {}
+    if j.get("synthetic"):
+        lines.append("fault models: criteria-based, not trained on expert labels")
+    if j.get("finding"):
+        lines.append(f"finding: {j['finding']}")
+    elif not result["faults"]:
+        lines.append(f"no faults found in {j.get('frames_performing', 0)} frame(s) of the exercise")
+    for n in j.get("not_judgeable", []):
+        lines.append(f"  not judgeable: {n['type']} frames {n['start_frame']}-{n['end_frame']}: {n['reason']}")
     for f in result["faults"]:
         lines.append(f"  {f['title']}: frames {f['start_frame']}-{f['end_frame']} ({f['start_s']:.2f}-{f['end_s']:.2f} s), "
                      f"peak p={f['peak_probability']:.2f}, {len(f['suggestions'])} exemplar(s)")

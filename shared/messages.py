@@ -144,10 +144,26 @@ class ActionScore(BaseModel):
     model_version: Optional[str] = None
 
 
-class AnalysisVerdict(Message):
-    """judge -> suggest and integrators: the faults found in a whole analysis."""
+class NotJudgeable(BaseModel):
+    """A stretch of the exercise where a fault cannot be judged from the camera's view."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: str = Field(description="Fault type id")
+    start_frame: int = Field(ge=0)
+    end_frame: int = Field(ge=0, description="Inclusive")
+    start_s: float = Field(ge=0)
+    end_s: float = Field(ge=0)
+    view: str = Field(description="Camera view estimated from the pose: front | oblique | side")
+    reason: str = Field(description="In words, e.g. 'knees caving in needs a front or oblique view; the camera sees the side'")
 
-    schema_: Literal["coach.verdict/1"] = Field("coach.verdict/1", alias="schema")
+
+class AnalysisVerdict(Message):
+    """judge -> suggest and integrators: the faults found in a whole analysis.
+
+    v2 adds what makes a verdict trustworthy: whether the pack was trained on human labels
+    (`synthetic`, `label_source`), a top-level `finding` when the exercise was never performed
+    (then `faults` is empty), how many frames showed the exercise, and `not_judgeable` stretches."""
+
+    schema_: Literal["coach.verdict/2"] = Field("coach.verdict/2", alias="schema")
     analysis_id: str
     sport: str
     model_version: str
@@ -158,6 +174,14 @@ class AnalysisVerdict(Message):
     verdict_key: str = Field(description="Object key of the per-frame verdict document")
     repetitions: Optional[list[Repetition]] = Field(None, description="Exercise sports: repetitions found, with quality")
     score: Optional[ActionScore] = Field(None, description="Exercise sports: action score 0-100")
+    synthetic: bool = Field(description="True when the fault models were trained on synthetic poses labelled by "
+                            "criteria, not on expert labels: criteria-based, treat as indicative")
+    label_source: str = Field("", description="Where the fault model's training labels came from")
+    finding: Optional[str] = Field(None, description="Set when the exercise was never performed, e.g. 'no squat "
+                                   "repetitions found: the athlete moves across the frame'; faults is then empty")
+    frames_performing: int = Field(0, ge=0, description="Frames in which the athlete performs the exercise (judged)")
+    not_judgeable: list[NotJudgeable] = Field(default_factory=list, description="Faults that cannot be judged from "
+                                              "the camera's view during part of the exercise")
     produced_at: str = Field(default_factory=utc_now)
 
 

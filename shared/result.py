@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.messages import ActionScore, BBox, Repetition, VideoInfo
+from shared.messages import ActionScore, BBox, NotJudgeable, Repetition, VideoInfo
 
 
 class _Doc(BaseModel):
@@ -21,7 +21,12 @@ class FrameResult(_Doc):
     angles_deg: dict[str, Optional[float]] = Field(default_factory=dict)
     angles_3d_deg: Optional[dict[str, Optional[float]]] = Field(
         None, description="Joint angles from keypoints_3d, degrees, same names and conventions as angles_deg (docs/biomechanics.md)")
-    faults: dict[str, Optional[float]] = Field(default_factory=dict, description="fault type -> probability")
+    faults: dict[str, Optional[float]] = Field(default_factory=dict, description="fault type -> probability; "
+                                                 "null: not judged on this frame (view, phase); empty: no verdict")
+    activity: Optional[Literal["performing", "not_performing"]] = Field(
+        None, description="Whether the athlete performs the exercise on this frame (null: no pose); faults are judged only while performing")
+    view: Optional[Literal["front", "oblique", "side"]] = Field(None, description="Camera view estimated from the pose")
+    phase: Optional[Literal["bottom"]] = Field(None, description="'bottom': at the bottom of a repetition (depth faults are judged here)")
 
 
 class AthleteResult(_Doc):
@@ -111,8 +116,17 @@ class Biomechanics(_Doc):
     series: BiomechSeries
 
 
+class Judgement(_Doc):
+    """How far the faults can be trusted, and what the judge could not judge."""
+    synthetic: bool = Field(description="Fault models trained on synthetic poses labelled by criteria, not expert labels")
+    label_source: str = ""
+    finding: Optional[str] = Field(None, description="Set when the exercise was never performed; faults is then empty")
+    frames_performing: int = Field(0, ge=0)
+    not_judgeable: list[NotJudgeable] = Field(default_factory=list)
+
+
 class AnalysisResult(_Doc):
-    schema_: Literal["coach.result/1"] = Field("coach.result/1", alias="schema")
+    schema_: Literal["coach.result/2"] = Field("coach.result/2", alias="schema")
     id: str
     sport: str
     video: VideoInfo
@@ -125,3 +139,4 @@ class AnalysisResult(_Doc):
     repetitions: Optional[list[Repetition]] = Field(
         None, description="Exercise sports: repetitions with quality and attention (docs/judge.md, Judge over time)")
     score: Optional[ActionScore] = Field(None, description="Exercise sports: action score 0-100 against exemplars of known score")
+    judgement: Optional[Judgement] = Field(None, description="Trust in the faults: label source, finding, not judgeable stretches")

@@ -21,6 +21,7 @@ which covers a control message missed while the consumer was (re)joining.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -30,7 +31,8 @@ import uuid
 
 import numpy as np
 
-from shared.messages import AnalysisVerdict, ClipPoses, FaultSegment, ModelPublished, VideoInfo
+from services.judge.segments import fault_segments
+from shared.messages import AnalysisVerdict, ClipPoses, FaultSegment, ModelPublished, NotJudgeable, VideoInfo
 from shared.observability import FRAMES, log_fields
 from shared.skeleton import NUM_LANDMARKS
 from shared.store import ObjectNotFound, ObjectStore, keys
@@ -215,29 +217,45 @@ class JudgeStage:
 
     def judge_analysis(self, msg: ClipPoses, tracking: dict, ctx: Context) -> None:
         from services.judge.features import ANGLE_NAMES, joint_angles_deg
-        from services.judge.segments import fault_segments
+        from services.judge.reps import exercise_report
 
         aid, fps = msg.analysis_id, float(tracking["fps"])
         pack = self.pack(msg.sport, ctx.store)             # kept for the whole analysis, even if a reload comes
         frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"])
-        probs = pack.judge(kps, fps)                      # [N, n_faults], NaN rows: no pose
-        angles = joint_angles_deg(kps)                     # [N, A]
-        segments = fault_segments(probs, list(pack.fault_ids), pack.threshold_list())
-        judged = int(np.isfinite(probs).all(axis=1).sum())
-        if judged == 0:
+        raw = pack.judge(kps, fps)                        # [N, n_faults], NaN rows: no pose
+        if not np.isfinite(raw).all(axis=1).any():
             raise AnalysisFailed("no body pose was found in any frame: is a whole person visible?")
+        angles = joint_angles_deg(kps)                     # [N, A]
+        judged = judge_while_performing(msg.sport, pack, kps, fps, raw)
+        probs = judged["probs"]
         # exercise sports: repetitions (count, quality + attention) and the action score (services/judge/reps.py)
-        from services.judge.reps import exercise_report
-        exercise = exercise_report(msg.sport, kps, fps, [f["index"] for f in frames], log=log.warning) or {}
+        exercise = {} if judged["finding"] else (
+            exercise_report(msg.sport, kps, fps, [f["index"] for f in frames], log=log.warning) or {})
+        segments = fault_segments(probs, list(pack.fault_ids), pack.threshold_list())
+        meta = pack.describe()
+        # packs written before these fields existed say "+synth." in their version
+        synthetic = bool(meta.get("synthetic", "+synth." in pack.model_version))
+        label_source = str(meta.get("label_source") or (pack.info or {}).get("labels", ""))
+
+        def at(t: int) -> int:
+            return int(frames[t]["index"])
+
+        not_judgeable = [{"type": fid, "start_frame": at(s0), "end_frame": at(e0), "start_s": round(s0 / fps, 3),
+                          "end_s": round(e0 / fps, 3), "view": view, "reason": reason}
+                         for fid, s0, e0, view, reason in judged["not_judgeable"]]
         ctx.store.put_json(keys.verdict(aid), {
             "analysis_id": aid, "sport": msg.sport, "model_version": pack.model_version,
             "fault_types": list(pack.fault_ids), "thresholds": pack.thresholds,
             "fault_titles": {f.id: f.title for f in pack.faults},
             "angle_names": list(ANGLE_NAMES),
+            "synthetic": synthetic, "label_source": label_source, "finding": judged["finding"],
+            "frames_performing": judged["frames_performing"], "not_judgeable": not_judgeable,
             "frames": [
                 {"index": f["index"],
-                 "faults": None if not np.isfinite(probs[t]).all() else
-                 {fid: round(float(p), 4) for fid, p in zip(pack.fault_ids, probs[t])},
+                 "faults": None if not judged["performing"][t] else
+                 {fid: (None if not np.isfinite(p) else round(float(p), 4)) for fid, p in zip(pack.fault_ids, probs[t])},
+                 "activity": judged["activity"][t], "view": judged["view"][t],
+                 "phase": "bottom" if judged["bottom"][t] else None,
                  "angles_deg": {a: (None if not np.isfinite(v) else round(float(v), 2)) for a, v in zip(ANGLE_NAMES, angles[t])}}
                 for t, f in enumerate(frames)
             ],
@@ -245,17 +263,59 @@ class JudgeStage:
             **{k: exercise[k] for k in ("repetitions", "score", "sequence_model_version") if k in exercise},
         })
         faults = [FaultSegment(
-            type=s["type"], start_frame=frames[s["start_frame"]]["index"], end_frame=frames[s["end_frame"]]["index"],
+            type=s["type"], start_frame=at(s["start_frame"]), end_frame=at(s["end_frame"]),
             start_s=round(s["start_frame"] / fps, 3), end_s=round(s["end_frame"] / fps, 3),
             peak_probability=round(float(s["peak_probability"]), 4),
         ) for s in segments]
+        if judged["finding"]:
+            log.info("exercise not performed", extra=log_fields(finding=judged["finding"], **judged["reasons"]))
         ctx.emit(ctx.settings.topics.verdicts, AnalysisVerdict(
             analysis_id=aid, sport=msg.sport, model_version=pack.model_version,
             video=VideoInfo(fps=fps, width=tracking["width"], height=tracking["height"], frames=tracking["frames"]),
-            frames_judged=judged, faults=faults, fault_types=list(pack.fault_ids), verdict_key=keys.verdict(aid),
-            repetitions=exercise.get("repetitions"), score=exercise.get("score"),
+            frames_judged=judged["frames_performing"], faults=faults, fault_types=list(pack.fault_ids),
+            verdict_key=keys.verdict(aid), repetitions=exercise.get("repetitions"), score=exercise.get("score"),
+            synthetic=synthetic, label_source=label_source, finding=judged["finding"],
+            frames_performing=judged["frames_performing"],
+            not_judgeable=[NotJudgeable(**n) for n in not_judgeable],
         ), key=aid)
 
+
+def judge_while_performing(sport: str, pack, kps: np.ndarray, fps: float, raw: np.ndarray) -> dict:
+    """Keep a pack's fault probabilities only where they can be trusted (services/judge/activity.py).
+
+    raw [N, n_faults] -> probs [N, n_faults] NaN outside the exercise, outside the bottom of a
+    repetition for depth faults, and in camera views a fault cannot be judged from; plus per-frame
+    activity / view / phase, the not-judgeable stretches and a finding when the exercise never happens."""
+    from services.judge.activity import decide, not_judgeable_runs, rule_for, view_mask
+    from services.judge.reps import EXERCISES, primary_signal, segment
+
+    rule = rule_for(sport)
+    reps, signal = None, None
+    if sport in EXERCISES:
+        signal = primary_signal(kps, sport)
+        reps = [(r.start, r.end, r.bottom) for r in segment(kps, sport, fps)]
+    elif rule.movement == "repetitions":
+        rule = dataclasses.replace(rule, movement="any")   # no counter for this sport: judge while in place and posed
+    act = decide(kps, fps, rule, reps, signal)
+    probs = np.array(raw, dtype=np.float64, copy=True)
+    has_verdict = np.isfinite(raw).all(axis=1)
+    probs[~act.performing] = np.nan
+    titles = {f.id: f.title for f in pack.faults}
+    nj = []
+    for j, fault in enumerate(pack.faults):
+        if fault.id in rule.bottom_faults:
+            probs[~act.bottom, j] = np.nan
+        views = getattr(fault, "views", None)
+        ok = view_mask(act.view, views)
+        probs[~ok, j] = np.nan
+        for s0, e0, view in not_judgeable_runs(ok, act.performing & has_verdict, act.view, fps):
+            nj.append((fault.id, s0, e0, view, f"{titles[fault.id].lower()} needs a {' or '.join(views)} view; "
+                                               f"the camera sees the athlete from the {view}"))
+    performing = act.performing & has_verdict
+    activity = [None if not has_verdict[t] else "performing" if performing[t] else "not_performing" for t in range(len(kps))]
+    return {"probs": probs, "performing": performing, "activity": activity, "view": act.view, "bottom": act.bottom,
+            "finding": act.finding, "frames_performing": int(performing.sum()), "not_judgeable": nj,
+            "reasons": act.reasons}
 
 def main() -> None:
     from shared.settings import Settings

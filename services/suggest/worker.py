@@ -85,7 +85,7 @@ class SuggestStage:
         flagged = []
         for f in frames:
             probs = per_frame[f["index"]]["faults"]
-            flagged.append(None if probs is None else any(p >= thresholds[k] for k, p in probs.items()))
+            flagged.append(None if probs is None else any(p is not None and p >= thresholds[k] for k, p in probs.items()))
         with tempfile.TemporaryDirectory(prefix="coach-render-") as tmp:
             out = Path(tmp) / "annotated.mp4"
             render_annotated(ctx.store, aid, frames, flagged, fps, msg.video.width, msg.video.height, out)
@@ -103,6 +103,7 @@ class SuggestStage:
                     "keypoints": _named(f["keypoints"]), "keypoints_3d": _named(f["keypoints_3d"]),
                     "angles_deg": per_frame[f["index"]]["angles_deg"],
                     "faults": per_frame[f["index"]]["faults"] or {},
+                    **{k: per_frame[f["index"]].get(k) for k in ("activity", "view", "phase")},
                 } for f in frames],
             }],
             faults=faults,
@@ -111,6 +112,8 @@ class SuggestStage:
             models={**_first_clip(ctx.store, aid), "judge": msg.model_version,
                     "exemplars": self.catalog.version(msg.sport)},
             repetitions=msg.repetitions, score=msg.score,   # exercise sports (#5): from the verdict
+            judgement={"synthetic": msg.synthetic, "label_source": msg.label_source, "finding": msg.finding,
+                       "frames_performing": msg.frames_performing, "not_judgeable": msg.not_judgeable},
         )
         # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
         from services.pose.biomech_report import attach_biomechanics

@@ -74,7 +74,7 @@ def _seed(store, owner: str) -> dict[str, str]:
     for stage in ("tracker", "pose", "judge", "suggest"):
         store.put_json(keys.status(aid, stage), {"stage": stage, "state": "done", "fraction": 1.0})
     kp = {"nose": [10.0, 20.0, 0.9]}
-    store.put_json(keys.result(aid), {"schema": "coach.result/1", "id": aid, "artifacts": {}, "faults": [],
+    store.put_json(keys.result(aid), {"schema": "coach.result/2", "id": aid, "artifacts": {}, "faults": [],
                                       "athletes": [{"track_id": 3, "is_target": True, "frames": [
                                           {"index": 0, "t_s": 0.0, "bbox_px": [1, 2, 3, 4], "keypoints": kp,
                                            "angles_deg": {"knee_l": 12.5}, "faults": {}},

@@ -41,9 +41,9 @@ def _received(out: subprocess.CompletedProcess) -> list[dict]:
 
 
 def _check(verdict: dict, result: dict, aid: str) -> None:
-    assert verdict["valid"] and verdict["schema"] == "coach.verdict/1"
+    assert verdict["valid"] and verdict["schema"] == "coach.verdict/2"
     v = verdict["message"]
-    assert v["analysis_id"] == aid and v["sport"] == "squat" and v["frames_judged"] > 0 and v["fault_types"]
+    assert v["analysis_id"] == aid and v["sport"] == "squat" and v["fault_types"] and v["synthetic"] is True
     assert result["valid"] and result["schema"] == "coach.analysis-completed/1"
     assert result["message"]["analysis_id"] == aid and result["message"]["status"] == "done"
 

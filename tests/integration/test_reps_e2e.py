@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 
@@ -26,10 +27,10 @@ pytestmark = pytest.mark.integration
 W, H = 640, 480
 
 
-def _synthetic_squat_analysis(settings) -> tuple[str, int]:
+def _synthetic_squat_analysis(settings, faults: dict | None = None) -> tuple[str, int]:
     from services.judge.bootstrap_temporal import exercise_clip
 
-    clip, _ = exercise_clip("squat", np.random.default_rng([97, 0]), faults={}, fps=30, duration_s=8.0,
+    clip, _ = exercise_clip("squat", np.random.default_rng([97, 0]), faults=faults or {}, fps=30, duration_s=8.0,
                             px_per_m=150.0, center_px=(W / 2, H / 2), camera_yaw_deg=10.0)
     n_reps = clip.meta["reps"]
     kps = clip.keypoints
@@ -85,3 +86,29 @@ def test_squat_result_has_repetitions_with_quality_and_a_score(coach_stack, gate
     verdict = ObjectStore(coach_stack.settings).get_json(keys.verdict(aid))
     assert verdict["repetitions"] == reps and verdict["score"]["value"] == score["value"]
     assert verdict["sequence_model_version"].startswith("squat-lstm-attn-")
+
+
+def test_faults_of_a_performed_squat_are_judged_during_repetitions_with_exemplars(coach_stack, gateway):
+    """Shallow squats filmed from the front: the depth fault is judged at the bottom of each
+    repetition, and each fault segment comes with exemplar clips of correct form."""
+    aid, _ = _synthetic_squat_analysis(coach_stack.settings, faults={"shallow_depth": 65.0})
+    st = wait(gateway, aid, 300)
+    assert st["status"] == "done", st
+    result = gateway.get(f"/v1/analyses/{aid}/result").json()
+    j = result["judgement"]
+    assert j["finding"] is None and j["frames_performing"] > 0 and j["synthetic"] is True
+    frames = result["athletes"][0]["frames"]
+    performing = {f["index"] for f in frames if f["activity"] == "performing"}
+    bottom = {f["index"] for f in frames if f["phase"] == "bottom"}
+    shallow = [f for f in result["faults"] if f["type"] == "shallow_depth"]
+    assert shallow, result["faults"]
+    for fault in result["faults"]:
+        span = set(range(fault["start_frame"], fault["end_frame"] + 1))
+        assert span <= performing, "faults only while the exercise is performed"
+        if fault["type"] == "shallow_depth":
+            assert span <= bottom, "depth is judged at the bottom of a repetition"
+        assert fault["suggestions"], f"fault {fault['type']} has no exemplar"
+        for sug in fault["suggestions"]:
+            assert 0 <= sug["similarity"] <= 1 and sug["end_s"] > sug["start_s"]
+            clip = httpx.get(sug["url"], timeout=30)   # presigned URL to the exemplar clip
+            assert clip.status_code == 200 and len(clip.content) > 1000

@@ -176,6 +176,8 @@ function sportInfo() {
   if (!s) { fill(box); return; }
   fill(box, 
     s.camera ? el("div", null, el("strong", null, "Film it: "), s.camera) : null,
+    s.synthetic ? el("div", { class: "muted small synthetic" }, "Criteria-based, not trained on expert labels.")
+      : s.label_source ? el("div", { class: "muted small" }, `Trained on ${s.label_source}.`) : null,
     el("div", null, el("strong", null, "What is checked:")),
     el("ul", null, s.faults.map((f) => el("li", null, el("strong", null, f.title), " — ", f.standard))));
 }
@@ -578,14 +580,35 @@ function renderSummary() {
     ` · athlete found in ${posed} of ${A.n} frames`,
     A.athlete.choice_reason ? ` · athlete chosen: ${A.athlete.choice_reason}` : "",
     el("br"),
+    judgementLine(r.judgement),
     A.segs.length
       ? [`${A.segs.length} fault segment${A.segs.length > 1 ? "s" : ""}: `,
          A.types.filter((t) => t.count).map((t, i) => [i ? ", " : "", el("span", { class: "swatch", style: `background:${t.color}` }),
            ` ${t.title} ×${t.count} (${fmt(t.frames / A.fps, 1)} s)`])]
+      : (r.judgement && r.judgement.finding) ? ""
       : el("span", { class: "ok" }, "No faults found: every judged frame met the standard."),
+    notJudgeableLines(r.judgement, A),
   ];
   const timings = Object.entries(r.timings_s || {}).map(([k, v]) => `${k} ${fmt(v, 1)} s`).join(", ");
   fill($("#summary"), ...parts.flat(Infinity), timings ? el("span", { class: "muted small" }, el("br"), `Processing: ${timings}`) : "");
+}
+
+// What the judge could and could not say (#16): a finding when the exercise never happened, the
+// label source of the fault models, and faults the camera's view cannot show.
+function judgementLine(j) {
+  if (!j) return "";
+  return [
+    j.finding ? [el("strong", { class: "finding", id: "finding" }, `Finding: ${j.finding}.`), el("br")] : "",
+    j.synthetic ? [el("span", { class: "muted small synthetic", id: "synthetic-note" },
+      "Fault models are criteria-based, not trained on expert labels: treat them as indicative."), el("br")] : "",
+  ];
+}
+
+function notJudgeableLines(j, A) {
+  if (!j || !(j.not_judgeable || []).length) return "";
+  return [el("br"), el("span", { class: "muted small", id: "not-judgeable" },
+    j.not_judgeable.map((n, i) => [i ? el("br") : "",
+      `Not judgeable ${fmt(n.start_s, 1)}–${fmt(n.end_s, 1)} s: ${n.reason}.`]))];
 }
 
 function renderScore() {
