@@ -22,13 +22,16 @@ def summarize(m: Message) -> str:
     """One line a person can read: analysis id, sport, fault counts or status."""
     if isinstance(m, AnalysisVerdict):
         counts = Counter(f.type for f in m.faults)
-        faults = ", ".join(f"{t}×{n}" for t, n in sorted(counts.items())) or "no faults"
+        faults = ", ".join(f"{t}×{n}" for t, n in sorted(counts.items())) or (
+            f"none — {m.finding}" if m.finding else "no faults")
         line = (f"verdict  {m.analysis_id}  {m.sport}  model={m.model_version}  "
                 f"frames={m.frames_judged}  faults: {faults}")
         if m.repetitions is not None:
             line += f"  reps={sum(1 for r in m.repetitions if not r.partial)}"
         if m.score is not None:
             line += f"  score={m.score.value:.0f}"
+        if m.synthetic:
+            line += "  (criteria-based models)"
         return line
     if isinstance(m, AnalysisCompleted):
         tail = m.result_key if m.status == "done" else f"error: {m.error}"

@@ -9,62 +9,18 @@ From there the real judge and suggest services, Kafka and the object store do th
 """
 from __future__ import annotations
 
-import uuid
-
-import cv2
 import httpx
 import numpy as np
 import pytest
 
-from shared import bus
 from shared.client import wait
-from shared.messages import ClipPoses, VideoInfo, utc_now
-from shared.skeleton import LANDMARK_NAMES
 from shared.store import ObjectStore, keys
 
 pytestmark = pytest.mark.integration
 
-W, H = 640, 480
 
-
-def _synthetic_squat_analysis(settings, faults: dict | None = None) -> tuple[str, int]:
-    from services.judge.bootstrap_temporal import exercise_clip
-
-    clip, _ = exercise_clip("squat", np.random.default_rng([97, 0]), faults=faults or {}, fps=30, duration_s=8.0,
-                            px_per_m=150.0, center_px=(W / 2, H / 2), camera_yaw_deg=10.0)
-    n_reps = clip.meta["reps"]
-    kps = clip.keypoints
-    T = len(kps)
-    aid = uuid.uuid4().hex
-    store = ObjectStore(settings)
-    video = VideoInfo(fps=clip.fps, width=W, height=H, frames=T)
-    store.put_json(keys.request(aid), {"analysis_id": aid, "sport": "squat", "submitted_at": utc_now(),
-                                       "video": video.model_dump(), "video_key": f"analyses/{aid}/source.mp4"})
-    blank = cv2.imencode(".jpg", np.full((H, W, 3), 90, np.uint8))[1].tobytes()
-    for t in range(T):
-        store.put_bytes(keys.frame(aid, t), blank, "image/jpeg")
-    store.put_json(keys.tracking(aid), {"analysis_id": aid, "frames": T, "fps": clip.fps, "width": W, "height": H,
-                                        "clip_count": 1, "clip_frames": T,
-                                        "athlete": {"track_id": 0, "reason": "synthetic", "candidates": []}, "seconds": 0.0})
-    rows = lambda k: None if not np.isfinite(k).all() else [[round(float(v), 3) for v in r] for r in k]  # noqa: E731
-    store.put_json(keys.clip_poses(aid, 0), {
-        "analysis_id": aid, "clip_index": 0, "pose_model": "synthetic", "refiner": "none",
-        "landmarks": list(LANDMARK_NAMES), "seconds": 0.0,
-        "frames": [{"index": t, "t_s": round(t / clip.fps, 4), "bbox_px": [100.0, 40.0, 440.0, 420.0],
-                    "track_state": "tracked", "track_score": 1.0, "keypoints": rows(kps[t]), "keypoints_3d": None}
-                   for t in range(T)]})
-    for stage in ("tracker", "pose"):
-        store.put_json(keys.status(aid, stage), {"stage": stage, "state": "done", "fraction": 1.0, "updated_at": utc_now()})
-    producer = bus.make_producer(settings, "test-reps")
-    bus.send(producer, settings.topics.poses, ClipPoses(
-        analysis_id=aid, sport="squat", clip_index=0, first_frame=0, frame_count=T, poses_key=keys.clip_poses(aid, 0),
-        pose_model="synthetic", refiner="none", frames_with_pose=int(np.isfinite(kps[:, 0, 0]).sum())), aid).get(timeout=30)
-    producer.close()
-    return aid, n_reps
-
-
-def test_squat_result_has_repetitions_with_quality_and_a_score(coach_stack, gateway):
-    aid, n_reps = _synthetic_squat_analysis(coach_stack.settings)
+def test_squat_result_has_repetitions_with_quality_and_a_score(coach_stack, gateway, synthetic_squat_analysis):
+    aid, n_reps = synthetic_squat_analysis()
     st = wait(gateway, aid, 300)
     assert st["status"] == "done", st
     result = gateway.get(f"/v1/analyses/{aid}/result").json()
@@ -88,10 +44,10 @@ def test_squat_result_has_repetitions_with_quality_and_a_score(coach_stack, gate
     assert verdict["sequence_model_version"].startswith("squat-lstm-attn-")
 
 
-def test_faults_of_a_performed_squat_are_judged_during_repetitions_with_exemplars(coach_stack, gateway):
+def test_faults_of_a_performed_squat_are_judged_during_repetitions_with_exemplars(gateway, synthetic_squat_analysis):
     """Shallow squats filmed from the front: the depth fault is judged at the bottom of each
     repetition, and each fault segment comes with exemplar clips of correct form."""
-    aid, _ = _synthetic_squat_analysis(coach_stack.settings, faults={"shallow_depth": 65.0})
+    aid, _ = synthetic_squat_analysis(faults={"shallow_depth": 65.0})
     st = wait(gateway, aid, 300)
     assert st["status"] == "done", st
     result = gateway.get(f"/v1/analyses/{aid}/result").json()

@@ -27,7 +27,7 @@ def test_tail_prints_one_readable_line_per_message(isolated_settings):
     fault = dict(track_id=0, start_s=0.0, end_s=1.0, peak_probability=0.9)
     verdict = AnalysisVerdict(
         analysis_id=aid, sport="squat", model_version="v1", video=VideoInfo(fps=25, width=640, height=480),
-        frames_judged=120, fault_types=["bent_knees", "bent_hips"], verdict_key=f"analyses/{aid}/verdict.json",
+        frames_judged=120, fault_types=["bent_knees", "bent_hips"], verdict_key=f"analyses/{aid}/verdict.json", synthetic=False,
         faults=[FaultSegment(type="bent_knees", start_frame=0, end_frame=10, **fault),
                 FaultSegment(type="bent_knees", start_frame=40, end_frame=50, **fault),
                 FaultSegment(type="bent_hips", start_frame=60, end_frame=70, **fault)])

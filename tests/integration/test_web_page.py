@@ -132,7 +132,6 @@ def test_not_a_video_is_refused_in_words(browser, base_url, tmp_path):
 
 def test_vtest_squat_through_the_page(browser, base_url, gateway, vtest_video):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     open_new_analysis_form(browser, base_url, "squat")
     browser.find_element(By.ID, "file").send_keys(str(vtest_video))
@@ -157,10 +156,47 @@ def test_vtest_squat_through_the_page(browser, base_url, gateway, vtest_video):
     assert seen & {"analysing…", "queued"}, f"progress was never shown: {seen}"
     _shared["aid"] = aid
     result = gateway.get(f"/v1/analyses/{aid}/result").json()
+    # nobody squats in vtest.avi: the page says so in words instead of showing faults (#16)
+    assert result["faults"] == [] and result["judgement"]["finding"]
+    assert f"Finding: {result['judgement']['finding']}." in summary
+    assert "not trained on expert labels" in summary, "criteria-based squat models are marked as such"
+    assert "No faults found" not in summary and "fault segment" not in summary
+    assert js(browser, "return document.querySelectorAll('#timeline rect.seg').length") == 0
+
+    # the annotated video is loaded and decodable
+    wait_for(lambda: js(browser, "return document.querySelector('#player').readyState >= 2"), 60, "the annotated video")
+    assert js(browser, "return document.querySelector('#player').videoWidth") == result["video"]["width"]
+    assert visible_text(browser, "#player-error") is None
+    links = js(browser, "return [...document.querySelectorAll('#downloads a')].map(a => a.getAttribute('href'))")
+    assert links == [f"/v1/analyses/{aid}/result", f"/v1/analyses/{aid}/video", f"/v1/analyses/{aid}/keypoints.csv"]
+    full_page_screenshot(browser, IMG / "web-finding.png", 1366)
+    assert not page_errors(browser)
+
+    # past analyses: the page lists it as done
+    browser.get(base_url + "#/")
+    row = wait_for(lambda: visible_text(browser, f'#recent-list tr[data-id="{aid}"]'), 30, "the analysis in the list")
+    assert "done" in row
+
+
+def test_fault_timeline_slider_and_exemplars(browser, base_url, gateway, synthetic_squat_analysis):
+    """Shallow squats (tracker and pose stood in for: BlazePose does not see stick figures): the
+    timeline marks each fault, the buttons and the slider move the video, the exemplar plays."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from shared.client import wait
+
+    aid, _ = synthetic_squat_analysis(faults={"shallow_depth": 65.0})
+    assert wait(gateway, aid, 300)["status"] == "done"
+    _shared["fault_aid"] = aid
+    browser.get(base_url + f"#/a/{aid}")
+    js(browser, "location.reload()")
+    summary = wait_for(lambda: visible_text(browser, "#summary"), 60, "the result")
+    result = gateway.get(f"/v1/analyses/{aid}/result").json()
     faults = result["faults"]
-    assert faults, "vtest judged as a squat has faults; the page needs some to show"
+    assert len(faults) >= 2, "three shallow squats give a fault at the bottom of each"
     fps, n = result["video"]["fps"], result["video"]["frames"]
-    assert f"{len(faults)} fault segment" in summary
+    assert f"{len(faults)} fault segment" in summary and "Finding" not in summary
 
     # timeline: one mark per fault, in its type's lane and colour, and a legend naming each type
     marks = js(browser, """return [...document.querySelectorAll('#timeline rect.seg')].map(r =>
@@ -228,8 +264,6 @@ def test_vtest_squat_through_the_page(browser, base_url, gateway, vtest_video):
     plots = js(browser, "return [...document.querySelectorAll('#plots .plot')].map(p => [p.querySelector('h3').innerText, p.querySelectorAll('path[d^=M]').length])")
     assert len(plots) >= 3 and all(k > 0 for _, k in plots), plots
     assert "standard 100–160°" in visible_text(browser, "#plots")
-    links = js(browser, "return [...document.querySelectorAll('#downloads a')].map(a => a.getAttribute('href'))")
-    assert links == [f"/v1/analyses/{aid}/result", f"/v1/analyses/{aid}/video", f"/v1/analyses/{aid}/keypoints.csv"]
 
     js(browser, "window.scrollTo(0, 0)")
     browser.find_element(By.ID, "next-fault").click()   # show a fault frame in the screenshot
@@ -237,18 +271,13 @@ def test_vtest_squat_through_the_page(browser, base_url, gateway, vtest_video):
     full_page_screenshot(browser, IMG / "web-result.png", 1366)
     assert not page_errors(browser)
 
-    # past analyses: the page lists it as done
-    browser.get(base_url + "#/")
-    row = wait_for(lambda: visible_text(browser, f'#recent-list tr[data-id="{aid}"]'), 30, "the analysis in the list")
-    assert "done" in row
-
 
 def test_phone_width(browser, base_url):
-    if "aid" not in _shared:
-        pytest.skip("needs the analysis made by test_vtest_squat_through_the_page")
+    if "fault_aid" not in _shared:
+        pytest.fail("needs the analysis made by test_fault_timeline_slider_and_exemplars")
     browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
     try:
-        browser.get(base_url + f"#/a/{_shared['aid']}")
+        browser.get(base_url + f"#/a/{_shared['fault_aid']}")
         js(browser, "location.reload()")
         wait_for(lambda: visible_text(browser, "#summary"), 60, "the result")
         wait_for(lambda: js(browser, "return document.querySelector('#player').readyState >= 2"), 60, "the video")
@@ -286,28 +315,37 @@ def test_score_and_repetitions_render_only_when_present(browser, base_url):
     assert js(browser, "return AICoach.state.A.cur") == 50
 
 
-def test_keypoints_csv(gateway):
-    if "aid" not in _shared:
-        pytest.skip("needs the analysis made by test_vtest_squat_through_the_page")
-    aid = _shared["aid"]
+def _csv(gateway, aid: str) -> tuple[dict, list[dict]]:
     result = gateway.get(f"/v1/analyses/{aid}/result").json()
     r = gateway.get(f"/v1/analyses/{aid}/keypoints.csv")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert "attachment" in r.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == len(result["athletes"][0]["frames"]) == result["video"]["frames"]
+    return result, rows
+
+
+def test_keypoints_csv(gateway):
+    if "aid" not in _shared or "fault_aid" not in _shared:
+        pytest.fail("needs the analyses made by the two tests above")
+    # real video: keypoints and angles of every frame; no fault probability where nobody squats
+    result, rows = _csv(gateway, _shared["aid"])
     frames = result["athletes"][0]["frames"]
-    assert len(rows) == len(frames) == result["video"]["frames"]
     f = next(fr for fr in frames if fr["keypoints"] and fr["angles_deg"].get("knee_l") is not None)
     row = rows[f["index"]]
     assert int(row["frame"]) == f["index"]
     assert float(row["left_knee_x"]) == pytest.approx(f["keypoints"]["left_knee"][0], abs=1e-3)
     assert float(row["angle_knee_l_deg"]) == pytest.approx(f["angles_deg"]["knee_l"], abs=1e-3)
-    assert float(row["p_shallow_depth"]) == pytest.approx(f["faults"]["shallow_depth"], abs=1e-3)
-    seg = result["faults"][0]
-    assert seg["type"] in rows[seg["start_frame"]]["faults"].split(";")
+    assert row["activity"] == "not_performing" and row["faults"] == ""
+    assert not any(k.startswith("p_") for k in row), "no fault probability where nobody squats"
     no_pose = [fr for fr in frames if not fr["keypoints"]]
-    if no_pose:
-        assert rows[no_pose[0]["index"]]["nose_x"] == ""   # missing is an empty cell, not "None"
+    assert no_pose and rows[no_pose[0]["index"]]["nose_x"] == ""   # missing is an empty cell, not "None"
+    # judged squats: the probabilities and the segments covering each frame
+    result, rows = _csv(gateway, _shared["fault_aid"])
+    seg = result["faults"][0]
+    f = result["athletes"][0]["frames"][seg["start_frame"]]
+    assert float(rows[seg["start_frame"]]["p_shallow_depth"]) == pytest.approx(f["faults"]["shallow_depth"], abs=1e-3)
+    assert seg["type"] in rows[seg["start_frame"]]["faults"].split(";")
     assert gateway.get("/v1/analyses/0123456789abcdef0123456789abcdef/keypoints.csv").status_code == 404
 
 
@@ -374,7 +412,7 @@ def test_csv_rows_from_a_result_document():
     head = rows[0]
     assert head[:7] == ["frame", "t_s", "track_id", "bbox_x", "bbox_y", "bbox_w", "bbox_h"]
     assert head.index("nose_x") < head.index("left_knee_x")   # landmark order, not dict order
-    assert head[-5:] == ["angle_knee_l_deg", "angle_knee_r_deg", "angle3d_knee_l_deg", "p_shallow_depth", "faults"]
+    assert head[-6:] == ["angle_knee_l_deg", "angle_knee_r_deg", "angle3d_knee_l_deg", "p_shallow_depth", "activity", "faults"]
     first = dict(zip(head, rows[1]))
     assert first["angle3d_knee_l_deg"] == "14"
     assert first["left_knee_y"] == "40.25" and first["angle_knee_l_deg"] == "12.5" and first["angle_knee_r_deg"] == ""

@@ -91,7 +91,7 @@ def keypoints_csv_rows(result: dict, track_id: Optional[int] = None) -> Iterator
     header += [f"angle_{a}_deg" for a in angles]
     header += [f"angle3d_{a}_deg" for a in angles_3d]
     header += [f"p_{p}" for p in probs]
-    header.append("faults")
+    header += ["activity", "faults"]   # performing / not_performing (#16), then the segments covering the frame
     yield header
 
     for fr in frames:
@@ -107,6 +107,7 @@ def keypoints_csv_rows(result: dict, track_id: Optional[int] = None) -> Iterator
         row += [_num(ang3.get(a)) for a in angles_3d]
         fp = fr.get("faults") or {}
         row += [_num(fp.get(p)) for p in probs]
+        row.append(fr.get("activity") or "")
         row.append(";".join(segments.get(int(fr["index"]), [])))
         yield row
 
