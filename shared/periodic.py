@@ -17,7 +17,7 @@ of the pose itself:
      remove jitter; the rows are centred and reduced by PCA to the top 3 components;
   3. the dominant *periodic* component is the one (of those that move at least `min_amplitude`
      torso lengths) whose normalised autocorrelation has the highest peak at a lag in
-     [min_period_s, half the clip]; that lag is the period (a fallback for period_s);
+     [min_period_s, half the clip] (the lag is that component's period);
   4. it is cut into cycles by hysteresis on its range (5th..95th percentile -> 0..1), oriented so
      that 0 is the rest position (where the clip starts and ends, else where it dwells): a cycle
      starts when it rises above `enter` and ends when it falls below `exit`; one that is still
@@ -30,6 +30,10 @@ of the pose itself:
      (0.5) torso lengths from its start to its end: exercises are done in place, walking past the
      camera is periodic too;
   6. at least `min_reps` (2) cycles make a repetition; one lone movement is not counted.
+
+Whole-frame pose follows whoever is most prominent: the clip is first cut where the hip midpoint
+jumps more than a torso length between frames or the torso changes length by > 40% (`tracks`),
+and each piece is counted on its own.
 
 `finding` is one sentence: why nothing was counted, or what was counted.
 """
@@ -52,7 +56,7 @@ _LS, _RS, _LH, _RH = (BODY.index(n) for n in ("left_shoulder", "right_shoulder",
 class RepCount:
     count: int
     reps: list[tuple[int, int]] = field(default_factory=list)  # (start_frame, end_frame), both inclusive
-    period_s: float | None = None                              # median cycle length (autocorrelation lag if < 2 cycles)
+    period_s: float | None = None                              # median start-to-start interval; None when count = 0
     finding: str = ""
 
     def to_json(self, fps: float) -> dict:
@@ -75,7 +79,8 @@ def _fill(x: np.ndarray) -> np.ndarray:
 def body_trajectories(kps: np.ndarray, fps: float, min_visibility: float = 0.3, min_seen: float = 0.6):
     """Body-normalised joint trajectories.
 
-    Returns (X [T,2J] joint x,y relative to the hip midpoint in torso lengths, NaN where unseen,
+    Returns (X [T,2J+2] joint x,y relative to the hip midpoint in torso lengths, NaN where unseen,
+             then the hip midpoint's offset from its running median (same unit),
              root [T,2] hip midpoint px, torso [T] px (running median), posed [T] bool).
     """
     P = np.asarray(kps, dtype=np.float64)[:, _B]  # [T,13,3]
@@ -97,7 +102,17 @@ def body_trajectories(kps: np.ndarray, fps: float, min_visibility: float = 0.3, 
     rel[~posed] = np.nan
     seen = np.isfinite(rel).all(2)[posed].mean(0) if posed.any() else np.zeros(len(BODY))  # [13]
     keep = seen >= min_seen  # a data set (or a camera) may lack some joints: use those it has
-    return rel[:, keep].reshape(T, -1), root, torso, posed
+    # the root's own bounce (jumps, a squat's hip travel) around its ~5 s running median, in torso lengths:
+    # a jumping jack hardly changes the pose relative to the hips; a walk's steady travel is removed
+    bounce = np.full((T, 2), np.nan)
+    if posed.any():
+        h = max(1, int(round(2.5 * fps)))
+        idx = np.nonzero(posed)[0]
+        for t in idx:
+            near = idx[(idx >= t - h) & (idx <= t + h)]
+            bounce[t] = (root[t] - np.median(root[near], axis=0)) / torso[t]
+    X = np.concatenate([rel[:, keep].reshape(T, -1), bounce], axis=1)  # [T, 2J+2]
+    return X, root, torso, posed
 
 
 def _autocorr_peak(p: np.ndarray, lo: int, hi: int) -> tuple[int | None, float]:
@@ -132,8 +147,10 @@ def _cycles(u: np.ndarray, enter: float, exit_: float) -> list[tuple[int, int, i
         ex = ex[1:]
     out = []
     for i, (a, b) in enumerate(ex):
-        prev_end = ex[i - 1][1] if i else 0
-        next_start = ex[i + 1][0] if i + 1 < len(ex) else len(u)
+        # the rest before / after, at most as long as the excursion itself (a long still stretch or
+        # the next movement at the clip's end is not part of this cycle)
+        prev_end = max(ex[i - 1][1] if i else 0, a - (b - a))
+        next_start = min(ex[i + 1][0] if i + 1 < len(ex) else len(u), b + (b - a))
         rest_before, rest_after = u[prev_end:a], u[b:next_start]
         s = prev_end + int(np.nonzero(rest_before <= rest_before.min() + 0.05)[0][-1])
         e = b + int(np.nonzero(rest_after <= rest_after.min() + 0.05)[0][0])
@@ -141,13 +158,58 @@ def _cycles(u: np.ndarray, enter: float, exit_: float) -> list[tuple[int, int, i
     return out
 
 
-def count_repetitions(kps: np.ndarray, fps: float, *, min_amplitude: float = 0.4, max_travel: float = 0.5,
-                      enter: float = 0.5, exit_: float = 0.25, min_period_s: float = 0.4, min_reps: int = 2,
-                      min_posed_s: float = 1.0) -> RepCount:
-    """Count repetitions in kps [T,33,3] (x_px, y_px, visibility; NaN rows = no pose) at fps."""
+def tracks(kps: np.ndarray, max_jump: float = 1.0, min_visibility: float = 0.3) -> list[tuple[int, int]]:
+    """Pieces [a, b) of kps [T,33,3] without a change of person: whole-frame pose follows whoever is
+    most prominent, so a hip midpoint that jumps more than max_jump torso lengths between consecutive
+    posed frames, or a torso that changes length by more than 40%, starts a new piece."""
+    P = np.asarray(kps, dtype=np.float64)
+    xy = np.where((P[..., 2:3] >= min_visibility), P[..., :2], np.nan)
+    i = LANDMARK_INDEX
+    root = (xy[:, i["left_hip"]] + xy[:, i["right_hip"]]) / 2  # [T,2]
+    torso = np.linalg.norm((xy[:, i["left_shoulder"]] + xy[:, i["right_shoulder"]]) / 2 - root, axis=1)  # [T]
+    idx = np.nonzero(np.isfinite(root).all(1) & (torso > 1e-6))[0]
+    cuts = [0]
+    for a, b in zip(idx, idx[1:]):
+        jump = np.linalg.norm(root[b] - root[a]) / max(torso[a], torso[b])
+        if jump > max_jump or abs(np.log(torso[b] / torso[a])) > np.log(1.4):
+            cuts.append(int(b))
+    cuts.append(len(P))
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+# when no piece has repetitions, the finding of the most telling piece is reported
+_TELLING = ("walks", "one movement", "no repetitive movement", "too few frames")
+
+
+def count_repetitions(kps: np.ndarray, fps: float, **kw) -> RepCount:
+    """Count repetitions in kps [T,33,3] (x_px, y_px, visibility; NaN rows = no pose) at fps.
+
+    Counted per piece between changes of person (`tracks`); keyword arguments go to `count_piece`."""
+    kps = np.asarray(kps, dtype=np.float64)
+    found = [(a, count_piece(kps[a:b], fps, **kw)) for a, b in tracks(kps)]
+    counted = [(a, rc) for a, rc in found if rc.count]
+    if not counted:
+        if not found:
+            return RepCount(0, finding=f"no repetitions found: too few frames with a pose (0 of {len(kps)})")
+        rank = lambda rc: next((k for k, w in enumerate(_TELLING) if w in rc.finding), len(_TELLING))  # noqa: E731
+        best = min((rc for _, rc in found), key=rank)
+        if "too few frames" in best.finding:  # say it for the whole clip, not for one piece
+            n = int(sum(np.isfinite(kps[:, LANDMARK_INDEX["left_hip"], 0])))
+            best = RepCount(0, finding=f"no repetitions found: too few frames with a pose ({n} of {len(kps)})")
+        return best
+    reps = [(a + s, a + e) for a, rc in counted for s, e in rc.reps]
+    periods = [rc.period_s for _, rc in counted for _ in rc.reps]
+    period = float(np.median(periods))
+    return RepCount(len(reps), reps, period, f"{len(reps)} repetitions, one every {period:.1f} s")
+
+
+def count_piece(kps: np.ndarray, fps: float, *, min_amplitude: float = 0.4, max_travel: float = 0.5,
+                enter: float = 0.5, exit_: float = 0.25, min_period_s: float = 0.4, min_reps: int = 2,
+                min_posed_s: float = 1.0) -> RepCount:
+    """Count repetitions in one person's kps [T,33,3] (steps 1-6 of the module doc)."""
     T = len(kps)
-    X, root, torso, posed = body_trajectories(kps, fps)  # X [T,2J]
-    if posed.sum() < max(10, min_posed_s * fps) or X.shape[1] < 4:
+    X, root, torso, posed = body_trajectories(kps, fps)  # X [T,2J+2]
+    if posed.sum() < max(10, min_posed_s * fps) or X.shape[1] < 6:
         return RepCount(0, finding=f"no repetitions found: too few frames with a pose ({int(posed.sum())} of {T})")
 
     # fill gaps, then a short median (jitter spikes) and mean; [T,2J]
@@ -172,7 +234,7 @@ def count_repetitions(kps: np.ndarray, fps: float, *, min_amplitude: float = 0.4
     if best is None:
         amp = float(np.percentile(Z[obs, 0], 95) - np.percentile(Z[obs, 0], 5))
         return RepCount(0, finding=f"no repetitive movement: the pose changes by {amp:.2f} torso lengths at most")
-    r, c, lag = best
+    _, c, _ = best
     p = Z[:, c]  # [T'] the dominant periodic component
 
     # normalise to 0..1 and orient so that 0 = rest: where the clip starts and ends, else where it dwells
@@ -185,6 +247,7 @@ def count_repetitions(kps: np.ndarray, fps: float, *, min_amplitude: float = 0.4
 
     cands = _cycles(u, enter, exit_)
     amp = np.array([(hi - lo) * (u[a:b + 1].max() - max(u[s], u[e])) for s, e, a, b in cands])  # torso lengths
+    root = _fill(root)  # [T,2] also where the pose was missed
     travel = np.array([np.linalg.norm(root[first + e] - root[first + s]) / torso[first + s] for s, e, a, b in cands])
     big = amp >= min_amplitude
     full = big & (amp >= 0.5 * np.median(amp[big])) if big.any() else big
@@ -198,10 +261,9 @@ def count_repetitions(kps: np.ndarray, fps: float, *, min_amplitude: float = 0.4
         period = float(np.median(np.diff(starts)) / fps)
         return RepCount(len(reps), reps, period,
                         f"{len(reps)} repetitions, one every {period:.1f} s")
-    period = lag / fps
     n_moving = int((full & seen).sum())
     if n_moving >= min_reps and (full & seen & ~in_place).sum() > n_moving / 2:
-        return RepCount(0, [], period, "no repetitions found: the athlete walks across the frame "
+        return RepCount(0, [], None, "no repetitions found: the athlete walks across the frame "
                         f"(the body travels {np.median(travel[full & seen]):.1f} torso lengths per cycle)")
     if len(reps) == 1:
         return RepCount(0, [], None, "no repetitions found: one movement, not repeated")
