@@ -128,3 +128,19 @@ def test_real_squat_csv_stretch_matches_labels():
     P, labels = _csv_kps(slice(375, 575))
     truth = sum(1 for a, b in zip(labels, labels[1:]) if a == "down" and b == "up")
     assert abs(count_repetitions(P, FPS).count - truth) <= 1
+
+
+def test_coach_reps_cli(tmp_path, capsys):
+    import json
+
+    from shared.cli import main
+
+    P = noisy(squat_pose(sine_depth(4, 1.5)))
+    rows = [None if not np.isfinite(r[:, 0]).any() else np.where(np.isfinite(r), r, 0.0).tolist() for r in P]
+    (tmp_path / "k.json").write_text(json.dumps({"keypoints": rows, "fps": FPS}))
+    assert main(["reps", "--keypoints", str(tmp_path / "k.json"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["count"] == 4 and len(out["reps"]) == 4 and out["period_s"] == pytest.approx(1.5, rel=0.1)
+    (tmp_path / "notavideo.mp4").write_text("hello")
+    assert main(["reps", str(tmp_path / "notavideo.mp4"), "--json"]) == 2
+    assert "not a readable video" in capsys.readouterr().err
