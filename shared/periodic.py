@@ -16,8 +16,8 @@ of the pose itself:
   2. gaps (no pose, low visibility) are interpolated, then a ~0.1 s median and ~0.15 s mean
      remove jitter; the rows are centred and reduced by PCA to the top 3 components;
   3. the dominant *periodic* component is the one (of those that move at least `min_amplitude`
-     torso lengths) whose normalised autocorrelation has the highest peak at a lag in
-     [min_period_s, half the clip] (the lag is that component's period);
+     torso lengths) with the largest product of its range and the highest peak of its normalised
+     autocorrelation at a lag in [min_period_s, half the clip];
   4. it is cut into cycles by hysteresis on its range (5th..95th percentile -> 0..1), oriented so
      that 0 is the rest position (where the clip starts and ends, else where it dwells): a cycle
      starts when it rises above `enter` and ends when it falls below `exit`; one that is still
@@ -223,14 +223,16 @@ def count_piece(kps: np.ndarray, fps: float, *, min_amplitude: float = 0.4, max_
     _, _, Vt = np.linalg.svd(Xc[obs], full_matrices=False)
     Z = Xc @ Vt[:3].T
     lo_lag, hi_lag = max(2, int(min_period_s * fps)), len(Z) // 2
-    best = None  # (autocorrelation peak, component, lag)
+    best = None  # (score, component, lag)
     for c in range(Z.shape[1]):
         rng = np.percentile(Z[obs, c], 95) - np.percentile(Z[obs, c], 5)
         if rng < min_amplitude:
             continue
         lag, r = _autocorr_peak(Z[:, c], lo_lag, hi_lag)
-        if lag is not None and (best is None or r > best[0]):
-            best = (r, c, lag)
+        # periodicity x range: a faint but regular component (a gesture, a replayed jitter) does not
+        # beat the movement that dominates the clip unless that one is far less periodic
+        if lag is not None and r > 0 and (best is None or r * rng > best[0]):
+            best = (r * rng, c, lag)
     if best is None:
         amp = float(np.percentile(Z[obs, 0], 95) - np.percentile(Z[obs, 0], 5))
         return RepCount(0, finding=f"no repetitive movement: the pose changes by {amp:.2f} torso lengths at most")
