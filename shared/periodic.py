@@ -263,7 +263,15 @@ def count_piece(kps: np.ndarray, fps: float, *, min_amplitude: float = 0.4, max_
         period = float(np.median(np.diff(starts)) / fps)
         return RepCount(len(reps), reps, period,
                         f"{len(reps)} repetitions, one every {period:.1f} s")
+    # the clip as a whole: a root that keeps travelling (median net displacement over 2 s, in torso
+    # lengths per second) is someone walking, whatever the cycles above made of it
+    w = max(1, int(2 * fps))
+    ok = posed[:-w] & posed[w:]
+    speed = float(np.median(np.linalg.norm(root[w:] - root[:-w], axis=1)[ok] / torso[:-w][ok]) / 2) if ok.any() else 0.0
     n_moving = int((full & seen).sum())
+    if speed > 0.5 and not reps:
+        return RepCount(0, [], None, "no repetitions found: the athlete walks across the frame "
+                        f"({speed:.1f} torso lengths per second)")
     if n_moving >= min_reps and (full & seen & ~in_place).sum() > n_moving / 2:
         return RepCount(0, [], None, "no repetitions found: the athlete walks across the frame "
                         f"(the body travels {np.median(travel[full & seen]):.1f} torso lengths per cycle)")

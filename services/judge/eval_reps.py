@@ -83,8 +83,9 @@ def _runs(labels: np.ndarray) -> list[tuple[int, int, str]]:
     return [(int(a), int(b), str(labels[a])) for a, b in zip(cuts, cuts[1:])]
 
 
-def semi_synthetic_clips(kps: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[tuple[np.ndarray, int]]:
-    """One clip per 'down' run with an adjacent 'up' run of the same person -> [(kps [T,33,3], true count)]."""
+def semi_synthetic_clips(kps: np.ndarray, labels: np.ndarray, seed: int = 0, depth_scale: float = 1.0) -> list[tuple[np.ndarray, int]]:
+    """One clip per 'down' run with an adjacent 'up' run of the same person -> [(kps [T,33,3], true count)].
+    depth_scale < 1 stops that fraction of the way to the real bottom pose (shallower squats)."""
     rng = np.random.default_rng(seed)
     root, torso = _root_torso(kps)
     runs, clips = _runs(labels), []
@@ -119,7 +120,7 @@ def semi_synthetic_clips(kps: np.ndarray, labels: np.ndarray, seed: int = 0) -> 
                 idx.append(i)
             step = -step if rng.random() < 0.5 else step
         clip = stand[np.array(idx[:len(depth)])].copy()
-        clip[:, :, :2] += depth[:, None, None] * delta
+        clip[:, :, :2] += depth_scale * depth[:, None, None] * delta
         for _ in range(int(rng.integers(0, 4))):  # 0-3 stretches of 0.1-0.5 s without a pose
             g = int(rng.integers(len(clip)))
             clip[g:g + int(rng.uniform(0.1, 0.5) * FPS)] = np.nan
@@ -158,6 +159,9 @@ def evaluate_csv(path: Path = SQUAT_CSV, seeds: int = 3) -> dict:
                            **_metrics(real_pred, real_true)},
         "semi_synthetic": {"seeds": seeds, "clips": len(clips), "true_total": int(sum(semi_true)), **_metrics(semi_pred, semi_true),
                            "errors": [{"true": t, "pred": p} for p, t in zip(semi_pred, semi_true) if p != t]},
+        "semi_synthetic_shallower": {str(sc): _metrics(*zip(*[(count_repetitions(c, FPS).count, n) for seed in range(seeds)
+                                                              for c, n in semi_synthetic_clips(kps, labels, seed, sc)]))
+                                     for sc in (0.5, 0.25)},
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
@@ -192,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"real CSV stretches: {r['kept']} kept of {r['all_stretches']} ({r['stretches_with_both_labels']} hold both labels); "
           f"true {r['true_counts']} pred {r['pred_counts']}; OBOA {r['oboa']}")
     print(f"semi-synthetic (real poses, synthetic timing): {s['clips']} clips, MAE {s['mae']}, OBOA {s['oboa']}, exact {s['exact']}")
+    for sc, m in rep["squat_csv"]["semi_synthetic_shallower"].items():
+        print(f"  depth x{sc}: MAE {m['mae']}, OBOA {m['oboa']}, exact {m['exact']}")
     for name, v in rep.get("videos", {}).items():
         print(f"{name}: {v}")
     return 0
