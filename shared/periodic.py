@@ -89,28 +89,17 @@ def body_trajectories(kps: np.ndarray, fps: float, min_visibility: float = 0.3, 
     torso_now = np.linalg.norm((xy[:, _LS] + xy[:, _RS]) / 2 - root, axis=1)  # [T]
     posed = np.isfinite(root).all(1) & np.isfinite(torso_now) & (torso_now > 1e-6)
     T = len(P)
-    torso = np.full(T, np.nan)
-    if posed.any():
-        # running median over ~2 s: bending forward shortens the 2D torso for a moment, the camera distance does not
-        h = max(1, int(round(fps)))
-        idx = np.nonzero(posed)[0]
-        for t in range(T):
-            near = idx[(idx >= t - h) & (idx <= t + h)]
-            torso[t] = np.median(torso_now[near]) if len(near) else np.nan
-        torso = _fill(torso[:, None])[:, 0]
+    # running median over ~2 s (gaps interpolated first): bending forward shortens the 2D torso for a
+    # moment, the camera distance does not
+    torso = median_filter(_fill(np.where(posed, torso_now, np.nan)[:, None])[:, 0], size=2 * max(1, int(round(fps))) + 1, mode="nearest")
     rel = (xy - root[:, None]) / torso[:, None, None]  # [T,13,2] torso lengths
     rel[~posed] = np.nan
     seen = np.isfinite(rel).all(2)[posed].mean(0) if posed.any() else np.zeros(len(BODY))  # [13]
     keep = seen >= min_seen  # a data set (or a camera) may lack some joints: use those it has
     # the root's own bounce (jumps, a squat's hip travel) around its ~5 s running median, in torso lengths:
     # a jumping jack hardly changes the pose relative to the hips; a walk's steady travel is removed
-    bounce = np.full((T, 2), np.nan)
-    if posed.any():
-        h = max(1, int(round(2.5 * fps)))
-        idx = np.nonzero(posed)[0]
-        for t in idx:
-            near = idx[(idx >= t - h) & (idx <= t + h)]
-            bounce[t] = (root[t] - np.median(root[near], axis=0)) / torso[t]
+    slow = median_filter(_fill(np.where(posed[:, None], root, np.nan)), size=(2 * max(1, int(round(2.5 * fps))) + 1, 1), mode="nearest")
+    bounce = np.where(posed[:, None], (root - slow) / torso[:, None], np.nan)  # [T,2]
     X = np.concatenate([rel[:, keep].reshape(T, -1), bounce], axis=1)  # [T, 2J+2]
     return X, root, torso, posed
 
