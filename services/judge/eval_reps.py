@@ -180,15 +180,45 @@ def evaluate_videos() -> dict:
     return out
 
 
+def doc_block(rep: dict) -> str:
+    """The figures as the markdown table between <!-- periodic:start --> and <!-- periodic:end --> in docs/judge.md."""
+    c = rep["squat_csv"]
+    r, s = c["real_stretches"], c["semi_synthetic"]
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = ["| data | real? | clips | truth | MAE | OBOA | exact |", "|---|---|---|---|---|---|---|",
+             f"| squat CSV, continuous stretches >= 1 s ({r['rows_kept']} rows) | real landmarks | {r['kept']} | 0 each (labels) | "
+             f"- (truth 0; mean abs. error {f(r['abs_error_where_true_0'])}) | {f(r['oboa'])} | {f(r['exact'])} |",
+             f"| squat CSV poses, synthetic timing, full depth | semi-synthetic | {s['clips']} | {s['true_total']} reps | "
+             f"{f(s['mae'])} | {f(s['oboa'])} | {f(s['exact'])} |"]
+    for sc, m in c["semi_synthetic_shallower"].items():
+        lines.append(f"| same, {sc} x depth | semi-synthetic | {m['clips']} | as above | {f(m['mae'])} | {f(m['oboa'])} | {f(m['exact'])} |")
+    if rep.get("videos"):
+        lines += ["", "| real video (BlazePose, whole frames) | count | repetitions | finding | wall time incl. decoding |",
+                  "|---|---|---|---|---|"]
+    for name, v in rep.get("videos", {}).items():
+        reps = ", ".join(f"{x['start_s']:.1f}-{x['end_s']:.1f} s" for x in v.get("reps", [])) or "-"
+        lines.append(f"| {name} | {v.get('count')} | {reps} | {v.get('finding', v.get('error'))} | {v.get('seconds')} s |")
+    lines.append(f"\nCSV part: {c['seconds']} s. Regenerate: `python -m services.judge.eval_reps --doc docs/judge.md`.")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m services.judge.eval_reps", description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=SQUAT_CSV)
     ap.add_argument("--no-videos", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--doc", type=Path, default=None, help="rewrite the figures block of this markdown file (docs/judge.md)")
     args = ap.parse_args(argv)
     rep = {"squat_csv": evaluate_csv(args.csv)}
     if not args.no_videos:
         rep["videos"] = evaluate_videos()
+    if args.doc:
+        text = args.doc.read_text()
+        a, b = text.index("<!-- periodic:start -->"), text.index("<!-- periodic:end -->")
+        args.doc.write_text(text[:a] + "<!-- periodic:start -->\n" + doc_block(rep) + "\n" + text[b:])
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0

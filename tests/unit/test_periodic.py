@@ -144,3 +144,13 @@ def test_coach_reps_cli(tmp_path, capsys):
     (tmp_path / "notavideo.mp4").write_text("hello")
     assert main(["reps", str(tmp_path / "notavideo.mp4"), "--json"]) == 2
     assert "not a readable video" in capsys.readouterr().err
+
+
+def test_label_truth_and_stretches():
+    from services.judge.eval_reps import continuous_stretches, label_truth
+
+    assert label_truth(np.array(["up", "down", "down", "up", "down", "up", "down"])) == 2  # the last run is unfinished
+    assert label_truth(np.array(["down", "up", "up"])) == 0
+    P = noisy(squat_pose(np.zeros(60)))
+    P[30:, :, 0] += 300  # another video: everything jumps 3 torso lengths
+    assert continuous_stretches(P) == [(0, 30), (30, 60)]
