@@ -222,9 +222,11 @@ def count_piece(kps: np.ndarray, fps: float, *, min_amplitude: float = 0.4, max_
         # beat the movement that dominates the clip unless that one is far less periodic
         if lag is not None and r > 0 and (best is None or r * rng > best[0]):
             best = (r * rng, c, lag)
-    if best is None:
-        amp = float(np.percentile(Z[obs, 0], 95) - np.percentile(Z[obs, 0], 5))
-        return RepCount(0, finding=f"no repetitive movement: the pose changes by {amp:.2f} torso lengths at most")
+    amp0 = float(np.percentile(Z[obs, 0], 95) - np.percentile(Z[obs, 0], 5))
+    if best is None and amp0 < min_amplitude:
+        return RepCount(0, finding=f"no repetitive movement: the pose changes by only {amp0:.2f} torso lengths")
+    if best is None:  # moving but without an autocorrelation peak (e.g. two cycles of unequal length): let the cycles decide
+        best = (0.0, 0, None)
     _, c, _ = best
     p = Z[:, c]  # [T'] the dominant periodic component
 

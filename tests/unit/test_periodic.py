@@ -154,3 +154,16 @@ def test_label_truth_and_stretches():
     P = noisy(squat_pose(np.zeros(60)))
     P[30:, :, 0] += 300  # another video: everything jumps 3 torso lengths
     assert continuous_stretches(P) == [(0, 30), (30, 60)]
+
+
+def test_two_unequal_cycles_and_an_arm_movement():
+    d = np.r_[sine_depth(1, 1.0, 0.5), sine_depth(1, 3.0, 0.5)]  # two squats, the second three times slower
+    assert count_repetitions(noisy(squat_pose(d)), FPS).count == 2
+    # curls: legs and trunk still, the wrists rise from the hips to the shoulders 7 times
+    c = sine_depth(7, 2.0)
+    P = squat_pose(np.zeros(len(c)))
+    for side in ("left", "right"):
+        w, e = LANDMARK_INDEX[f"{side}_wrist"], LANDMARK_INDEX[f"{side}_elbow"]
+        P[:, w, 0] = P[:, e, 0] + 45 * np.sin(np.pi * c)
+        P[:, w, 1] = P[:, e, 1] + 50 - 100 * c
+    assert count_repetitions(noisy(P), FPS).count == 7
