@@ -147,21 +147,27 @@ def _cycles(u: np.ndarray, enter: float, exit_: float) -> list[tuple[int, int, i
     return out
 
 
-def tracks(kps: np.ndarray, max_jump: float = 1.0, min_visibility: float = 0.3) -> list[tuple[int, int]]:
+def tracks(kps: np.ndarray, max_jump: float = 1.0, min_visibility: float = 0.3, k: int = 5) -> list[tuple[int, int]]:
     """Pieces [a, b) of kps [T,33,3] without a change of person: whole-frame pose follows whoever is
-    most prominent, so a hip midpoint that jumps more than max_jump torso lengths between consecutive
-    posed frames, or a torso that changes length by more than 40%, starts a new piece."""
+    most prominent, so where the hip midpoint jumps more than max_jump torso lengths between posed
+    frames, or the median torso length over the next k posed frames differs by more than 40% from
+    that over the previous k, a new piece starts (medians, so that keypoint jitter does not cut)."""
     P = np.asarray(kps, dtype=np.float64)
     xy = np.where((P[..., 2:3] >= min_visibility), P[..., :2], np.nan)
     i = LANDMARK_INDEX
     root = (xy[:, i["left_hip"]] + xy[:, i["right_hip"]]) / 2  # [T,2]
     torso = np.linalg.norm((xy[:, i["left_shoulder"]] + xy[:, i["right_shoulder"]]) / 2 - root, axis=1)  # [T]
     idx = np.nonzero(np.isfinite(root).all(1) & (torso > 1e-6))[0]
+    score = np.zeros(len(idx))  # > 1 = a change of person between idx[j-1] and idx[j]
+    for j in range(1, len(idx)):
+        bef, aft = idx[max(0, j - k):j], idx[j:j + k]
+        tb, ta = np.median(torso[bef]), np.median(torso[aft])
+        jump = np.linalg.norm(root[idx[j]] - root[idx[j - 1]]) / max(tb, ta) / max_jump  # frame to frame
+        score[j] = max(jump, abs(np.log(ta / tb)) / np.log(1.4))
     cuts = [0]
-    for a, b in zip(idx, idx[1:]):
-        jump = np.linalg.norm(root[b] - root[a]) / max(torso[a], torso[b])
-        if jump > max_jump or abs(np.log(torso[b] / torso[a])) > np.log(1.4):
-            cuts.append(int(b))
+    for j in range(1, len(idx)):  # one cut per run of flagged positions, at its strongest
+        if score[j] > 1 and score[j] >= score[max(0, j - k):j + k + 1].max():
+            cuts.append(int(idx[j]))
     cuts.append(len(P))
     return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
