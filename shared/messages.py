@@ -122,10 +122,12 @@ class Repetition(BaseModel):
                                      "(LSTM + attention); null when no sequence model is available")
     attention: Optional[list[float]] = Field(None, description="Attention weight of each frame start_frame..end_frame "
                                              "(sums to 1): the frames that decided the quality")
-    range_of_motion_deg: float = Field(description="Travel of the sport's primary angle (squat: thigh below "
-                                       "vertical; push-up: elbow flexion)")
-    tempo_s: RepetitionTempo
+    range_of_motion_deg: Optional[float] = Field(None, description="Travel of the sport's primary angle (squat: thigh "
+                                                 "below vertical; push-up: elbow flexion); null for repetitions found by "
+                                                 "the class-agnostic counter (sports without a primary angle)")
+    tempo_s: Optional[RepetitionTempo] = Field(None, description="null for repetitions found by the class-agnostic counter")
     partial: bool = Field(False, description="Less than half the range of the clip's largest repetition: reported, not counted")
+    faults: list[str] = Field(default_factory=list, description="Fault types with a segment during this repetition")
 
 
 class ScoreExemplar(BaseModel):

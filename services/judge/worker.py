@@ -21,7 +21,6 @@ which covers a control message missed while the consumer was (re)joining.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import socket
@@ -231,7 +230,16 @@ class JudgeStage:
         # exercise sports: repetitions (count, quality + attention) and the action score (services/judge/reps.py)
         exercise = {} if judged["finding"] else (
             exercise_report(msg.sport, kps, fps, [f["index"] for f in frames], log=log.warning) or {})
+        if not exercise and judged["counted_reps"]:   # repetitions found by the class-agnostic counter
+            exercise = {"repetitions": [
+                {"index": k + 1, "start_frame": int(frames[s0]["index"]), "end_frame": int(frames[e0]["index"]),
+                 "quality": None, "attention": None, "range_of_motion_deg": None, "tempo_s": None, "partial": False}
+                for k, (s0, e0) in enumerate(judged["counted_reps"])]}
         segments = fault_segments(probs, list(pack.fault_ids), pack.threshold_list())
+        for rep in exercise.get("repetitions") or []:   # per-repetition verdict: the faults seen during it
+            lo, hi = rep["start_frame"], rep["end_frame"]
+            rep["faults"] = sorted({sg["type"] for sg in segments
+                                    if frames[sg["start_frame"]]["index"] <= hi and frames[sg["end_frame"]]["index"] >= lo})
         meta = pack.describe()
         # packs written before these fields existed say "+synth." in their version
         synthetic = bool(meta.get("synthetic", "+synth." in pack.model_version))
@@ -290,12 +298,16 @@ def judge_while_performing(sport: str, pack, kps: np.ndarray, fps: float, raw: n
     from services.judge.reps import EXERCISES, primary_signal, segment
 
     rule = rule_for(sport)
-    reps, signal = None, None
+    reps, signal, counted = None, None, None
     if sport in EXERCISES:
         signal = primary_signal(kps, sport)
         reps = [(r.start, r.end, r.bottom) for r in segment(kps, sport, fps)]
     elif rule.movement == "repetitions":
-        rule = dataclasses.replace(rule, movement="any")   # no counter for this sport: judge while in place and posed
+        # no exercise-specific rule (lunge, curl, a coach's new sport): the class-agnostic counter
+        from shared.periodic import count_repetitions
+
+        counted = count_repetitions(kps, fps)
+        reps = [(s0, e0, (s0 + e0) // 2) for s0, e0 in counted.reps]
     act = decide(kps, fps, rule, reps, signal)
     probs = np.array(raw, dtype=np.float64, copy=True)
     has_verdict = np.isfinite(raw).all(axis=1)
@@ -315,7 +327,7 @@ def judge_while_performing(sport: str, pack, kps: np.ndarray, fps: float, raw: n
     activity = [None if not has_verdict[t] else "performing" if performing[t] else "not_performing" for t in range(len(kps))]
     return {"probs": probs, "performing": performing, "activity": activity, "view": act.view, "bottom": act.bottom,
             "finding": act.finding, "frames_performing": int(performing.sum()), "not_judgeable": nj,
-            "reasons": act.reasons}
+            "reasons": act.reasons, "counted_reps": None if counted is None else counted.reps}
 
 def main() -> None:
     from shared.settings import Settings

@@ -58,6 +58,10 @@ def test_faults_of_a_performed_squat_are_judged_during_repetitions_with_exemplar
     bottom = {f["index"] for f in frames if f["phase"] == "bottom"}
     shallow = [f for f in result["faults"] if f["type"] == "shallow_depth"]
     assert shallow, result["faults"]
+    # the per-repetition verdict names the fault of each repetition it occurred in
+    for f in shallow:
+        assert any("shallow_depth" in r["faults"] and r["start_frame"] <= f["start_frame"] <= r["end_frame"]
+                   for r in result["repetitions"]), (f, result["repetitions"])
     for fault in result["faults"]:
         span = set(range(fault["start_frame"], fault["end_frame"] + 1))
         assert span <= performing, "faults only while the exercise is performed"

@@ -87,3 +87,16 @@ def test_knees_caving_is_not_judgeable_from_the_side_and_says_so():
     assert np.isnan(judged["probs"][:, j]).all(), "no knees-caving verdict from a side view"
     runs = [n for n in judged["not_judgeable"] if n[0] == "knees_caving"]
     assert runs and all(n[3] == "side" and "front" in n[4] for n in runs)
+
+
+def test_sports_without_a_repetition_rule_are_gated_by_the_class_agnostic_counter():
+    """A lunge or curl pack has no primary angle in reps.py: shared/periodic.py finds the repetitions."""
+    kps, n_reps = _squat()
+    pack = load_pack("squat")   # any pack: the rule of the sport name decides the gating
+    judged = judge_while_performing("lunge", pack, kps, FPS, pack.judge(kps, FPS))
+    assert len(judged["counted_reps"]) == n_reps
+    assert judged["finding"] is None and judged["frames_performing"] > 0.4 * len(kps)
+    walk = _standing(kps, 150)
+    walk[..., 0] += np.linspace(0, 600, len(walk))[:, None]
+    judged = judge_while_performing("lunge", pack, walk, FPS, pack.judge(walk, FPS))
+    assert judged["counted_reps"] == [] and judged["finding"].startswith("no lunges found")

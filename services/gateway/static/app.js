@@ -1234,12 +1234,13 @@ function renderReps() {
   };
   fill(panel, el("h2", null, `Repetitions (${reps.length})`),
     reps.length ? el("table", { class: "reps" },
-      el("thead", null, el("tr", null, el("th", null, "#"), el("th", null, "When"), el("th", null, "Quality"), el("th", null, "Attention"))),
+      el("thead", null, el("tr", null, el("th", null, "#"), el("th", null, "When"), el("th", null, "Quality"), el("th", null, "Attention"), el("th", null, "Faults"))),
       el("tbody", null, reps.map((rp) => el("tr", { onclick: () => { $("#player").pause(); setFrame(rp.start_frame, true); }, title: "Show this repetition" },
         el("td", null, rp.index),
         el("td", null, `${fmt(rp.start_frame / A.fps, 1)}–${fmt((rp.end_frame + 1) / A.fps, 1)} s (frames ${rp.start_frame + 1}–${rp.end_frame + 1})`),
         el("td", null, rp.quality == null ? "–" : [el("span", { class: "qbar" }, el("span", { style: `width:${100 * clamp(rp.quality <= 1 ? rp.quality : rp.quality / 100, 0, 1)}%` })), fmt(rp.quality, 2)]),
-        el("td", null, att(rp.attention)))))) : el("p", { class: "muted" }, "No repetitions were found."));
+        el("td", null, att(rp.attention)),
+        el("td", null, (rp.faults || []).length ? rp.faults.map((t) => (A.types.find((x) => x.id === t) || { title: t }).title).join(", ") : "–"))))) : el("p", { class: "muted" }, "No repetitions were found."));
   show(panel, true);
 }
 function renderDownloads() {
