@@ -257,11 +257,13 @@ class SportPack:
 
     # ------------------------------------------------------------ files
 
-    def save(self, folder: str | Path) -> dict[str, int]:
-        """Write pack.json + model.joblib (+ phase.joblib); returns {file: bytes}."""
+    def save(self, folder: str | Path, models: bool = True) -> dict[str, int]:
+        """Write pack.json + model.joblib (+ phase.joblib); returns {file: bytes}.
+        models=False keeps an existing model.joblib byte for byte (adding a phase model to a pack)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self.models, folder / "model.joblib", compress=3)
+        if models or not (folder / "model.joblib").is_file():
+            joblib.dump(self.models, folder / "model.joblib", compress=3)
         meta = {
             "name": self.name,
             "title": self.title,

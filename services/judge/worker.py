@@ -220,7 +220,7 @@ class JudgeStage:
         aid, fps = msg.analysis_id, float(tracking["fps"])
         pack = self.pack(msg.sport, ctx.store)             # kept for the whole analysis, even if a reload comes
         frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"])
-        probs = pack.judge(kps, fps)                      # [N, n_faults], NaN rows: no pose
+        probs = pack.judge(kps, fps, (tracking["width"], tracking["height"]))  # [N, n_faults], NaN rows: no pose
         angles = joint_angles_deg(kps)                     # [N, A]
         segments = fault_segments(probs, list(pack.fault_ids), pack.threshold_list())
         judged = int(np.isfinite(probs).all(axis=1).sum())
