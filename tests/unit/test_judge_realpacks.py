@@ -145,3 +145,45 @@ def test_coach_judge_train_select_cv_with_a_label_map(tmp_path, capsys):
     report = json.loads((tmp_path / "m" / "report.json").read_text())
     assert report["data"]["files"][0]["sha256"] and report["selection"]["candidates"] and report["split"]["ranges"]
     assert load_pack_dir(tmp_path / "m").describe()["synthetic"] is False
+
+
+class _MemStore:
+    """The few ObjectStore calls the registry makes, in memory."""
+
+    def __init__(self):
+        self.d: dict[str, bytes] = {}
+
+    def ensure_bucket(self):
+        pass
+
+    def exists(self, key):
+        return key in self.d
+
+    def put_bytes(self, key, data, content_type="application/octet-stream"):
+        self.d[key] = bytes(data)
+
+    def get_bytes(self, key):
+        from shared.store import ObjectNotFound
+        if key not in self.d:
+            raise ObjectNotFound(key)
+        return self.d[key]
+
+    def put_json(self, key, doc):
+        self.d[key] = json.dumps(doc).encode()
+
+    def get_json(self, key):
+        return json.loads(self.get_bytes(key))
+
+    def iter_prefixes(self, prefix):
+        return iter(sorted({prefix + k[len(prefix):].split("/")[0] + "/" for k in self.d
+                            if k.startswith(prefix) and "/" in k[len(prefix):]}))
+
+
+def test_registry_carries_the_squat_phase_model():
+    from services.judge.registry import ModelRegistry
+
+    reg = ModelRegistry(_MemStore())
+    reg.ensure_seeded()
+    squat = reg.load("squat")
+    assert squat.phase is not None and squat.model_version == load_pack("squat").model_version
+    assert reg.load("plank").synthetic is False and "lunge" in reg.sports()
