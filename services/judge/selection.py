@@ -220,7 +220,10 @@ def train_cv(sport: str, ds: Dataset, spec: PackSpec | None = None, label_source
     thresholds = {}
     for k, f in enumerate(spec.fault_ids):
         yy, pp = y[cvrows] == f, oof[cvrows, k]
-        thresholds[f] = float(THRESHOLDS[int(np.argmax([_prf(yy, pp >= t)["f1"] for t in THRESHOLDS]))]) if yy.any() else 0.5
+        f1s = np.array([_prf(yy, pp >= t)["f1"] for t in THRESHOLDS])
+        # ties (common when the folds are nearly separable) go to the threshold nearest 0.5, not the grid's edge
+        ties = np.flatnonzero(f1s >= f1s.max() - 1e-9)
+        thresholds[f] = float(THRESHOLDS[ties[np.argmin(np.abs(THRESHOLDS[ties] - 0.5))]]) if yy.any() else 0.5
 
     pack80 = fit(cvrows)
     pack80.thresholds = thresholds
