@@ -113,7 +113,7 @@ def _attach_phase(args, pack, report, ds) -> int:
     target.save(out, models=out.resolve() != Path(args.phase_of).resolve())
     (out / "phase_report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"phase model ({report['model']['name']}, CV macro F1 {report['selection']['chosen']['cv_macro_f1']:.3f}, "
-          f"held-out {report['evaluation']['macro_f1_all_classes']:.3f}) added to {target.name} -> {out}")
+          f"{report['evaluation']['split']} {report['evaluation']['macro_f1_all_classes']:.3f}) added to {target.name} -> {out}")
     return 0
 
 
