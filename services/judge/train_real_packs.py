@@ -86,10 +86,15 @@ def doc_block(reports: dict[str, dict]) -> str:
             lines.append(f"| {key} | " + " | ".join(f"{100 * per[n][key]:.1f}" for n in per) + " |")
         lines.append("| support | " + " | ".join(str(per[n]["support"]) for n in per) + " |")
         lines.append("")
+        best = {}  # the best setting per (feature family, model family); every candidate is in report.json
+        for c in r["selection"]["candidates"]:
+            k = (c["features"], c["model"])
+            if k not in best or c["cv_macro_f1"] > best[k]["cv_macro_f1"]:
+                best[k] = c
         lines.append(f"Confusion (rows true, columns predicted, {', '.join(ev['confusion']['labels'])}): "
-                     f"{ev['confusion']['matrix']}. Candidates (CV macro F1): " +
-                     "; ".join(f"[{s['features']}] {s['model']} {s['params']} {s['cv_macro_f1']:.3f}"
-                               for s in r["selection"]["candidates"]))
+                     f"{ev['confusion']['matrix']}. Best CV macro F1 per feature family x model (all "
+                     f"{len(r['selection']['candidates'])} candidates in report.json): " +
+                     "; ".join(f"{f} / {m} {c['cv_macro_f1']:.3f}" for (f, m), c in best.items()) + ".")
     return "\n".join(lines)
 
 
