@@ -129,6 +129,9 @@ def _eval_selection(report: dict | None, ds):
                                        "(their sha256 differ from the training data's)")
     ranges = report.get("split", {}).get("groups", {}).get("test", [])
     kind = report.get("split", {}).get("kind", "by-sequence")
+    if kind == "positional-blocks":  # --select cv: the shipped model was refit on every row of its files
+        return None, "training-data", ("every frame, in-sample: the model was refit on all rows of these files "
+                                       "(its out-of-fold figures are in report.json)")
 
     def select(i, s):
         return _in_ranges(s.name, len(s), ranges) if seen[i] else __import__("numpy").ones(len(s), bool)
@@ -154,7 +157,8 @@ def cmd_eval(args) -> int:
     rp = Path(args.model) / "report.json"
     report = json.loads(rp.read_text()) if rp.is_file() else None
     try:
-        ds = load_training_data(args.data, args.labels, None, args.fps)
+        from services.judge.datasets import parse_label_map
+        ds = load_training_data(args.data, args.labels, None, args.fps, parse_label_map(args.label_map))
         select, split, detail = _eval_selection(report, ds)
         ev = evaluate(pack, ds, select)
     except DatasetError as exc:
@@ -354,6 +358,7 @@ def register(subparsers) -> None:
     ev.add_argument("--model", required=True, help="a folder written by `coach judge train`")
     ev.add_argument("--data", required=True, nargs="+")
     ev.add_argument("--labels")
+    ev.add_argument("--label-map", help="the file's label values -> fault ids or correct, e.g. C=correct,L=knee_over_toe")
     ev.add_argument("--fps", type=float, default=30.0)
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--kind", choices=("frame", "sequence"), default="frame",
