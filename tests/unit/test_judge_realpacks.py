@@ -191,3 +191,17 @@ def test_registry_carries_the_squat_phase_model():
     squat = reg.load("squat")
     assert squat.phase is not None and squat.model_version == load_pack("squat").model_version
     assert reg.load("plank").synthetic is False and "lunge" in reg.sports()
+
+
+@pytest.mark.parametrize("fault,amp", [("sagging_hips", 30.0), ("piked_hips", 35.0)])
+def test_real_plank_flags_synthetic_planks_filmed_landscape(fault, amp):
+    """An independent check: the synthetic generator's planks (pixels, side view) in a 16:9 frame."""
+    from services.judge import synth
+
+    pack = load_pack("plank")
+    j = pack.fault_ids.index(fault)
+    bad = synth.generate("plank", 1001, faults={fault: amp})
+    good = synth.generate("plank", 1051, faults={})
+    y = bad.labels[fault]
+    assert pack.flags(pack.judge(bad.keypoints, bad.fps, (W, H)))[y, j].mean() > 0.8
+    assert pack.flags(pack.judge(good.keypoints, good.fps, (W, H))).mean() < 0.1
