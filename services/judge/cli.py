@@ -102,18 +102,19 @@ def cmd_train(args) -> int:
 def _attach_phase(args, pack, report, ds) -> int:
     """Store a two-class model (e.g. squat up/down) as the phase model of the pack in --phase-of."""
     from services.judge.packs import load_pack_dir
-    from services.judge.selection import as_phase
+    from services.judge.selection import as_phase, attach_phase
 
     if len(ds.classes) != 1:
         return _err(f"--phase-of needs two classes (one mapped to correct), got correct + {', '.join(ds.classes)}")
     target = load_pack_dir(args.phase_of)
     inverse = {v: k for k, v in __import__("services.judge.datasets", fromlist=["x"]).parse_label_map(args.label_map).items()}
-    target.phase = as_phase(pack, report, (inverse.get("correct", "correct"), ds.classes[0]), ds.classes[0])
     out = Path(args.out)
-    target.save(out, models=out.resolve() != Path(args.phase_of).resolve())
+    phase = as_phase(pack, report, (inverse.get("correct", "correct"), ds.classes[0]), ds.classes[0])
+    report["model_version"] = attach_phase(target, phase, out, keep_models=out.resolve() == Path(args.phase_of).resolve())
     (out / "phase_report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"phase model ({report['model']['name']}, CV macro F1 {report['selection']['chosen']['cv_macro_f1']:.3f}, "
-          f"{report['evaluation']['split']} {report['evaluation']['macro_f1_all_classes']:.3f}) added to {target.name} -> {out}")
+          f"{report['evaluation']['split']} {report['evaluation']['macro_f1_all_classes']:.3f}) added to {target.name} -> {out}: "
+          f"{target.model_version}")
     return 0
 
 

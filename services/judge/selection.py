@@ -338,3 +338,19 @@ def as_phase(pack: SportPack, report: dict, classes: tuple[str, str], positive: 
             "eval_macro_f1": report["evaluation"]["macro_f1_all_classes"], "eval_split": report["evaluation"]["split"]}
     return {"meta": meta, "model": pack.models[MULTICLASS]}
 
+
+def attach_phase(target: SportPack, phase: dict, folder, keep_models: bool = False) -> str:
+    """Store phase (as_phase's output) in target and write it to folder; the model version gains
+    ".phase.<sha256 of phase.joblib>" so a registry (versions are immutable) sees a new version."""
+    import hashlib
+    import re
+    from pathlib import Path
+
+    folder = Path(folder)
+    target.phase = phase
+    target.save(folder, models=not keep_models)
+    digest = hashlib.sha256((folder / phase["meta"].get("file", "phase.joblib")).read_bytes()).hexdigest()[:10]
+    target.model_version = re.sub(r"\.phase\.[0-9a-f]+$", "", target.model_version) + f".phase.{digest}"
+    target.save(folder, models=False)
+    return target.model_version
+

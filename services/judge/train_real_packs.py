@@ -13,15 +13,13 @@ packs come from `coach judge train --select cv --label-map ...` (printed below p
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 
 from services.judge.datasets import load_training_data, parse_label_map
 from services.judge.packs import PACK_SPECS, PACKS_ROOT, SIDE_VIEWS, Fault, PackSpec, load_pack_dir
-from services.judge.selection import as_phase, train_cv
+from services.judge.selection import as_phase, attach_phase, train_cv
 from services.judge.training import write_pack
 
 DATA = Path("/work/shared/data/exercise-correction")
@@ -119,10 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                                f"--label-source '{SOURCE}' --out DIR")
         if name == "squat_phase":
             squat = load_pack_dir(args.out / "squat")
-            squat.phase = as_phase(pack, report, ("up", "down"), "down")
-            squat.save(args.out / "squat", models=False)
-            digest = hashlib.sha256((args.out / "squat" / "phase.joblib").read_bytes()).hexdigest()[:10]
-            squat.model_version = re.sub(r"\.phase\.[0-9a-f]+$", "", squat.model_version) + f".phase.{digest}"
+            attach_phase(squat, as_phase(pack, report, ("up", "down"), "down"), args.out / "squat", keep_models=True)
             report["model_version"] = squat.model_version
             report["evaluation"]["model_version"] = squat.model_version
             squat.save(args.out / "squat", models=False)

@@ -205,3 +205,17 @@ def test_real_plank_flags_synthetic_planks_filmed_landscape(fault, amp):
     y = bad.labels[fault]
     assert pack.flags(pack.judge(bad.keypoints, bad.fps, (W, H)))[y, j].mean() > 0.8
     assert pack.flags(pack.judge(good.keypoints, good.fps, (W, H))).mean() < 0.1
+
+
+@needs_data
+def test_coach_judge_train_phase_of_adds_a_phase_model_and_a_new_version(tmp_path, capsys):
+    head = tmp_path / "squat_head.csv"  # a positional slice keeps it fast: the first 1500 rows
+    head.write_text("".join((DATA / "squat_stage_train.csv").open().readlines()[:1501]))
+    assert coach(["judge", "train", "--sport", "squat_phase", "--data", str(head), "--select", "cv", "--quick-select",
+                  "--label-map", "up=correct,down=down", "--phase-of", str(PACKS_ROOT / "squat"),
+                  "--out", str(tmp_path / "sq"), "--quiet"]) == 0, capsys.readouterr().err
+    pack = load_pack_dir(tmp_path / "sq")
+    assert pack.phase["meta"]["classes"] == ["up", "down"] and pack.phase["meta"]["positive"] == "down"
+    assert pack.model_version != load_pack("squat").model_version and ".phase." in pack.model_version
+    report = json.loads((tmp_path / "sq" / "phase_report.json").read_text())
+    assert report["evaluation"]["macro_f1_all_classes"] >= 0.95
