@@ -88,7 +88,7 @@ def read_topic():
     return _read_topic
 
 
-def _synthetic_squat_analysis(settings, faults: dict | None = None) -> tuple[str, int]:
+def _synthetic_squat_analysis(settings, faults: dict | None = None, camera_yaw_deg: float = 10.0) -> tuple[str, int]:
     """Store what tracker and pose would have stored for a synthetic squat clip (3 repetitions,
     detector-like noise, blank frames) and send the ClipPoses message: judge and suggest do the rest.
     vtest.avi has no squats, and BlazePose does not detect stick figures."""
@@ -103,7 +103,7 @@ def _synthetic_squat_analysis(settings, faults: dict | None = None) -> tuple[str
 
     W, H = 640, 480
     clip, _ = exercise_clip("squat", np.random.default_rng([97, 0]), faults=faults or {}, fps=30, duration_s=8.0,
-                            px_per_m=150.0, center_px=(W / 2, H / 2), camera_yaw_deg=10.0)
+                            px_per_m=150.0, center_px=(W / 2, H / 2), camera_yaw_deg=camera_yaw_deg)
     n_reps = clip.meta["reps"]
     kps = clip.keypoints
     T = len(kps)
@@ -137,5 +137,5 @@ def _synthetic_squat_analysis(settings, faults: dict | None = None) -> tuple[str
 
 @pytest.fixture(scope="session")
 def synthetic_squat_analysis(coach_stack):
-    """synthetic_squat_analysis(faults=None) -> (analysis id, repetitions), on the session's stack."""
-    return lambda faults=None: _synthetic_squat_analysis(coach_stack.settings, faults)
+    """synthetic_squat_analysis(faults=None, camera_yaw_deg=10) -> (analysis id, repetitions), on the session's stack."""
+    return lambda faults=None, camera_yaw_deg=10.0: _synthetic_squat_analysis(coach_stack.settings, faults, camera_yaw_deg)

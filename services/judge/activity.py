@@ -213,8 +213,9 @@ def decide(kps: np.ndarray, fps: float, rule: ActivityRule, reps: list | None = 
 
     kps [T,33,3]; reps: [(start, end, turnaround)] found by a repetition counter (needed when
     rule.movement == "repetitions"; None = the counter found none); signal [T]: the primary angle
-    the repetitions were cut on; phase_bottom [T] bool: a phase model's "bottom" frames, which
-    replace the signal rule where given."""
+    the repetitions were cut on; phase_bottom [T] bool: a phase model's "bottom" frames, added to
+    the signal rule's inside repetitions. Not instead of it: a phase model trained on deep squats
+    calls the bottom of a shallow one "up", and the shallow bottom is exactly where depth is judged."""
     kps = np.asarray(kps, dtype=np.float64)
     T = len(kps)
     has_pose = np.isfinite(kps[..., 2]).any(axis=1) & np.isfinite(torso_lengths(kps))
@@ -225,7 +226,7 @@ def decide(kps: np.ndarray, fps: float, rule: ActivityRule, reps: list | None = 
 
     in_rep, bottom = repetition_masks(reps or [], signal, T, fps)
     if phase_bottom is not None:
-        bottom = np.asarray(phase_bottom, bool) & in_rep
+        bottom |= np.asarray(phase_bottom, bool) & in_rep
     if rule.movement == "repetitions":
         moving = in_rep
     elif rule.movement == "hold":
@@ -269,10 +270,20 @@ def view_mask(view: list, views: tuple[str, ...] | list[str] | None) -> np.ndarr
 
 def not_judgeable_runs(judgeable: np.ndarray, performing: np.ndarray, view: list, fps: float,
                        min_s: float = 0.5) -> list[tuple[int, int, str]]:
-    """Runs of performing frames where a fault cannot be judged: [(start, end, dominant view)]."""
-    out = []
+    """Stretches of the exercise where a fault cannot be judged: [(start, end, dominant view)].
+
+    Runs separated only by frames outside the exercise (the rest between repetitions) are one
+    stretch: a whole set filmed from the wrong side is one entry, not one per repetition."""
+    runs: list[list[int]] = []
     for s, e in _runs(performing & ~judgeable):
-        if (e - s + 1) / fps >= min_s:
-            vs = [v for v in view[s:e + 1] if v]
+        if runs and not (performing[runs[-1][1] + 1:s] & judgeable[runs[-1][1] + 1:s]).any():
+            runs[-1][1] = e
+        else:
+            runs.append([s, e])
+    out = []
+    for s, e in runs:
+        n = int((performing[s:e + 1] & ~judgeable[s:e + 1]).sum())
+        if n / fps >= min_s:
+            vs = [v for v, bad in zip(view[s:e + 1], ~judgeable[s:e + 1]) if v and bad]
             out.append((s, e, max(set(vs), key=vs.count) if vs else "unknown"))
     return out

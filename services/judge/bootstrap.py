@@ -25,7 +25,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from services.judge import synth
-from services.judge.packs import PACK_SPECS, PACKS_ROOT, PackSpec, SportPack
+from services.judge.packs import PACK_SPECS, PACKS_ROOT, PackSpec, SportPack, load_pack_dir
+
+SYNTHETIC_ROOT = PACKS_ROOT.parent / "packs_synthetic"
+REAL_DEFAULTS = ("plank",)  # sports whose shipped default pack has real labels
 
 N_SEQUENCES = {"ski_aerials": 300, "squat": 240, "pushup": 240, "plank": 200}
 MAX_TRAIN_FRAMES = 8000  # SVC training is O(n^2); neighbouring frames are near-duplicates anyway
@@ -109,12 +112,21 @@ def train_pack(sport: str, n_sequences: int | None = None, seed: int = 0, log=pr
         "svm": {"C": SVM_C, "kernel": "rbf", "gamma": "scale", "probability": "Platt, 5-fold (CalibratedClassifierCV)"},
         "test": evaluation,
     }
-    pack = SportPack(spec, models, thresholds, impute, model_version="", info=info)
+    pack = SportPack(spec, models, thresholds, impute, model_version="", info=info, synthetic=True,
+                     label_source=info["labels"])
     return pack
 
 
+def _out_root(sport: str, out: Path) -> Path:
+    """The shipped plank is trained on real labels (train_real_packs.py); its synthetic pack lives apart."""
+    return SYNTHETIC_ROOT if sport in REAL_DEFAULTS and out.resolve() == PACKS_ROOT.resolve() else out
+
+
 def _write(pack: SportPack, out: Path) -> dict[str, int]:
-    folder = out / pack.name
+    folder = _out_root(pack.name, out) / pack.name
+    old = folder / "pack.json"
+    if old.is_file() and json.loads(old.read_text()).get("phase"):  # keep a real-label phase model (squat)
+        pack.phase = load_pack_dir(folder).phase
     pack.save(folder)  # first write fixes the model bytes; the version hashes them and the decision settings
     settings = json.dumps([pack.thresholds, [float(v) for v in pack.impute], pack.spec.input_names, pack.spec.smooth_s,
                            pack.spec.delta_lag_s], sort_keys=True).encode()
@@ -175,9 +187,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.doc:
         # keep the other sports' sections: re-render from every pack on disk
         from services.judge.packs import available_packs, load_pack
-        names = sorted(available_packs(args.out), key=lambda n: (synth.SPORTS + (n,)).index(n))  # paper's sport first
-        allp = [load_pack(n, args.out) for n in names]
-        allsizes = {p.name: {f.name: f.stat().st_size for f in sorted((args.out / p.name).iterdir())} for p in allp}
+        names = sorted(set(synth.SPORTS), key=synth.SPORTS.index)  # paper's sport first
+        roots = {n: _out_root(n, args.out) for n in names}
+        allp = [load_pack(n, roots[n]) for n in names if n in available_packs(roots[n])]
+        allsizes = {p.name: {f.name: f.stat().st_size for f in sorted((roots[p.name] / p.name).iterdir())
+                             if f.name in ("model.joblib", "pack.json")} for p in allp}
         update_doc(args.doc, report(allp, allsizes))
         print(f"wrote evaluation to {args.doc}")
 

@@ -1,6 +1,7 @@
 """`coach judge ...`: train fault models on labelled data, evaluate them, publish them to the registry.
 
     coach judge train   --sport NAME --data FILE [FILE...] --out DIR [--labels FILE] [--grid] [--kind frame|sequence]
+                        [--select fixed|cv] [--label-map C=correct,L=knee_over_toe] [--phase-of PACKDIR]
     coach judge eval    --model DIR --data FILE [FILE...] [--labels FILE] [--json] [--kind frame|sequence]
     coach judge publish --model DIR|VERSION [--sport NAME]
     coach judge list    [--json]
@@ -46,7 +47,7 @@ def table9(evaluation: dict) -> str:
 def cmd_train(args) -> int:
     if getattr(args, "kind", "frame") == "sequence":
         return cmd_train_sequence(args)
-    from services.judge.datasets import DatasetError, load_training_data
+    from services.judge.datasets import DatasetError, load_training_data, parse_label_map
     from services.judge.packs import PACK_SPECS, spec_from_meta
     from services.judge.registry import SPORT_RE
     from services.judge.training import train, write_pack
@@ -60,14 +61,28 @@ def cmd_train(args) -> int:
     faults = spec.fault_ids if spec else (PACK_SPECS[args.sport].fault_ids if args.sport in PACK_SPECS else None)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
-        ds = load_training_data(args.data, args.labels, faults, args.fps)
+        label_map = parse_label_map(args.label_map)
+        if args.select == "cv" and label_map:
+            faults = None  # the map names the classes; known faults keep their descriptions via the spec
+        ds = load_training_data(args.data, args.labels, faults, args.fps, label_map)
         for note in ds.notes:
             log(f"note: {note}")
-        pack, report = train(args.sport, ds, spec, grid=args.grid, seed=args.seed, label_source=args.label_source or "",
-                             log=log)
+        if args.select == "cv" or args.phase_of:
+            from services.judge.selection import train_cv
+            pack, report = train_cv(args.sport, ds, spec, label_source=args.label_source or "", seed=args.seed, log=log,
+                                    quick=args.quick_select)
+        else:
+            pack, report = train(args.sport, ds, spec, grid=args.grid, seed=args.seed, label_source=args.label_source or "",
+                                 log=log)
     except (DatasetError, FileNotFoundError) as exc:
         return _err(str(exc))
-    version = write_pack(pack, report, args.out)
+    if args.phase_of:
+        return _attach_phase(args, pack, report, ds)
+    if args.select == "cv":
+        from services.judge.train_real_packs import FAMILY
+        version = write_pack(pack, report, args.out, family=FAMILY[report["model"]["name"]])
+    else:
+        version = write_pack(pack, report, args.out)
     ev = report["evaluation"]
     if args.json:
         print(json.dumps({"model_version": version, "out": str(args.out), "evaluation": ev,
@@ -84,6 +99,25 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _attach_phase(args, pack, report, ds) -> int:
+    """Store a two-class model (e.g. squat up/down) as the phase model of the pack in --phase-of."""
+    from services.judge.packs import load_pack_dir
+    from services.judge.selection import as_phase, attach_phase
+
+    if len(ds.classes) != 1:
+        return _err(f"--phase-of needs two classes (one mapped to correct), got correct + {', '.join(ds.classes)}")
+    target = load_pack_dir(args.phase_of)
+    inverse = {v: k for k, v in __import__("services.judge.datasets", fromlist=["x"]).parse_label_map(args.label_map).items()}
+    out = Path(args.out)
+    phase = as_phase(pack, report, (inverse.get("correct", "correct"), ds.classes[0]), ds.classes[0])
+    report["model_version"] = attach_phase(target, phase, out, keep_models=out.resolve() == Path(args.phase_of).resolve())
+    (out / "phase_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"phase model ({report['model']['name']}, CV macro F1 {report['selection']['chosen']['cv_macro_f1']:.3f}, "
+          f"{report['evaluation']['split']} {report['evaluation']['macro_f1_all_classes']:.3f}) added to {target.name} -> {out}: "
+          f"{target.model_version}")
+    return 0
+
+
 def _eval_selection(report: dict | None, ds):
     """Frames to score: for sequences from a file the model was trained on, only the training
     run's test split; data the model never saw is scored whole. -> (select, split, detail)."""
@@ -96,6 +130,9 @@ def _eval_selection(report: dict | None, ds):
                                        "(their sha256 differ from the training data's)")
     ranges = report.get("split", {}).get("groups", {}).get("test", [])
     kind = report.get("split", {}).get("kind", "by-sequence")
+    if kind == "positional-blocks":  # --select cv: the shipped model was refit on every row of its files
+        return None, "training-data", ("every frame, in-sample: the model was refit on all rows of these files "
+                                       "(its out-of-fold figures are in report.json)")
 
     def select(i, s):
         return _in_ranges(s.name, len(s), ranges) if seen[i] else __import__("numpy").ones(len(s), bool)
@@ -121,7 +158,8 @@ def cmd_eval(args) -> int:
     rp = Path(args.model) / "report.json"
     report = json.loads(rp.read_text()) if rp.is_file() else None
     try:
-        ds = load_training_data(args.data, args.labels, None, args.fps)
+        from services.judge.datasets import parse_label_map
+        ds = load_training_data(args.data, args.labels, None, args.fps, parse_label_map(args.label_map))
         select, split, detail = _eval_selection(report, ds)
         ev = evaluate(pack, ds, select)
     except DatasetError as exc:
@@ -300,6 +338,13 @@ def register(subparsers) -> None:
     tr.add_argument("--labels", help="frame ranges -> faults for the result documents (JSON or CSV)")
     tr.add_argument("--out", required=True, type=Path, help="folder for pack.json, model.joblib, report.json")
     tr.add_argument("--grid", action="store_true", help="search C and gamma on the validation split")
+    tr.add_argument("--select", choices=("fixed", "cv"), default="fixed",
+                    help="fixed: one RBF SVM per fault (default); cv: features from the data's landmarks and the best of "
+                         "SVM grid / logistic regression / gradient boosting by positional cross-validation (real data)")
+    tr.add_argument("--quick-select", action="store_true", help="with --select cv: one candidate per model family")
+    tr.add_argument("--label-map", help="the file's label values -> fault ids or correct, e.g. C=correct,L=knee_over_toe")
+    tr.add_argument("--phase-of", help="a pack folder: store this two-class model as its phase model (e.g. squat "
+                                       "up/down) and write the pack to --out")
     tr.add_argument("--fps", type=float, default=30.0, help="frame rate of CSV rows without an fps column (default 30)")
     tr.add_argument("--spec", help="JSON with title, faults, features (pack.json's shape) for a new sport")
     tr.add_argument("--label-source", help="who/what labelled the data (recorded in the report and docs)")
@@ -314,6 +359,7 @@ def register(subparsers) -> None:
     ev.add_argument("--model", required=True, help="a folder written by `coach judge train`")
     ev.add_argument("--data", required=True, nargs="+")
     ev.add_argument("--labels")
+    ev.add_argument("--label-map", help="the file's label values -> fault ids or correct, e.g. C=correct,L=knee_over_toe")
     ev.add_argument("--fps", type=float, default=30.0)
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--kind", choices=("frame", "sequence"), default="frame",

@@ -90,6 +90,7 @@ class Dataset:
     grouped: bool                     # the data says which rows belong together (sequence column, files, videos)
     files: list[dict] = field(default_factory=list)  # [{"path", "name", "sha256", "format", "rows"}]
     notes: list[str] = field(default_factory=list)
+    coordinates: str = "pixels"       # "normalized": MediaPipe 0..1 coordinates without a frame size (kept as square pixels)
 
     @property
     def frames(self) -> int:
@@ -171,8 +172,11 @@ def _check_fault_id(fid: str, allowed: Seq[str] | None, where: str, what: str) -
 
 # ----------------------------------------------------------------------------- CSV
 
-def load_csv(path: str | Path, faults: Seq[str] | None = None, fps: float = DEFAULT_FPS) -> Dataset:
-    """One landmark CSV -> Dataset. faults: the fault ids allowed (a known sport's), None = any."""
+def load_csv(path: str | Path, faults: Seq[str] | None = None, fps: float = DEFAULT_FPS,
+             label_map: dict[str, str] | None = None) -> Dataset:
+    """One landmark CSV -> Dataset. faults: the fault ids allowed (a known sport's), None = any.
+    label_map: the file's label values -> fault ids or correct (e.g. {"c": "correct", "l": "lean_back"})."""
+    label_map = {k.strip().lower(): v for k, v in (label_map or {}).items()}
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -250,6 +254,7 @@ def load_csv(path: str | Path, faults: Seq[str] | None = None, fps: float = DEFA
                 values[i, li, ax] = _number(cells[j], path, ln, header[j])
         if "label" in meta:
             raw = cells[meta["label"]].strip().lower()
+            raw = label_map.get(raw, raw)
             if not raw:
                 raise DatasetError(f"{_where(path, ln, 'label')}: empty label (write correct or none for a frame "
                                    "without a fault)")
@@ -284,6 +289,7 @@ def load_csv(path: str | Path, faults: Seq[str] | None = None, fps: float = DEFA
 
     # --- coordinates: pixels or normalised
     notes: list[str] = []
+    coordinates = "pixels"
     xy = values[..., :2]
     finite = xy[np.isfinite(xy)]
     if finite.size == 0:
@@ -295,6 +301,7 @@ def load_csv(path: str | Path, faults: Seq[str] | None = None, fps: float = DEFA
             notes.append(f"{path.name}: normalised coordinates, scaled by the width/height columns")
         else:
             values[..., :2] *= 1000.0
+            coordinates = "normalized"
             notes.append(f"{path.name}: normalised coordinates without width/height columns: assumed square pixels "
                          "(angles are distorted by the frame's aspect ratio unless it is 1:1)")
     kps = np.full((n, NUM_LANDMARKS, 3), np.nan)
@@ -333,7 +340,7 @@ def load_csv(path: str | Path, faults: Seq[str] | None = None, fps: float = DEFA
     grouped = any(c in meta for c in GROUP_COLUMNS)
     info = {"path": str(path), "name": path.name, "sha256": digest, "format": "csv-" + (
         "multilabel" if multilabel else "multiclass"), "rows": n}
-    return Dataset(sequences, classes, "multilabel" if multilabel else "multiclass", grouped, [info], notes)
+    return Dataset(sequences, classes, "multilabel" if multilabel else "multiclass", grouped, [info], notes, coordinates)
 
 
 # ----------------------------------------------------------------------------- result documents + labels
@@ -491,7 +498,7 @@ def load_results(paths: Seq[str | Path], labels_path: str | Path, faults: Seq[st
 # ----------------------------------------------------------------------------- several files
 
 def load_training_data(paths: Seq[str | Path], labels: str | Path | None = None, faults: Seq[str] | None = None,
-                       fps: float = DEFAULT_FPS) -> Dataset:
+                       fps: float = DEFAULT_FPS, label_map: dict[str, str] | None = None) -> Dataset:
     """CSV files and/or result documents (with a labels file) -> one Dataset.
 
     Several files are several groups for the evaluation split (a file without a sequence column
@@ -509,7 +516,7 @@ def load_training_data(paths: Seq[str | Path], labels: str | Path | None = None,
         raise DatasetError(f"{results[0].name} is a result document: give the frame ranges of its faults with --labels")
     if labels is not None and not results:
         raise DatasetError("--labels applies to result documents (.json); the CSV files carry their own labels")
-    parts = [load_csv(p, faults, fps) for p in csvs]
+    parts = [load_csv(p, faults, fps, label_map) for p in csvs]
     if results:
         parts.append(load_results(results, labels, faults))
     if len(parts) == 1:
@@ -541,7 +548,24 @@ def load_training_data(paths: Seq[str | Path], labels: str | Path | None = None,
         dup = next(n for n in names if names.count(n) > 1)
         raise DatasetError(f"two inputs are both named {dup!r}: give the files different names")
     mode = "multilabel" if any(p.mode == "multilabel" for p in parts) else "multiclass"
-    return Dataset(seqs, classes, mode, True, files, notes)
+    coords = {p.coordinates for p in parts}
+    if len(coords) > 1:
+        raise DatasetError("some files have normalised coordinates without width/height, others pixels: "
+                           "add width/height columns so they can be put on one scale")
+    return Dataset(seqs, classes, mode, True, files, notes, coords.pop())
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """'C=correct,L=knee_over_toe' -> {'c': 'correct', 'l': 'knee_over_toe'} (keys compared case-insensitively)."""
+    out = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise DatasetError(f"--label-map: {part!r} is not VALUE=fault_id (e.g. C=correct,L=knee_over_toe)")
+        k, v = (x.strip() for x in part.split("=", 1))
+        out[k.lower()] = v
+    return out
 
 
 # ----------------------------------------------------------------------------- writing

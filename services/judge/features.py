@@ -191,3 +191,68 @@ def moving_median(features: np.ndarray, half: int) -> np.ndarray:
         out[ok] = np.nanmedian(win[ok], axis=-1)
     out[~np.isfinite(features).any(axis=1)] = np.nan  # keep "no pose" frames without a verdict
     return out[:T]
+
+
+# ----------------------------------------------------------------------------- named features (real-label packs)
+# Packs trained on real landmark data pick their inputs by name from these families, so a data
+# set with only some landmarks (a bicep curl: upper body only) still gets a feature set:
+#   any FEATURE_NAMES entry                 the cosines / ratios above
+#   cos3_<a>__<b>__<c>                      cosine of the angle at b between b->a and b->c (joint angle)
+#   seg_<a>__<b>_x / _y                     unit direction of a->b in the image: segment orientation
+#                                           against image horizontal / vertical (y down = gravity)
+#   rel_<lm>_x / _y                         (lm - hip midpoint) / torso length (shoulder mid - hip mid)
+#   rels_<lm>_x / _y                        (lm - shoulder midpoint) / mean upper-arm length (no hips)
+# All are invariant to translation and uniform scale, like the paper's cosines.
+
+
+def _torso_frame(xy: np.ndarray, origin: str) -> tuple[np.ndarray, np.ndarray]:
+    """(origin [T,2], scale [T]) for rel_ (hips) or rels_ (shoulders) coordinates; NaN where unmeasured."""
+    sm = _mid(xy, "left_shoulder", "right_shoulder")
+    if origin == "rel":
+        hm = _mid(xy, "left_hip", "right_hip")
+        return hm, np.linalg.norm(sm - hm, axis=-1)
+    arms = np.stack([np.linalg.norm(xy[:, LI[f"{s}_elbow"]] - xy[:, LI[f"{s}_shoulder"]], axis=-1)
+                     for s in ("left", "right")], axis=-1)
+    with np.errstate(all="ignore"):
+        return sm, np.nanmean(arms, axis=-1)
+
+
+def named_features(kps: np.ndarray, names, min_confidence: float = 0.3) -> np.ndarray:
+    """Keypoints [T,33,3] -> [T,len(names)] features by name (see the families above); NaN where unmeasured."""
+    xy = _points(kps, min_confidence)
+    base = None
+    frames: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    cols = []
+    for n in names:
+        if n in FEATURE_INDEX:
+            if base is None:
+                base = frame_features(kps, min_confidence)
+            cols.append(base[:, FEATURE_INDEX[n]])
+        elif n.startswith("cos3_"):
+            a, b, c = n[5:].split("__")
+            cols.append(_cos(xy[:, LI[a]] - xy[:, LI[b]], xy[:, LI[c]] - xy[:, LI[b]]))
+        elif n.startswith("seg_"):
+            a, rest = n[4:].split("__")
+            b, axis = rest[:-2], rest[-1]
+            d = xy[:, LI[b]] - xy[:, LI[a]]
+            with np.errstate(all="ignore"):
+                u = d / np.linalg.norm(d, axis=-1, keepdims=True)
+            cols.append(u[:, 0 if axis == "x" else 1])
+        elif n.startswith(("rel_", "rels_")):
+            kind, rest = n.split("_", 1)
+            lm, axis = rest[:-2], rest[-1]
+            if kind not in frames:
+                frames[kind] = _torso_frame(xy, kind)
+            o, s = frames[kind]
+            with np.errstate(all="ignore"):
+                v = (xy[:, LI[lm], 0 if axis == "x" else 1] - o[:, 0 if axis == "x" else 1]) / s
+            v[~(s > 1e-9)] = np.nan
+            cols.append(v)
+        else:
+            raise KeyError(f"unknown feature {n!r}")
+    out = np.stack(cols, axis=-1) if cols else np.zeros((len(xy), 0))
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def is_named_feature(name: str) -> bool:
+    return name in FEATURE_INDEX or name.startswith(("cos3_", "seg_", "rel_", "rels_"))

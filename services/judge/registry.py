@@ -154,6 +154,12 @@ class ModelRegistry:
         with tempfile.TemporaryDirectory(prefix="coach-pack-") as tmp:
             (Path(tmp) / "pack.json").write_text(json.dumps(meta))
             (Path(tmp) / "model.joblib").write_bytes(model)
+            if meta.get("phase"):  # a phase model (squat up/down) travels next to the fault model
+                name = meta["phase"].get("file", "phase.joblib")
+                phase = self.store.get_bytes(version_key(sport, version, name))
+                if report.get("phase_sha256") and hashlib.sha256(phase).hexdigest() != report["phase_sha256"]:
+                    raise RegistryError(f"{version_key(sport, version, name)} does not match the sha256 in its report.json")
+                (Path(tmp) / name).write_bytes(phase)
             pack = load_pack_dir(tmp)
         if pack.model_version != version:
             raise RegistryError(f"{version_key(sport, version, 'pack.json')} names version {pack.model_version!r}")
@@ -195,6 +201,12 @@ class ModelRegistry:
         if report["model_sha256"] != hashlib.sha256(model).hexdigest():
             raise RegistryError(f"{folder}/model.joblib does not match the sha256 in its report.json")
         self.store.put_bytes(version_key(sport, version, "model.joblib"), model)
+        phase_meta = json.loads((folder / "pack.json").read_text()).get("phase")
+        if phase_meta:
+            name = phase_meta.get("file", "phase.joblib")
+            phase = (folder / name).read_bytes()
+            report["phase_sha256"] = hashlib.sha256(phase).hexdigest()
+            self.store.put_bytes(version_key(sport, version, name), phase)
         self.store.put_json(version_key(sport, version, "report.json"), report)
         self.store.put_bytes(version_key(sport, version, "pack.json"), (folder / "pack.json").read_bytes(),
                              "application/json")  # last: marks the version complete

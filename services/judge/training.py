@@ -375,14 +375,14 @@ def evaluate(pack: SportPack, ds: Dataset, select: Callable | None = None) -> di
 
 # ----------------------------------------------------------------------------- files
 
-def write_pack(pack: SportPack, report: dict, folder: str | Path, tag: str = "data") -> str:
+def write_pack(pack: SportPack, report: dict, folder: str | Path, tag: str = "data", family: str = "svm") -> str:
     """pack.json + model.joblib + report.json into folder; the version hashes the model and its settings."""
     folder = Path(folder)
     pack.save(folder)
     settings = json.dumps([pack.thresholds, [float(v) for v in pack.impute], pack.spec.input_names, pack.spec.smooth_s,
                            pack.spec.delta_lag_s, [dataclasses.asdict(f) for f in pack.faults]], sort_keys=True).encode()
     digest = hashlib.sha256((folder / "model.joblib").read_bytes() + settings).hexdigest()[:10]
-    pack.model_version = f"{pack.name}-svm-{PACK_VERSION}+{tag}.{digest}"
+    pack.model_version = f"{pack.name}-{family}-{PACK_VERSION}+{tag}.{digest}"
     pack.save(folder)
     report["model_version"] = pack.model_version
     report["evaluation"]["model_version"] = pack.model_version

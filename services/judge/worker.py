@@ -221,11 +221,12 @@ class JudgeStage:
         aid, fps = msg.analysis_id, float(tracking["fps"])
         pack = self.pack(msg.sport, ctx.store)             # kept for the whole analysis, even if a reload comes
         frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"])
-        raw = pack.judge(kps, fps)                        # [N, n_faults], NaN rows: no pose
+        size = (tracking["width"], tracking["height"])
+        raw = pack.judge(kps, fps, size)                  # [N, n_faults], NaN rows: no pose
         if not np.isfinite(raw).all(axis=1).any():
             raise AnalysisFailed("no body pose was found in any frame: is a whole person visible?")
         angles = joint_angles_deg(kps)                     # [N, A]
-        judged = judge_while_performing(msg.sport, pack, kps, fps, raw)
+        judged = judge_while_performing(msg.sport, pack, kps, fps, raw, size)
         probs = judged["probs"]
         # exercise sports: repetitions (count, quality + attention) and the action score (services/judge/reps.py)
         exercise = {} if judged["finding"] else (
@@ -288,7 +289,8 @@ class JudgeStage:
         ), key=aid)
 
 
-def judge_while_performing(sport: str, pack, kps: np.ndarray, fps: float, raw: np.ndarray) -> dict:
+def judge_while_performing(sport: str, pack, kps: np.ndarray, fps: float, raw: np.ndarray,
+                           frame_size: tuple[float, float] | None = None) -> dict:
     """Keep a pack's fault probabilities only where they can be trusted (services/judge/activity.py).
 
     raw [N, n_faults] -> probs [N, n_faults] NaN outside the exercise, outside the bottom of a
@@ -308,7 +310,9 @@ def judge_while_performing(sport: str, pack, kps: np.ndarray, fps: float, raw: n
 
         counted = count_repetitions(kps, fps)
         reps = [(s0, e0, (s0 + e0) // 2) for s0, e0 in counted.reps]
-    act = decide(kps, fps, rule, reps, signal)
+    # a pack's phase model (squat: trained on human up/down labels) says where the bottom is
+    p_down = pack.phase_probs(kps, fps, frame_size) if getattr(pack, "phase", None) else None
+    act = decide(kps, fps, rule, reps, signal, None if p_down is None else np.nan_to_num(p_down) >= 0.5)
     probs = np.array(raw, dtype=np.float64, copy=True)
     has_verdict = np.isfinite(raw).all(axis=1)
     probs[~act.performing] = np.nan

@@ -34,6 +34,10 @@ def test_squat_result_has_repetitions_with_quality_and_a_score(coach_stack, gate
         assert abs(sum(r["attention"]) - 1) < 1e-3
         assert r["range_of_motion_deg"] > 40 and set(r["tempo_s"]) == {"down", "hold", "up"}
     assert np.mean([r["quality"] for r in full]) > 0.5       # correct form was generated
+    # filmed from the front: depth cannot be judged, and the result says so instead of guessing
+    nj = result["judgement"]["not_judgeable"]
+    assert [n["type"] for n in nj] == ["shallow_depth"] and nj[0]["view"] == "front" and "side" in nj[0]["reason"]
+    assert not any(f["type"] == "shallow_depth" for f in result["faults"])
     score = result["score"]
     assert 0 <= score["value"] <= 100 and len(score["exemplars"]) == 10
     assert {"id", "score", "predicted_difference"} <= set(score["exemplars"][0])
@@ -45,9 +49,9 @@ def test_squat_result_has_repetitions_with_quality_and_a_score(coach_stack, gate
 
 
 def test_faults_of_a_performed_squat_are_judged_during_repetitions_with_exemplars(gateway, synthetic_squat_analysis):
-    """Shallow squats filmed from the front: the depth fault is judged at the bottom of each
+    """Shallow squats filmed obliquely (60 deg): the depth fault is judged at the bottom of each
     repetition, and each fault segment comes with exemplar clips of correct form."""
-    aid, _ = synthetic_squat_analysis(faults={"shallow_depth": 65.0})
+    aid, _ = synthetic_squat_analysis(faults={"shallow_depth": 65.0}, camera_yaw_deg=60.0)
     st = wait(gateway, aid, 300)
     assert st["status"] == "done", st
     result = gateway.get(f"/v1/analyses/{aid}/result").json()

@@ -186,7 +186,7 @@ def test_fault_timeline_slider_and_exemplars(browser, base_url, gateway, synthet
 
     from shared.client import wait
 
-    aid, _ = synthetic_squat_analysis(faults={"shallow_depth": 65.0})
+    aid, _ = synthetic_squat_analysis(faults={"shallow_depth": 65.0}, camera_yaw_deg=60.0)
     assert wait(gateway, aid, 300)["status"] == "done"
     _shared["fault_aid"] = aid
     browser.get(base_url + f"#/a/{aid}")
