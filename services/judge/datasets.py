@@ -52,6 +52,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence as Seq
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def exercise_correction_dir() -> Path:
+    """The human-labelled Exercise-Correction landmark files (training portions): `shared/data/`
+    beside the checkout, as the project's machines and CI lay it out, or COACH_EXERCISE_DATA."""
+    import os
+
+    return Path(os.environ.get("COACH_EXERCISE_DATA") or REPO_ROOT.parent / "shared" / "data" / "exercise-correction")
+
 import numpy as np
 
 from shared.skeleton import LANDMARK_INDEX, LANDMARK_NAMES, NUM_LANDMARKS

@@ -31,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from services.judge.datasets import REPO_ROOT, exercise_correction_dir
 from shared.periodic import count_repetitions
 from shared.skeleton import LANDMARK_INDEX, NUM_LANDMARKS
 
-SQUAT_CSV = Path("/work/shared/data/exercise-correction/squat_stage_train.csv")
+SQUAT_CSV = exercise_correction_dir() / "squat_stage_train.csv"
 VIDEOS = {"vtest.avi": Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi"),
-          "sports2d-demo.mp4": Path("/work/main/.media/sports2d-demo.mp4")}
+          "sports2d-demo.mp4": REPO_ROOT / ".media" / "sports2d-demo.mp4"}   # scripts/setup.sh installs it
 FPS = 30.0        # the CSV has no frame rate; its videos are phone clips
 FRAME_PX = 1000.0  # normalised x, y -> pixels of a square frame (the counter is scale-invariant)
 MAX_STEP = 0.3     # torso lengths a landmark may move between consecutive rows of one stretch

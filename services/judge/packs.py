@@ -96,13 +96,26 @@ class PackSpec:
         return X, has_pose & enough
 
 
-def normalize_keypoints(kps: np.ndarray, frame_size: tuple[float, float] | None) -> np.ndarray:
-    """Pixel keypoints [T,33,3] -> MediaPipe-style normalised x/width, y/height (visibility kept)."""
+# Normalised coordinates stretch a body by the frame's shape (x / width, y / height), so a pack
+# trained on them knows the shape of its training videos. The Exercise-Correction files do not say
+# it; their videos are landscape, and 16:9 is assumed (a portrait clip divided by its own size had
+# every correct plank flagged as sagging). Other frames are mapped as if pillar- or letterboxed into
+# 16:9, which keeps a body's proportions in normalised units what they were in training.
+NORMALIZED_ASPECT = 16 / 9
+
+
+def normalize_keypoints(kps: np.ndarray, frame_size: tuple[float, float] | None,
+                        aspect: float | None = NORMALIZED_ASPECT) -> np.ndarray:
+    """Pixel keypoints [T,33,3] -> MediaPipe-style normalised coordinates of a frame of `aspect`
+    (width / height) holding the video's frame: x / width, y / height for a 16:9 video (visibility kept)."""
     kps = np.array(kps, dtype=np.float64)
     if frame_size is not None:
         w, h = float(frame_size[0]), float(frame_size[1])
         if not (w > 0 and h > 0):
             raise ValueError(f"frame_size must be positive (width, height), got {frame_size}")
+        if aspect:
+            h = max(h, w / aspect)   # the canvas of that shape that holds the frame
+            w = h * aspect
         kps[..., 0] /= w
         kps[..., 1] /= h
     return kps

@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from services.judge.datasets import Dataset, DatasetError
-from services.judge.features import FEATURE_NAMES, frame_features, named_features
+from services.judge.features import FEATURE_NAMES, named_features
 from services.judge.packs import MULTICLASS, PACK_SPECS, PackSpec, SportPack
 from services.judge.training import THRESHOLDS, _new_fault, _prf, evaluate
 
@@ -115,7 +115,7 @@ def positional_folds(ds: Dataset, y: list[np.ndarray], k: int = N_FOLDS, holdout
                 ranges.append({"sequence": s.name, "start": int(edges[j]), "end": int(edges[j + 1] - 1), "fold": j})
         folds.append(f)
     desc = {"kind": "positional-blocks",
-            "description": (f"rows in file order; each label run (files sorted by label) or else each whole file"
+            "description": ("rows in file order; each label run (files sorted by label) or else each whole file"
                             + (f": last {holdout:.0%} = held-out block, first {1 - holdout:.0%}" if holdout > 0 else "")
                             + f" cut into {k} contiguous blocks = CV folds (fold j = j-th block of every run); "
                             "nothing shuffled"),
@@ -232,7 +232,7 @@ def train_cv(sport: str, ds: Dataset, spec: PackSpec | None = None, label_source
     best = max(scores, key=lambda c: (c["cv_macro_f1"], -c["n_features"], c["cv_macro_f1_pooled"]))
     spec, X, ok, impute = designs[best["features"]]
     features = list(spec.features)
-    cvrows, hold = ok & (fold < N_FOLDS), ok & (fold == N_FOLDS)
+    cvrows = ok & (fold < N_FOLDS)
     log(f"[{sport}] chosen: features '{best['features']}', {best['model']} {best['params']} "
         f"(CV macro F1 {best['cv_macro_f1']})")
 

@@ -1,7 +1,7 @@
 """Retrain the packs that have real, human-labelled data (Exercise-Correction project, MIT) and
 rewrite them plus the evaluation block in docs/judge.md. One shot, deterministic:
 
-    python -m services.judge.train_real_packs [--data /work/shared/data/exercise-correction]
+    python -m services.judge.train_real_packs [--data ../shared/data/exercise-correction]
                                               [--out services/judge/packs] [--doc docs/judge.md] [--only lunge ...]
 
 lunge (knee_over_toe), bicep_curl (lean_back), plank (sagging_hips / piked_hips; replaces the
@@ -17,12 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-from services.judge.datasets import load_training_data, parse_label_map
+from services.judge.datasets import exercise_correction_dir, load_training_data, parse_label_map
 from services.judge.packs import PACK_SPECS, PACKS_ROOT, SIDE_VIEWS, Fault, PackSpec, load_pack_dir
 from services.judge.selection import as_phase, attach_phase, train_cv
 from services.judge.training import write_pack
 
-DATA = Path("/work/shared/data/exercise-correction")
+DATA = exercise_correction_dir()
 DOC = Path(__file__).resolve().parents[2] / "docs" / "judge.md"
 SOURCE = "human labels, Exercise-Correction project, MIT"
 AUTHORS_BEST = {"squat_phase": 0.994, "lunge": 0.972, "bicep_curl": 0.971, "plank": 0.996}
@@ -57,7 +57,7 @@ JOBS = {  # pack -> (file, label map)
 
 
 def doc_block(reports: dict[str, dict]) -> str:
-    lines = [f"Labels: {SOURCE} (training files in /work/shared/data/exercise-correction; their test portions are held "
+    lines = [f"Labels: {SOURCE} (training files in shared/data/exercise-correction beside the checkout; their test portions are held "
              "back). Validation is positional (nothing shuffled): each label run (files sorted by label) or else the "
              "whole file is cut in order into 6 contiguous blocks = the CV folds. Features (3 families) x models are "
              "chosen by mean fold macro F1 over all classes (ties: fewer features); the per-class figures are the "

@@ -3,17 +3,16 @@ the shipped packs on pixel keypoints with a frame size, the squat phase model, v
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from services.judge.datasets import load_training_data, parse_label_map
+from services.judge.datasets import exercise_correction_dir, load_training_data, parse_label_map
 from services.judge.packs import MULTICLASS, PACKS_ROOT, Fault, PackSpec, SportPack, load_pack, load_pack_dir
 from services.judge.selection import positional_folds, train_cv
 from shared.cli import main as coach
 
-DATA = Path("/work/shared/data/exercise-correction")
+DATA = exercise_correction_dir()
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="Exercise-Correction data not mounted")
 W, H = 1280, 720
 LOWER = ("knee", "ankle", "heel", "foot_index")
@@ -219,3 +218,19 @@ def test_coach_judge_train_phase_of_adds_a_phase_model_and_a_new_version(tmp_pat
     assert pack.model_version != load_pack("squat").model_version and ".phase." in pack.model_version
     report = json.loads((tmp_path / "sq" / "phase_report.json").read_text())
     assert report["evaluation"]["macro_f1_all_classes"] >= 0.95
+
+
+@pytest.mark.parametrize("size", [(720, 1280), (640, 480), (1920, 1080)])
+def test_real_plank_keeps_its_verdicts_in_portrait_and_4_3_frames(size):
+    """Normalised-coordinate packs see any frame as if boxed into the 16:9 of their training videos:
+    a correct plank filmed in portrait is not called sagging, a sagging one still is."""
+    from services.judge import synth
+
+    pack = load_pack("plank")
+    j = pack.fault_ids.index("sagging_hips")
+    bad = synth.generate("plank", 1001, faults={"sagging_hips": 30.0})
+    good = synth.generate("plank", 1051, faults={})
+    w, h = size
+    shift = np.array([w / 2 - W / 2, h / 2 - H / 2, 0.0])   # the same body, centred in this frame
+    assert pack.flags(pack.judge(bad.keypoints + shift, bad.fps, size))[bad.labels["sagging_hips"], j].mean() > 0.8
+    assert pack.flags(pack.judge(good.keypoints + shift, good.fps, size)).mean() < 0.1

@@ -3,16 +3,16 @@ MediaPipe stretch of the Exercise-Correction squat CSV."""
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from services.judge.datasets import exercise_correction_dir
 from shared.periodic import count_repetitions
 from shared.skeleton import LANDMARK_INDEX, NUM_LANDMARKS
 
 FPS = 30.0
-SQUAT_CSV = Path("/work/shared/data/exercise-correction/squat_stage_train.csv")
+SQUAT_CSV = exercise_correction_dir() / "squat_stage_train.csv"
 
 
 def squat_pose(depth: np.ndarray, torso_px: float = 100.0, x0: float = 320.0, y_ankle: float = 420.0) -> np.ndarray:
