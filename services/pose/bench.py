@@ -135,7 +135,8 @@ def bench_models(video_path: str, models: tuple[str, ...] = tuple(POSE_MODELS), 
     (estimate_sequence on the same boxes for every model). Boxes: boxes_fn(frames) -> a box or None
     per frame (`coach pose bench-models` passes the pipeline's tracker), else full's whole-frame pose
     held over misses, as crop_fps does. Pose time only, the graph's start-up (first call) excluded;
-    best of `repeat`. Whole-frame time depends on coverage: a frame without a pose runs only the detector."""
+    best of `repeat`. Crop time is per frame with a box (frames without one cost nothing). Whole-frame
+    time depends on coverage: a frame without a pose runs only the detector."""
     cap = cv2.VideoCapture(video_path)
     if not cap.isOpened():
         raise FileNotFoundError(video_path)
@@ -157,11 +158,11 @@ def bench_models(video_path: str, models: tuple[str, ...] = tuple(POSE_MODELS), 
         with BlazePoseEstimator(model=model) as est:
             est.estimate_frames(frames[:2])  # graph start-up and model load outside the timing
             row = {}
-            for path, fn, args in (("whole", est.estimate_frames, (frames,)),
-                                   ("crops", est.estimate_sequence, (frames, boxes))):
+            for path, fn, args, n in (("whole", est.estimate_frames, (frames,), len(frames)),
+                                      ("crops", est.estimate_sequence, (frames, boxes), len(sides))):
                 runs = [_timed(fn, *args) for _ in range(repeat)]
                 seq, best = runs[0][0], min(s for _, s in runs)
-                row[path] = {"ms_per_frame": round(1000 * best / len(frames), 1),
+                row[path] = {"ms_per_frame": round(1000 * best / max(n, 1), 1),
                              "frames_with_pose": int(seq.present.sum())}
             out["models"][model] = row
     return out
