@@ -123,10 +123,11 @@ def crop_fps(video_path: str, boxes_px: list[np.ndarray | None] | None = None, m
             "pose_only_fps": round(len(frames) / pose_s, 1) if pose_s > 0 else 0.0}
 
 
-def _timed(fn, *args) -> tuple[PoseSequence, float]:
-    t0 = time.perf_counter()
+def _timed(fn, *args) -> tuple[PoseSequence, float, float]:
+    """(result, wall seconds, CPU seconds of this process: all its threads)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     seq = fn(*args)
-    return seq, time.perf_counter() - t0
+    return seq, time.perf_counter() - t0, time.process_time() - c0
 
 
 def bench_models(video_path: str, models: tuple[str, ...] = tuple(POSE_MODELS), max_frames: int | None = None,
@@ -135,7 +136,8 @@ def bench_models(video_path: str, models: tuple[str, ...] = tuple(POSE_MODELS), 
     (estimate_sequence on the same boxes for every model). Boxes: boxes_fn(frames) -> a box or None
     per frame (`coach pose bench-models` passes the pipeline's tracker), else full's whole-frame pose
     held over misses, as crop_fps does. Pose time only, the graph's start-up (first call) excluded;
-    best of `repeat`. Crop time is per frame with a box (frames without one cost nothing). Whole-frame
+    best of `repeat`, and the CPU time the process used (all threads; on a machine shared with other
+    jobs it moves much less than the wall time). Crop time is per frame with a box (frames without one cost nothing). Whole-frame
     time depends on coverage: a frame without a pose runs only the detector."""
     cap = cv2.VideoCapture(video_path)
     if not cap.isOpened():
@@ -161,8 +163,9 @@ def bench_models(video_path: str, models: tuple[str, ...] = tuple(POSE_MODELS), 
             for path, fn, args, n in (("whole", est.estimate_frames, (frames,), len(frames)),
                                       ("crops", est.estimate_sequence, (frames, boxes), len(sides))):
                 runs = [_timed(fn, *args) for _ in range(repeat)]
-                seq, best = runs[0][0], min(s for _, s in runs)
+                seq, best, cpu = runs[0][0], min(r[1] for r in runs), min(r[2] for r in runs)
                 row[path] = {"ms_per_frame": round(1000 * best / max(n, 1), 1),
+                             "cpu_ms_per_frame": round(1000 * cpu / max(n, 1), 1),
                              "frames_with_pose": int(seq.present.sum())}
             out["models"][model] = row
     return out
