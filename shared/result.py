@@ -134,7 +134,8 @@ class AnalysisResult(_Doc):
     faults: list[FaultResult]
     artifacts: dict[str, Artifact] = Field(default_factory=dict)
     timings_s: dict[str, float] = Field(default_factory=dict)
-    models: dict[str, str] = Field(default_factory=dict, description="stage -> model name/version used")
+    models: dict[str, str] = Field(default_factory=dict, description="stage -> model name/version used: pose_model (COACH_POSE_MODEL, e.g. "
+                                   "mediapipe-blazepose-heavy-0.10.21), refiner, judge, exemplars")
     biomechanics: Optional[Biomechanics] = Field(None, description="Angles, velocities, centre of mass, jumps (docs/biomechanics.md)")
     repetitions: Optional[list[Repetition]] = Field(
         None, description="Exercise sports: repetitions with quality and attention (docs/judge.md, Judge over time)")

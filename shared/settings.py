@@ -75,6 +75,9 @@ class Settings:
     min_frame_side_px: int = 32       # narrower or lower frames are refused (nobody can be found in them)
     max_aspect_ratio: float = 8.0     # width/height (or height/width) beyond this is refused
     jpeg_quality: int = 90
+    # BlazePose landmark model: "lite" | "full" | "heavy" (docs/pose.md: speed, accuracy, why the default);
+    # lite and heavy are installed by scripts/setup.sh, and a missing one fails the pose worker at start-up
+    pose_model: str = "full"
     refiner: str = "strn"             # pose refinement: "strn" (STRN + post-pass, services/pose/strn.py) | "one_euro" | "none"
     strn_weights: str = ""            # the STRN checkpoint; empty: the shipped services/pose/weights/strn.pt
     default_sport: str = "squat"

@@ -1,4 +1,4 @@
-"""BlazePose (MediaPipe, full model) on whole frames or on crops around one athlete.
+"""BlazePose (MediaPipe; lite, full or heavy landmark model) on whole frames or on crops around one athlete.
 
 Pure science core: numpy BGR frames in, arrays out. Nothing here knows about Kafka or S3.
 
@@ -10,11 +10,13 @@ people are upscaled, run BlazePose on the canvas and map landmarks back to origi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import sys
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import cv2
@@ -29,6 +31,47 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import mediapipe as mp  # noqa: E402  (after the env settings above)
+
+# COACH_POSE_MODEL -> MediaPipe's model_complexity. All three share the person detector and the
+# 256x256 input; they differ in the landmark network (docs/pose.md: speed and accuracy).
+POSE_MODELS = {"lite": 0, "full": 1, "heavy": 2}
+DEFAULT_POSE_MODEL = "full"
+# The files scripts/install-pose-models.sh installs (same pins there; a test compares them). Only
+# full ships in the wheel; for a missing lite/heavy file MediaPipe would try to download it.
+POSE_MODEL_SHA256 = {
+    "lite": "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61",
+    "full": "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
+    "heavy": "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe",
+}
+
+
+class PoseModelError(RuntimeError):
+    """The chosen pose model is unknown or its file is missing / not the pinned one."""
+
+
+def pose_model_dir() -> Path:
+    return Path(mp.__file__).parent / "modules" / "pose_landmark"
+
+
+def pose_model_id(model: str) -> str:
+    """The name recorded with every result, e.g. mediapipe-blazepose-heavy-0.10.21."""
+    return f"mediapipe-blazepose-{model}-{mp.__version__}"
+
+
+def check_pose_model(model: str) -> Path:
+    """The model's file, verified against its pinned hash; otherwise a PoseModelError naming the
+    setting and the fix. Run before MediaPipe sees the choice, so a missing file is an error at
+    start-up rather than an attempted download at the first frame."""
+    if model not in POSE_MODELS:
+        raise PoseModelError(f"COACH_POSE_MODEL={model}: unknown pose model; choose one of {', '.join(POSE_MODELS)}")
+    path = pose_model_dir() / f"pose_landmark_{model}.tflite"
+    if not path.is_file():
+        raise PoseModelError(f"COACH_POSE_MODEL={model}: {path.name} is not installed in {path.parent}; run scripts/setup.sh")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != POSE_MODEL_SHA256[model]:
+        raise PoseModelError(f"COACH_POSE_MODEL={model}: {path} is not the pinned {path.name} (damaged or another "
+                             f"version); run scripts/setup.sh")
+    return path
+
 
 # Lines MediaPipe 0.10.21 prints on the first inference of every graph run; harmless.
 _NOISE = re.compile(
@@ -140,7 +183,7 @@ def _valid_box(box: np.ndarray) -> bool:
 
 
 class BlazePoseEstimator:
-    """One reusable MediaPipe Pose graph (model_complexity=1, video mode); not thread-safe.
+    """One reusable MediaPipe Pose graph (video mode) with the chosen landmark model; not thread-safe.
 
     Every estimate_* call resets the graph first (Pose.reset(): a new graph run), so tracking
     state never leaks between sequences. Measured on the 2-core dev CPU: reset 3 ms vs. 7 ms to
@@ -156,15 +199,19 @@ class BlazePoseEstimator:
         min_tracking_confidence: float = 0.5,
         crop_size: int = 256,
         smooth_landmarks: bool = False,
+        model: str = DEFAULT_POSE_MODEL,
     ) -> None:
         # smooth_landmarks=False: MediaPipe's own filter would smooth in crop coordinates,
         # which move with the box; temporal smoothing belongs to services.pose.refine, in
         # original pixels, where a learned refiner also needs the raw signal.
+        check_pose_model(model)  # fail now, naming COACH_POSE_MODEL, not at the first frame
+        self.model = model
+        self.model_id = pose_model_id(model)
         self.crop_margin = crop_margin
         self.crop_size = crop_size
         self._pose_kwargs = dict(
             static_image_mode=False,
-            model_complexity=1,  # the only model bundled in the wheel (0 and 2 are downloaded)
+            model_complexity=POSE_MODELS[model],
             smooth_landmarks=smooth_landmarks,
             enable_segmentation=False,
             min_detection_confidence=min_detection_confidence,

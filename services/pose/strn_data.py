@@ -240,7 +240,8 @@ def build_cache(cache: Path | None = None, names: list[str] | None = None, log=p
         return root
     frames = read_frames()
     tubes = follow_walkers(frames)
-    with BlazePoseEstimator() as est:
+    # full, explicitly: the shipped STRN weights were trained on its output (COACH_POSE_MODEL does not apply)
+    with BlazePoseEstimator(model="full") as est:
         for n in todo:
             start, boxes = tubes[n]
             arrays = build_walker(est, n, frames, start, boxes)

@@ -21,15 +21,16 @@ from shared.store import ObjectNotFound, keys
 from shared.worker import Context, WorkerSpec, run_service
 
 SERVICE = "pose"
-POSE_MODEL = "mediapipe-blazepose-full-0.10.21"
 
 
 class PoseStage:
     """Holds the model for the worker's lifetime (graph start-up is not free)."""
 
-    def __init__(self, refiner_name: str, strn_weights: str = ""):
+    def __init__(self, refiner_name: str, strn_weights: str = "", pose_model: str = "full"):
         from services.pose.blazepose import BlazePoseEstimator
-        self.estimator = BlazePoseEstimator()
+        # fails at start-up, naming COACH_POSE_MODEL, when the model is unknown or not installed
+        self.estimator = BlazePoseEstimator(model=pose_model)
+        self.pose_model = self.estimator.model_id   # recorded with every clip, e.g. mediapipe-blazepose-heavy-0.10.21
         self.refiner_name = refiner_name
         # the STRN's checkpoint (empty: the shipped one); the other refiners take no weights
         self.refiner_params = {"weights": strn_weights or None} if refiner_name == "strn" else {}
@@ -67,7 +68,7 @@ class PoseStage:
             refiner = make_refiner(self.refiner_name, freq_hz=msg.video.fps, **self.refiner_params)
         kps = refiner.refine(seq.keypoints_px, seq.present, boxes)   # [T,33,3]
         doc = {
-            "analysis_id": aid, "clip_index": msg.clip_index, "pose_model": POSE_MODEL,
+            "analysis_id": aid, "clip_index": msg.clip_index, "pose_model": self.pose_model,
             "refiner": self.refiner.name, "landmarks": list(LANDMARK_NAMES),
             "seconds": round(time.perf_counter() - started, 4),
             "frames": [
@@ -84,7 +85,7 @@ class PoseStage:
         ctx.emit(ctx.settings.topics.poses, ClipPoses(
             analysis_id=aid, sport=msg.sport, clip_index=msg.clip_index, track_id=msg.track_id,
             first_frame=msg.frames[0].index, frame_count=len(msg.frames), poses_key=keys.clip_poses(aid, msg.clip_index),
-            pose_model=POSE_MODEL, refiner=self.refiner.name, frames_with_pose=int(seq.present.sum()),
+            pose_model=self.pose_model, refiner=self.refiner.name, frames_with_pose=int(seq.present.sum()),
         ), key=aid)
         FRAMES.labels(SERVICE).inc(len(msg.frames))
         # Progress: clips stored so far over the clip count (exact once tracking.json exists).
@@ -118,7 +119,7 @@ def main() -> None:
 
     s = Settings.from_env()
     report_gpu()
-    stage = PoseStage(s.refiner, s.strn_weights)
+    stage = PoseStage(s.refiner, s.strn_weights, s.pose_model)
     run_service(WorkerSpec(SERVICE, s.topics.clips, TrackedClip, stage.handle), s)
 
 

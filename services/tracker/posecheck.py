@@ -35,7 +35,7 @@ def _on_person(kp: np.ndarray, box: np.ndarray | None) -> bool:
 
 
 def run(video: str = DEFAULT_VIDEO, n_frames: int = 150, min_frames: int = 30, start: int = 0,
-        target: tuple[float, float, float, float] | None = None) -> dict:
+        target: tuple[float, float, float, float] | None = None, pose_model: str | None = None) -> dict:
     import cv2
 
     from services.pose.blazepose import BlazePoseEstimator
@@ -71,7 +71,9 @@ def run(video: str = DEFAULT_VIDEO, n_frames: int = 150, min_frames: int = 30, s
         if sum(b is not None for b in boxes) >= min_frames or pid == athlete:
             people[pid] = boxes
     t0 = time.perf_counter()
-    with BlazePoseEstimator() as est:
+    from shared.settings import Settings
+
+    with BlazePoseEstimator(model=pose_model or Settings.from_env().pose_model) as est:
         whole = est.estimate_frames(frames)
         whole_s = time.perf_counter() - t0
         crops = {}
@@ -91,7 +93,8 @@ def run(video: str = DEFAULT_VIDEO, n_frames: int = 150, min_frames: int = 30, s
                              "pose_on_person_share": round(sum(_on_person(whole.keypoints_px[t], boxes[t]) for t in followed) / n, 3)},
         })
     rows.sort(key=lambda r: (not r["athlete"], -r["frames_followed"]))
-    return {"video": video, "start": start, "frames": len(frames), "athlete_track_id": athlete, "choice": tracker.choice.reason,
+    return {"video": video, "start": start, "frames": len(frames), "pose_model": est.model_id,
+            "athlete_track_id": athlete, "choice": tracker.choice.reason,
             "whole_frames_any_pose_share": round(float(whole.present.mean()), 3),
             "people": rows, "seconds": {"tracking": round(track_s, 1), "pose_whole_frames": round(whole_s, 1),
                                         "pose_crops": round(crops_s, 1)}}

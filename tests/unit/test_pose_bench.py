@@ -29,3 +29,16 @@ def test_boxes_from_pose():
     boxes = boxes_from_pose(seq)
     np.testing.assert_allclose(boxes[0], [10, 20, 20, 50])
     assert boxes[1] is None
+
+
+@pytest.mark.skipif(not os.path.exists(VTEST), reason="apt-get install opencv-doc")
+def test_bench_models_reports_each_model_on_whole_frames_and_crops():
+    from services.pose.bench import bench_models
+
+    box = np.array([640, 240, 45, 80], np.float32)
+    rep = bench_models(VTEST, models=("lite", "heavy"), max_frames=4, boxes_fn=lambda frames: [box] * len(frames))
+    assert rep["frames"] == 4 and rep["frames_with_box"] == 4 and rep["boxes"] == "tracker"
+    for model in ("lite", "heavy"):
+        for path in ("whole", "crops"):
+            row = rep["models"][model][path]
+            assert row["ms_per_frame"] > 0 and row["cpu_ms_per_frame"] > 0 and 0 <= row["frames_with_pose"] <= 4
