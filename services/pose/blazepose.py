@@ -182,6 +182,43 @@ def _valid_box(box: np.ndarray) -> bool:
     return len(box) >= 4 and bool(np.all(np.isfinite(box[:4]))) and box[2] > 1 and box[3] > 1
 
 
+RETRY_WITHIN = 30   # frames after the last pose during which its body axis is trusted (~1 s at 30 fps)
+_SH, _HP = [11, 12], [23, 24]   # BlazePose: shoulders, hips
+
+
+def body_up(norm: np.ndarray) -> np.ndarray | None:
+    """[33,3] landmarks -> the body's up direction (hip midpoint -> shoulder midpoint) in image
+    coordinates (y down), or None when a shoulder or hip is missing."""
+    v = norm[_SH, :2].mean(axis=0) - norm[_HP, :2].mean(axis=0)
+    return v if np.all(np.isfinite(v)) and np.hypot(*v) > 0 else None
+
+
+ALIGN_ABOVE_DEG = 45.0        # a body tilted more than this in the last pose is turned upright before BlazePose
+TURN_RETRY_ABOVE_DEG = 20.0   # a pose lost after a tilt beyond this is looked for at 180 / +-90 deg too (an
+                              # upright walker who is hidden is not: three passes would find nobody)
+
+
+def tilt_deg(up: np.ndarray) -> float:
+    """Angle of the body's up vector from the image's up, deg, counter-clockwise positive (-180..180]."""
+    return float(np.degrees(np.arctan2(-up[0], -up[1])))
+
+
+def upright_turns(up: np.ndarray | None) -> list[int]:
+    """The turns (deg, counter-clockwise) to try, the one that makes `up` point up first.
+
+    A body seen last at 100 deg (flipping forward) is most likely beyond it now, so the order
+    follows the turn that would have made the last pose upright, then the others."""
+    turns = [180, 90, -90]
+    if up is None:
+        return turns
+
+    def upness(deg: int) -> float:   # y of the turned up vector; -1 = straight up (y points down)
+        r = np.radians(deg)
+        return float(-np.sin(r) * up[0] + np.cos(r) * up[1]) / float(np.hypot(*up))
+
+    return sorted(turns, key=upness)
+
+
 class BlazePoseEstimator:
     """One reusable MediaPipe Pose graph (video mode) with the chosen landmark model; not thread-safe.
 
@@ -200,6 +237,7 @@ class BlazePoseEstimator:
         crop_size: int = 256,
         smooth_landmarks: bool = False,
         model: str = DEFAULT_POSE_MODEL,
+        align_rotated: bool = True,
     ) -> None:
         # smooth_landmarks=False: MediaPipe's own filter would smooth in crop coordinates,
         # which move with the box; temporal smoothing belongs to services.pose.refine, in
@@ -219,6 +257,15 @@ class BlazePoseEstimator:
         )
         self._pose: mp.solutions.pose.Pose | None = None
         self._quiet = StartupQuiet()  # filters native stderr from a graph (re)start to its first pose
+        # Rotated bodies (flips, handstands, a person lying down): BlazePose's landmark model wants an
+        # upright body in its crop, and its detector finds upright people. While the last pose (within
+        # RETRY_WITHIN frames) is tilted beyond ALIGN_ABOVE_DEG the crop is turned so that body is
+        # upright, as BlazePose's own detector-to-landmark step aligns its ROI; a pose lost during a
+        # rotation is also looked for at 180 / +-90 deg. Turned crops run on a separate single-image
+        # graph, so the video graph's tracking state is not disturbed. docs/pose.md has the figures.
+        self.align_rotated = align_rotated
+        self._static: mp.solutions.pose.Pose | None = None
+        self.retries = {"tried": 0, "found": 0}   # turned-crop passes: asked / gave a pose
 
     # -- graph lifecycle -------------------------------------------------------------------
     def _fresh_graph(self) -> mp.solutions.pose.Pose:
@@ -243,9 +290,34 @@ class BlazePoseEstimator:
 
     def close(self) -> None:
         self._quiet.close()
-        if self._pose is not None:
-            self._pose.close()
-            self._pose = None
+        for g in (self._pose, self._static):
+            if g is not None:
+                g.close()
+        self._pose = self._static = None
+
+    def _retry_turned(self, image: np.ndarray, turns: Sequence[float]) -> tuple[np.ndarray, np.ndarray] | None:
+        """A square crop turned by each of `turns` (deg, counter-clockwise) until a pose is found:
+        (normalized landmarks [33,3] in the unturned crop's coordinates, world [33,3]) or None."""
+        if self._static is None:
+            self._static = mp.solutions.pose.Pose(**{**self._pose_kwargs, "static_image_mode": True})
+        side = image.shape[0]
+        self.retries["tried"] += 1
+        for deg in turns:
+            m = cv2.getRotationMatrix2D((side / 2, side / 2), deg, 1.0)     # [2,3], turns the image by deg (CCW)
+            found = self._process(self._static, cv2.warpAffine(image, m, (side, side), borderValue=0))
+            if found is None:
+                continue
+            norm, world = found
+            back = cv2.invertAffineTransform(m)                              # turned pixels -> crop pixels
+            uv = np.c_[norm[:, :2] * side, np.ones(len(norm))] @ back.T      # [33,2]
+            norm = np.c_[uv / side, norm[:, 2]].astype(np.float32)
+            r = np.radians(-deg)   # world landmarks share the image's x/y axes: turn them back too
+            c, s_ = np.cos(r), np.sin(r)
+            world = world.copy()
+            world[:, 0], world[:, 1] = c * world[:, 0] + s_ * world[:, 1], -s_ * world[:, 0] + c * world[:, 1]
+            self.retries["found"] += 1
+            return norm, world
+        return None
 
     def __enter__(self) -> BlazePoseEstimator:
         return self
@@ -276,7 +348,7 @@ class BlazePoseEstimator:
                 image, (x0, y0, side) = crop_to_canvas(frame, *square_crop(np.asarray(box, dtype=np.float64), self.crop_margin), self.crop_size)
                 yield t, image, (x0, y0, side, side)
 
-        return self._run(len(frames_bgr), crops())
+        return self._run(len(frames_bgr), crops(), retry=self.align_rotated)
 
     def estimate_frames(self, frames_bgr: Sequence[np.ndarray]) -> PoseSequence:
         """Whole frames, no boxes: the bare-model path (also for single images; video mode on one
@@ -284,20 +356,33 @@ class BlazePoseEstimator:
         jobs = ((t, f, (0.0, 0.0, float(f.shape[1]), float(f.shape[0]))) for t, f in enumerate(frames_bgr))
         return self._run(len(frames_bgr), jobs)
 
-    def _run(self, num_frames: int, jobs: Iterable[_Job]) -> PoseSequence:
+    def _run(self, num_frames: int, jobs: Iterable[_Job], retry: bool = False) -> PoseSequence:
         """Run a fresh graph over (t, image, (ox, oy, sx, sy)); image coords (u, v) in [0, 1]
-        map back to original pixels as (ox + u * sx, oy + v * sy)."""
+        map back to original pixels as (ox + u * sx, oy + v * sy). retry: square crops are turned
+        upright after a tilted pose, and looked for turned when lost during a rotation (see __init__)."""
         out = PoseSequence.empty(num_frames)
         pose = None
+        last_posed, up = -RETRY_WITHIN - 1, None   # last frame with a pose, and its body's up vector
         try:
             for t, image, (ox, oy, sx, sy) in jobs:
                 # (Re)start lazily: start_run() returns before the graph is up, and only a
                 # process() call waits for it, so the stderr window must include one.
                 if pose is None:
                     pose = self._fresh_graph()
-                found = self._process(pose, image)
+                recent = retry and t - last_posed <= RETRY_WITHIN and up is not None
+                tilt = tilt_deg(up) if recent else 0.0
+                found = None
+                if recent and abs(tilt) > ALIGN_ABOVE_DEG:
+                    # the body was far from upright a moment ago: turn the crop so that it is upright
+                    found = self._retry_turned(image, [-tilt])
+                if found is None:
+                    found = self._process(pose, image)
+                if found is None and recent and abs(tilt) > TURN_RETRY_ABOVE_DEG:
+                    # lost while rotating (a flip): the body may be anywhere round the circle now
+                    found = self._retry_turned(image, upright_turns(up))
                 if found is None:
                     continue
+                last_posed, up = t, body_up(found[0])
                 norm, world = found  # norm: [33, 3] (u, v, visibility)
                 out.keypoints_px[t, :, 0] = ox + norm[:, 0] * sx
                 out.keypoints_px[t, :, 1] = oy + norm[:, 1] * sy

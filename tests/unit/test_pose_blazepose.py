@@ -132,3 +132,34 @@ def test_messi_crop_agrees_with_whole_frame(estimator):
     err = np.linalg.norm(crop[ok, :2] - whole[ok, :2], axis=1)
     print(f"\nmessi: crop vs whole-frame keypoints, median {np.median(err):.1f} px (person {hi[1] - lo[1]:.0f} px tall)")
     assert np.median(err) < 0.05 * max(hi - lo)
+
+
+# ───────────────────────── rotated athletes (flips) ─────────────────────────
+@pytest.mark.parametrize("up", [(0, -1), (1, 0), (0, 1), (-1, 0), (0.3, 0.8)])
+def test_turning_a_crop_by_minus_the_tilt_makes_the_body_upright(up):
+    from services.pose.blazepose import tilt_deg
+
+    m = cv2.getRotationMatrix2D((0, 0), -tilt_deg(np.array(up, float)), 1.0)
+    v = m[:, :2] @ np.array(up, float)
+    assert v / np.linalg.norm(v) == pytest.approx([0, -1], abs=1e-9)
+
+
+def test_upright_turns_try_the_likeliest_first():
+    from services.pose.blazepose import upright_turns
+
+    assert upright_turns(None) == [180, 90, -90]
+    assert upright_turns(np.array([0.0, 1.0]))[0] == 180       # last seen upside down
+    assert upright_turns(np.array([1.0, 0.1]))[0] == 90         # lying toward the right
+
+
+def test_a_rotating_athlete_keeps_a_pose_when_crops_are_turned_upright():
+    """Real frames of an athlete turned 20 deg more every frame (services/pose/eval_rotation.py):
+    without alignment BlazePose loses him or fits a wrong skeleton on many frames."""
+    from services.pose.eval_rotation import DEFAULT_VIDEO, run
+
+    if not DEFAULT_VIDEO.exists():
+        pytest.fail(f"{DEFAULT_VIDEO} missing: scripts/setup.sh installs the Sports2D demo clip")
+    rows = {r["align_rotated"]: r for r in run(steps=(20.0,))["rows"]}
+    assert rows[True]["coverage"] == 1.0 and rows[True]["pck@0.2"] >= 0.85
+    assert rows[True]["pck@0.2"] >= rows[False]["pck@0.2"] + 0.1
+    assert rows[True]["pck@0.2_inverted"] >= 0.85, "upside down is where it matters"
