@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from services.pose.refine import make_refiner
+from services.pose.swaps import fix_swaps, relabel_like
 from shared.messages import ClipPoses, TrackedClip
 from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS
 from shared.skeleton import LANDMARK_NAMES
@@ -66,17 +67,22 @@ class PoseStage:
             # one_euro's cut-offs are in Hz; the STRN dilates its windows and scales its post-pass to the
             # clip's frame rate (its weights are loaded once and cached, so this is cheap per clip)
             refiner = make_refiner(self.refiner_name, freq_hz=msg.video.fps, **self.refiner_params)
-        kps = refiner.refine(seq.keypoints_px, seq.present, boxes)   # [T,33,3]
+        # left/right swaps of the single-frame model, undone over the clip (services/pose/swaps.py);
+        # the 3D landmarks of a relabelled half are relabelled with it
+        raw, swapped = fix_swaps(seq.keypoints_px)                    # [T,33,3], [T,2]
+        world = relabel_like(seq.world_m, swapped)
+        kps = refiner.refine(raw.astype(np.float32), seq.present, boxes)   # [T,33,3]
         doc = {
             "analysis_id": aid, "clip_index": msg.clip_index, "pose_model": self.pose_model,
             "refiner": self.refiner.name, "landmarks": list(LANDMARK_NAMES),
             "seconds": round(time.perf_counter() - started, 4),
+            "lr_swaps_fixed": {"upper": int(swapped[:, 0].sum()), "lower": int(swapped[:, 1].sum())},
             "frames": [
                 {
                     "index": f.index, "t_s": f.t_s, "bbox_px": f.bbox_px,
                     "track_state": f.track_state, "track_score": f.track_score,
                     "keypoints": _rows(kps[t], 2) if seq.present[t] else None,
-                    "keypoints_3d": _rows(seq.world_m[t], 4) if seq.present[t] else None,
+                    "keypoints_3d": _rows(world[t], 4) if seq.present[t] else None,
                 }
                 for t, f in enumerate(msg.frames)
             ],
