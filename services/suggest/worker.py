@@ -32,7 +32,8 @@ RED, GREEN, GREY = (40, 40, 230), (60, 200, 60), (160, 160, 160)
 
 def render_annotated(store: ObjectStore, aid: str, frames: list[dict], flagged: list[bool | None],
                      fps: float, width: int, height: int, out: Path) -> None:
-    """Draw each frame's skeleton: red where a fault is flagged, green where judged fine."""
+    """Draw each frame's skeleton: red where a fault is flagged, green where judged fine, grey where
+    not judged (flagged None: not performing the exercise, or too few joints for a verdict)."""
     def load(f: dict) -> np.ndarray:   # fetch + decode off the main thread (imdecode releases the GIL)
         return cv2.imdecode(np.frombuffer(store.get_bytes(keys.frame(aid, f["index"])), np.uint8), cv2.IMREAD_COLOR)
 
@@ -46,8 +47,9 @@ def render_annotated(store: ObjectStore, aid: str, frames: list[dict], flagged: 
                 cv2.rectangle(img, (x, y), (x + w, y + h), GREY, 1)
             if f["keypoints"] is not None:
                 kps = np.array([r if r is not None else (np.nan,) * 3 for r in f["keypoints"]], dtype=np.float32)
-                draw_pose(img, kps, RED if bad else GREEN)
-            draw_label(img, f"frame {f['index']}" + (" FAULT" if bad else ""), RED if bad else (255, 255, 255))
+                draw_pose(img, kps, GREY if bad is None else RED if bad else GREEN)
+            draw_label(img, f"frame {f['index']}" + (" FAULT" if bad else " not judged" if bad is None and f["keypoints"]
+                                                     else ""), RED if bad else (255, 255, 255))
             writer.write(img)
     fetch.shutdown()
 

@@ -162,6 +162,9 @@ def test_vtest_squat_through_the_page(browser, base_url, gateway, vtest_video):
     assert "not trained on expert labels" in summary, "criteria-based squat models are marked as such"
     assert "No faults found" not in summary and "fault segment" not in summary
     assert js(browser, "return document.querySelectorAll('#timeline rect.seg').length") == 0
+    assert js(browser, "return document.querySelectorAll('#timeline [data-lane=idle] rect').length") > 0, \
+        "the timeline shows when the athlete was not performing"
+    assert "Not judged" in visible_text(browser, "#fault-list")
 
     # the annotated video is loaded and decodable
     wait_for(lambda: js(browser, "return document.querySelector('#player').readyState >= 2"), 60, "the annotated video")

@@ -681,6 +681,7 @@ function renderFrameInfo() {
   const here = segsAt(i);
   const parts = [el("strong", null, `Frame ${i + 1} / ${A.n}`), ` · ${fmt(i / A.fps, 2)} s · `];
   if (!f || !f.keypoints) parts.push(el("span", { class: "muted" }, "no pose found in this frame"));
+  else if (f.activity === "not_performing") parts.push(el("span", { class: "muted" }, "not performing the exercise: not judged"));
   else if (!here.length) parts.push(el("span", { class: "ok" }, "✓ no fault in this frame"));
   else {
     const seen = new Set();
@@ -928,6 +929,15 @@ function renderTimeline() {
     gaps.push({ x: j0, w: i - j0 + 1, color: "#9aa5b1", title: `no pose: frames ${j0 + 1}–${i + 1}` });
   }
   if (gaps.length) lanes.push(lane("No pose found", "#9aa5b1", gaps, { id: "nopose" }));
+  // frames with a pose but not performing the exercise: not judged (#16)
+  const idle = [];
+  for (let i = 0; i < A.n; i++) {
+    if (!(A.frames[i] && A.frames[i].activity === "not_performing")) continue;
+    const j0 = i;
+    while (i + 1 < A.n && A.frames[i + 1] && A.frames[i + 1].activity === "not_performing") i++;
+    idle.push({ x: j0, w: i - j0 + 1, color: "#c9cfd6", title: `not performing the exercise: frames ${j0 + 1}–${i + 1}` });
+  }
+  if (idle.length) lanes.push(lane("Not performing", "#c9cfd6", idle, { id: "idle" }));
   const reps = Array.isArray(A.r.repetitions) ? A.r.repetitions : [];
   if (reps.length) {
     lanes.push(lane("Repetitions", "#5b6675", reps.map((rp, i) => ({
@@ -954,7 +964,10 @@ function renderLegend() {
 function renderFaultList() {
   const A = state.A, list = $("#fault-list");
   if (!A.segs.length) {
-    fill(list, el("li", { class: "muted" }, el("span"), "No faults found: every judged frame met the standard."));
+    const j = A.r.judgement;
+    fill(list, el("li", { class: "muted" }, el("span"), j && j.finding
+      ? "Not judged: the exercise was not performed (see the finding above)."
+      : "No faults found: every judged frame met the standard."));
     return;
   }
   fill(list, ...A.segs.map((s) => el("li", { "data-k": s.k, tabindex: 0,
@@ -1247,7 +1260,7 @@ function renderDownloads() {
   const id = state.A.id;
   fill($("#downloads"), 
     el("li", null, el("a", { href: withKey(`/v1/analyses/${id}/result`), download: `coach-${id}.json` }, "Result (JSON)"), el("span", { class: "muted small" }, " — poses, angles, faults and suggestions, as the API returns them")),
-    el("li", null, el("a", { href: withKey(`/v1/analyses/${id}/video`), download: `coach-${id}.mp4` }, "Annotated video (MP4)"), el("span", { class: "muted small" }, " — skeleton drawn; faulty frames red, correct green")),
+    el("li", null, el("a", { href: withKey(`/v1/analyses/${id}/video`), download: `coach-${id}.mp4` }, "Annotated video (MP4)"), el("span", { class: "muted small" }, " — skeleton drawn; faulty frames red, correct green, not judged grey")),
     el("li", null, el("a", { href: withKey(`/v1/analyses/${id}/keypoints.csv`), download: `coach-${id}-keypoints.csv` }, "Keypoints and angles (CSV)"), el("span", { class: "muted small" }, " — one row per frame, for spreadsheets")));
 }
 
