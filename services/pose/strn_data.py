@@ -240,8 +240,9 @@ def build_cache(cache: Path | None = None, names: list[str] | None = None, log=p
         return root
     frames = read_frames()
     tubes = follow_walkers(frames)
-    # full, explicitly: the shipped STRN weights were trained on its output (COACH_POSE_MODEL does not apply)
-    with BlazePoseEstimator(model="full") as est:
+    # full, without turning crops upright, explicitly: the shipped STRN weights were trained on that
+    # output (COACH_POSE_MODEL does not apply; turned crops came later and change the degraded runs)
+    with BlazePoseEstimator(model="full", align_rotated=False) as est:
         for n in todo:
             start, boxes = tubes[n]
             arrays = build_walker(est, n, frames, start, boxes)

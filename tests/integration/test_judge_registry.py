@@ -11,7 +11,7 @@ import pytest
 
 from services.judge import synth
 from services.judge.datasets import sha256_file, write_csv
-from services.judge.packs import load_pack
+from services.judge.packs import PACKS_ROOT, load_pack
 from services.judge.registry import ModelRegistry
 from services.judge.worker import JudgeStage
 from shared import bus
@@ -97,7 +97,10 @@ def test_publish_hot_reloads_a_running_judge(settings, judge, tmp_path, capsys):
     reg = ModelRegistry(ObjectStore(settings))
     assert reg.current_version("plank") == shipped
     assert set(reg.sports()) >= {"plank", "pushup", "ski_aerials", "squat"}
-    assert reg.report("plank", shipped)["data"]["fingerprint"] is None  # synthetic: no data files, said so
+    # the shipped plank is trained on human labels: its report names the data by fingerprint
+    shipped_report = json.loads((PACKS_ROOT / "plank" / "report.json").read_text())
+    assert reg.report("plank", shipped)["data"]["fingerprint"] == shipped_report["data"]["fingerprint"]
+    assert reg.report("squat", reg.current_version("squat"))["data"]["fingerprint"] is None  # synthetic: said so
 
     # 2. a coach's labels: train on a CSV (same code path as the CLI) ...
     seqs = []
