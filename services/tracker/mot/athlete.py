@@ -1,0 +1,128 @@
+"""`MotAthleteTracker`: the multi-person tracker behind the `AthleteTracker` interface.
+
+push(frame) follows everyone and returns nothing (the athlete is chosen once the whole clip is
+seen); finish() chooses the athlete by the policy and returns one FrameTrack per pushed frame,
+in order. Memory: boxes only, no frames are buffered.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..detector import PersonDetector
+from ..tracking import AthleteChoice, FrameTrack, NoPersonFound, PersonBox
+from . import choice as ch
+from .association import iou_matrix
+from .multi import MotConfig, MultiTracker, Track
+
+STATES = {"detected": "detected", "tracked": "tracked", "predicted": "tracked", "interpolated": "interpolated"}
+
+
+class MotAthleteTracker:
+    def __init__(self, config: MotConfig | None = None, target_bbox_px=None, detector: PersonDetector | None = None,
+                 fps: float = 25.0, policy: str = "most_active", min_track_s: float = 1.0,
+                 max_search_frames: int | None = None):
+        if policy not in ch.POLICIES:
+            raise ValueError(f"unknown athlete policy {policy!r} ({' | '.join(ch.POLICIES)})")
+        self.detector = detector or PersonDetector()
+        self.mot = MultiTracker(self.detector, fps, config)
+        self.fps = self.mot.fps
+        self.target = None if target_bbox_px is None else np.asarray(target_bbox_px, np.float32)
+        self.policy = "box" if self.target is not None else policy
+        self.min_track_s = min_track_s
+        self.max_search_frames = max_search_frames
+        self._n = 0
+        self._size = (0, 0)
+        self._choice: AthleteChoice | None = None
+        self._tracks: list[Track] = []
+        self.athletes: list[dict] = []       # every person kept (>= min_track_s), for tracking.json
+        self.alternatives: list[dict] = []
+        self._finished = False
+
+    @property
+    def choice(self) -> AthleteChoice | None:
+        return self._choice
+
+    def push(self, frame: np.ndarray) -> list[FrameTrack]:
+        if self._finished:
+            raise RuntimeError("push() after finish()")
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected BGR uint8 (H,W,3), got {frame.dtype} {frame.shape}")
+        if self._n == 0 and self.target is not None:
+            hgt, wid = frame.shape[:2]
+            from ..tracking import clip_box
+            if clip_box(self.target, wid, hgt) is None:
+                raise ValueError(f"target_bbox_px {self.target.tolist()} is outside the {wid}x{hgt} frame")
+        self._size = (frame.shape[1], frame.shape[0])
+        self.mot.step(frame, self.target if self._n == 0 else None)
+        self._n += 1
+        if self.max_search_frames is not None and self._n >= self.max_search_frames and \
+                not any(tr.hits >= 2 for tr in self.mot.tracks + self.mot.closed):
+            raise NoPersonFound(f"no person detected in the first {self._n} frames")
+        return []
+
+    def finish(self) -> list[FrameTrack]:
+        if self._finished:
+            return []
+        self._finished = True
+        tracks = self.mot.finish()
+        if not tracks:
+            raise NoPersonFound(f"no person detected in {self._n} frames")
+        self._tracks = tracks
+        n, (_, hgt) = self._n, self._size
+        min_frames = max(1, int(round(self.min_track_s * self.fps)))
+        cands = {tr.id: ch.describe_track(tr.id, tr.history, n, hgt, self.fps) for tr in tracks}
+        if self.policy == "box":
+            best_id = self.mot.seed_id
+            dets0 = [tr for tr in tracks if tr.id != best_id and 0 in tr.history]
+            c = cands[best_id]
+            c.score = 1.0
+            reason = "target_bbox: tracked from the given box"
+            others = [cands[tr.id] for tr in tracks if tr.id != best_id and tr.history and len(tr.history) >= min_frames]
+            alts: list[ch.Candidate] = []
+            ious = [float(iou_matrix(tr.history[0].box[None], self.target[None])[0, 0]) for tr in dets0]
+            if ious and max(ious) > 0.1:
+                reason = f"matched target_bbox (IoU {max(ious):.2f})"
+        else:
+            pool = [c for c in cands.values() if c.frames >= min_frames] or list(cands.values())
+            best, reason, alts = ch.choose(pool, self.policy)
+            best_id = best.track_id
+            others = [c for c in pool if c.track_id != best_id]
+        keep = {best_id} | {c.track_id for c in others}
+        by_id = {tr.id: tr for tr in tracks}
+        self.athletes = [self._athlete(by_id[i], cands[i]) for i in sorted(keep)]
+        self.alternatives = [self._cand(c) for c in alts]
+        self._choice = AthleteChoice(best_id, reason, [self._cand(cands[i]) for i in sorted(keep)])
+        athlete = by_id[best_id]
+        out = []
+        reid = set(athlete.reid)
+        for k in range(n):
+            o = athlete.history.get(k)
+            people = [PersonBox(i, by_id[i].history[k].box.copy(), round(by_id[i].history[k].score, 3))
+                      for i in sorted(keep - {best_id}) if k in by_id[i].history]
+            if o is None:
+                out.append(FrameTrack(k, None, 0.0, "lost", best_id, people))
+            else:
+                state = "redetected" if k in reid and o.state == "detected" else STATES[o.state]
+                out.append(FrameTrack(k, o.box.copy(), round(float(o.score), 4), state, best_id, people))
+        return out
+
+    def _cand(self, c: ch.Candidate) -> dict:
+        tr = next(t for t in self._tracks if t.id == c.track_id)
+        first = tr.history[min(tr.history)].box
+        return {"track_id": c.track_id, "bbox_px": [round(float(v), 1) for v in first], "score": c.score,
+                "frames": c.frames, "coverage": round(c.coverage, 3), "size": round(c.size, 3),
+                "activity": round(c.activity, 3)}
+
+    def _athlete(self, tr: Track, c: ch.Candidate) -> dict:
+        idx = sorted(tr.history)
+        return {"track_id": tr.id, "frames": idx,
+                "boxes_px": [[round(float(v), 1) for v in tr.history[k].box] for k in idx],
+                "score": c.score, "seconds": round(len(idx) / self.fps, 2)}
+
+    def tracks(self) -> dict[int, list[tuple[int, np.ndarray]]]:
+        """Everybody followed (after finish()): {track_id: [(frame index, x,y,w,h)]}."""
+        return {tr.id: [(k, tr.history[k].box.copy()) for k in sorted(tr.history)] for tr in self._tracks}
+
+    def summary(self) -> dict:
+        return {"policy": self.policy, "detector_passes": self.detector.passes, **self.mot.stats,
+                "tracks": len(self._tracks), "athletes": len(self.athletes)}
