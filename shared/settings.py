@@ -75,6 +75,13 @@ class Settings:
     min_frame_side_px: int = 32       # narrower or lower frames are refused (nobody can be found in them)
     max_aspect_ratio: float = 8.0     # width/height (or height/width) beyond this is refused
     jpeg_quality: int = 90
+    # Tracker (docs/tracker.md): "mot" follows everyone by detection and picks the athlete after
+    # the whole clip; "legacy" is the single-target tracker that picks in the first 15 frames.
+    tracker: str = "mot"
+    # Who is the athlete ("mot"; a request's target_bbox_px always means "box"): "most_active"
+    # (coverage x size x motion), "largest", "first_seen", "box".
+    athlete_policy: str = "most_active"
+    min_track_s: float = 1.0          # people followed at least this long are kept (tracking.json, result)
     refiner: str = "strn"             # pose refinement: "strn" (STRN + post-pass, services/pose/strn.py) | "one_euro" | "none"
     strn_weights: str = ""            # the STRN checkpoint; empty: the shipped services/pose/weights/strn.pt
     default_sport: str = "squat"

@@ -28,7 +28,7 @@ def _frame_ref(aid: str, ft, fps: float) -> FrameRef:
 
 
 def handle(msg: AnalysisRequested, ctx: Context) -> None:
-    from services.tracker.tracking import AthleteTracker, NoPersonFound
+    from services.tracker.tracking import NoPersonFound
 
     aid, s = msg.analysis_id, ctx.settings
     started = time.perf_counter()
@@ -42,7 +42,7 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
         fps = cap.get(cv2.CAP_PROP_FPS) or msg.video.fps
         fps = fps if 0 < fps < 1000 else msg.video.fps
         target = tuple(msg.target_bbox_px) if msg.target_bbox_px else None
-        tracker = AthleteTracker(target_bbox_px=target)
+        tracker = make_tracker(s, target, fps)
         uploads: dict[int, Future] = {}
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="frame-upload")
         pending: list = []          # final FrameTracks not yet published
@@ -99,6 +99,7 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
                 "athlete": {"track_id": choice.track_id if choice else 0,
                             "reason": choice.reason if choice else "no choice made",
                             "candidates": _jsonable(choice.candidates if choice else [])},
+                **people_doc(tracker, s, fps),
                 "seconds": round(time.perf_counter() - started, 3),
             })
             while pending:
@@ -110,6 +111,36 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
             pool.shutdown(wait=True)
     ctx.status(aid, "done", 1.0, frames=index, clip_count=clip_index,
                seconds=round(time.perf_counter() - started, 3))
+
+
+def make_tracker(s, target, fps: float):
+    """The tracker the settings ask for (COACH_TRACKER, COACH_ATHLETE_POLICY, COACH_MIN_TRACK_S)."""
+    if s.tracker == "legacy":
+        from services.tracker.tracking import AthleteTracker
+        return AthleteTracker(target_bbox_px=target)
+    if s.tracker != "mot":
+        raise ValueError(f"COACH_TRACKER={s.tracker!r}: expected mot or legacy")
+    from services.tracker.mot import MotAthleteTracker
+    return MotAthleteTracker(target_bbox_px=target, fps=fps, policy=s.athlete_policy, min_track_s=s.min_track_s)
+
+
+def people_doc(tracker, s, fps: float) -> dict:
+    """tracking.json's everyone part: `athletes` (every person followed >= min_track_s: track_id,
+    frames, boxes_px, score, seconds; the chosen one first) and `choice` (track_id, reason,
+    alternatives, policy)."""
+    choice = tracker.choice
+    athletes = getattr(tracker, "athletes", None)
+    if athletes is None:   # legacy tracker: its tracks, athlete included
+        min_frames = max(1, int(round(s.min_track_s * fps)))
+        athletes = [{"track_id": k, "frames": [i for i, _ in v], "boxes_px": [[round(float(x), 1) for x in b] for _, b in v],
+                     "score": None, "seconds": round(len(v) / fps, 2)}
+                    for k, v in tracker.tracks().items() if len(v) >= min_frames or (choice and k == choice.track_id)]
+    if choice is not None:
+        athletes = sorted(athletes, key=lambda a: a["track_id"] != choice.track_id)
+    return {"athletes": athletes,
+            "choice": {"track_id": choice.track_id if choice else None, "reason": choice.reason if choice else None,
+                       "alternatives": _jsonable(getattr(tracker, "alternatives", [])),
+                       "policy": getattr(tracker, "policy", "legacy")}}
 
 
 def _jsonable(obj):

@@ -8,6 +8,7 @@ scene (road, lawn) weigh less (background-weighted histogram): two people on the
 otherwise look alike."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..tracking import N_BINS, _crop, colour_bins
@@ -77,3 +78,38 @@ class Gallery:
     def compare(self, other: "Gallery") -> float:
         """Similarity of two tracks (offline stitching)."""
         return max(similarity(a, b) for a in [self.mean] + self.snaps for b in [other.mean] + other.snaps)
+
+
+def search(frame: np.ndarray, desc: np.ndarray, weights: np.ndarray, c: np.ndarray, w: float, h: float,
+           radius: float) -> np.ndarray | None:
+    """Where a box of w x h around centre c (within `radius` px) holds the most of the track's
+    colours: Swain & Ballard's ratio-histogram back-projection, summed over the box's inner part
+    with a box filter. Colours survive motion blur, which the face-driven detector and the
+    correlation filter do not. -> the best box (x, y, w, h) or None. desc: the track's (3, 136)."""
+    s = min(1.0, 40.0 / max(h, 1.0))                       # work with the person ~40 px tall
+    x1, y1 = c[0] - radius - w / 2, c[1] - radius - h / 2
+    patch = _crop(frame, x1, y1, c[0] + radius + w / 2, c[1] + radius + h / 2)
+    x1, y1 = max(x1, 0.0), max(y1, 0.0)
+    if patch.shape[0] < h * 0.5 or patch.shape[1] < w * 0.5:
+        return None
+    if s < 1.0:
+        patch = cv2.resize(patch, (max(1, int(patch.shape[1] * s)), max(1, int(patch.shape[0] * s))),
+                           interpolation=cv2.INTER_AREA)
+    bins = colour_bins(patch)
+    p_t = desc[0].astype(np.float64) ** 2                   # the track's weighted colour distribution
+    p_w = np.bincount(bins.ravel(), minlength=N_BINS) * weights
+    p_t, p_w = p_t / max(p_t.sum(), 1e-9), p_w / max(p_w.sum(), 1e-9)
+    ratio = np.minimum(p_t / np.maximum(p_w, 1e-9), 1.0).astype(np.float32)
+    bp = ratio[bins]                                        # (h, w) 0..1: how much each pixel is "them"
+    kw, kh = max(1, int(round(0.6 * w * s))), max(1, int(round(0.9 * h * s)))
+    if bp.shape[0] < kh or bp.shape[1] < kw:
+        return None
+    sums = cv2.boxFilter(bp, -1, (kw, kh), normalize=True, borderType=cv2.BORDER_CONSTANT)
+    # only centres where the whole box fits
+    my, mx = kh // 2, kw // 2
+    valid = sums[my:sums.shape[0] - (kh - 1 - my), mx:sums.shape[1] - (kw - 1 - mx)]
+    if valid.size == 0:
+        return None
+    iy, ix = np.unravel_index(int(np.argmax(valid)), valid.shape)
+    cx, cy = x1 + (ix + mx + 0.5) / s, y1 + (iy + my + 0.5) / s
+    return np.array([cx - w / 2, cy - h / 2, w, h], np.float32)

@@ -38,10 +38,10 @@ class MotConfig:
     high: float = 0.8              # detections at/above: first stage, re-identification
     birth: float = 0.7             # a detection on nobody followed starts a (tentative) track at this score
     low: float = 0.5               # detector threshold (second stage: IoU only, near a track)
-    full_every_s: float = 2.0      # scheduled whole-image detection (new people who do not move much)
-    full_min_gap_s: float = 1.0    # whole-image detection triggered by motion / a lost track at most this often
+    full_every_s: float = 4.0      # scheduled whole-image detection (new people who do not move much)
+    full_min_gap_s: float = 2.0    # whole-image detection triggered by motion / a lost track at most this often
     complete_every: int = 3        # every N-th whole-image detection at all scales, the others at the tracks' scale
-    roi_every: int = 2             # a track is checked by a detector pass around it every N frames...
+    roi_every: int = 3             # a track is checked by a detector pass around it every N frames...
     still_px: float = 0.03         # ...unless it moved less than this x its height since its last detection
     still_max: int = 8             # (but at least every N frames)
     roi_context: float = 2.0       # window side = this x the box's long side (more for fast tracks)
@@ -51,11 +51,14 @@ class MotConfig:
     bridge_sim: float = 0.55       # ...while its box still looks like the track (appearance similarity)
     bg_share: float = 0.15         # ...and is not on the background (static camera: foreground share of the box)
     predict_frames: int = 2        # then a box from the prediction alone for this many frames, then lost
+    search_sim: float = 0.75       # colour search (no detection, local tracker failed): similarity at least this
+    search_sim_lost: float = 0.8   # ... for a lost track, within `search_s` of the loss
+    search_s: float = 1.0
     lost_s: float = 4.0            # lost tracks can be re-identified online this long, then they are closed
     min_iou: float = 0.2           # first stage: IoU with the prediction / local box
     app_gate: float = 0.6          # appearance-only matches (IoU failed): similarity at least this
     reid_sim: float = 0.72         # re-identification of a lost track: appearance similarity at least this
-    fresh_s: float = 0.5           # lost for less than this: re-identified by position + motion ...
+    fresh_s: float = 1.0           # lost for less than this: re-identified by position + motion ...
     fresh_sim: float = 0.3         # ... with a similarity of at least this (a flip changes the look)
     fresh_score: float = 0.6       # ... from a detection of at least this score
     max_step_s: float = 3.0        # nobody moves more than this many box heights per second (reach limit)
@@ -284,7 +287,10 @@ class MultiTracker:
                     if a >= cfg.reid_sim and dets[j].score >= cfg.high:
                         score[i, k] = a
                     elif n <= fresh and a >= cfg.fresh_sim:
-                        score[i, k] = 0.5 * a * (1.0 - d / reach)
+                        # where the motion model expects them, not just anywhere within reach
+                        dp = np.linalg.norm(centre(dets[j].bbox_px) - tr.kf.x[:2])
+                        if dp <= (0.5 + 0.1 * n) * tr.h:
+                            score[i, k] = 0.5 * a * (1.0 - dp / ((0.5 + 0.1 * n) * tr.h))
             pairs, _, _ = assign(score, 0.01)
             for i, k in pairs:
                 tr, j = lost[i], free[k]
@@ -303,7 +309,7 @@ class MultiTracker:
                 if t - tr.first >= cfg.tentative_frames:
                     tr.state = "removed"
                 continue
-            if self._bridge(frame, tr, done, id(tr) in examined):
+            if self._bridge(frame, tr, done, id(tr) in examined) or self._colour_search(frame, tr, done, cfg.search_sim):
                 done.append(tr.history[t].box)
                 continue
             if t - tr.last_seen <= cfg.predict_frames:
@@ -312,6 +318,12 @@ class MultiTracker:
                     tr.history[t] = Obs(b, 0.1, "predicted")
                     continue
             tr.state, tr.local, tr.local_box = "lost", None, None
+        for tr in self.tracks:                                   # just lost: look for their colours nearby
+            if tr.state == "lost" and tr.has_desc and t - tr.last_seen <= self._frames(cfg.search_s) and \
+                    t not in tr.history and self._colour_search(frame, tr, done, cfg.search_sim_lost):
+                tr.state = "active"
+                tr.reid.append(t)
+                done.append(tr.history[t].box)
         for tr in self.tracks:
             if tr.state == "lost" and t - tr.last_seen > self._frames(cfg.lost_s):
                 tr.state = "removed"
@@ -397,14 +409,43 @@ class MultiTracker:
             if tr.local is None or tr.local_box is None or iou_matrix(tr.local_box[None], det.bbox_px[None])[0, 0] < 0.6:
                 self._start_local(frame, tr, det.bbox_px)
 
+    def _colour_search(self, frame: np.ndarray, tr: Track, done: list, min_sim: float) -> bool:
+        """No detection, no local tracker: search the track's colours around its prediction
+        (radius widened by its speed and the time since it was seen); accept a box that looks like
+        the track, is not somebody else's and (static camera) is on something that moves."""
+        cfg, t = self.cfg, self.t
+        if not tr.has_desc:
+            return False
+        gap = t - tr.last_seen
+        w, h = float(tr.kf.x[2]), float(tr.kf.x[3])
+        radius = (0.3 + 1.5 * tr.kf.speed * gap + 0.1 * gap) * h
+        b = app.search(frame, tr.gallery.mean, self._weights, tr.kf.x[:2], w, h, min(radius, 2.0 * h))
+        if b is None:
+            return False
+        b = clip_box(b, *self._size)
+        if b is None or (done and iou_matrix(b[None], np.array(done)).max() > 0.3):
+            return False
+        a = tr.gallery.similarity(app.describe(frame, b, self._weights))
+        share = self._fg.share(b) if self._fg is not None else None
+        if a < min_sim or (share is not None and share < cfg.bg_share):
+            return False
+        tr.kf.update(b, noise=2.0)
+        tr.history[t] = Obs(b.copy(), float(0.25 + 0.3 * np.clip((a - 0.5) / 0.4, 0, 1)), "tracked")
+        tr.last_seen = t
+        self._start_local(frame, tr, b)
+        return True
+
     def _bridge(self, frame: np.ndarray, tr: Track, done: list, examined: bool) -> bool:
         """Carry an unmatched track on its local tracker's box, if that still looks like it."""
         cfg, t = self.cfg, self.t
         b = tr.local_box
         if b is None or t - tr.last_det > self._frames(cfg.bridge_s):
             return False
-        if done and iou_matrix(b[None], np.array(done)).max() > 0.5:     # on somebody else
-            return False
+        if done and iou_matrix(b[None], np.array(done)).max() > 0.3:
+            return False        # on somebody detected in front of them: occluded, let the prediction carry them
+        gap = t - tr.last_det
+        if np.linalg.norm(centre(b) - tr.kf.x[:2]) > (0.25 + 0.05 * gap) * tr.h:
+            return False        # the local tracker went its own way (onto someone crossing): trust the motion model
         desc = app.describe(frame, b, self._weights)
         a = tr.gallery.similarity(desc) if tr.has_desc else 0.7
         agree = iou_matrix(b[None], tr.kf.box[None])[0, 0] >= 0.5 and t - tr.last_det <= self._frames(cfg.fresh_s)
@@ -413,7 +454,7 @@ class MultiTracker:
         share = self._fg.share(b) if self._fg is not None else None
         if share is not None and share < cfg.bg_share and t - tr.last_det > 3:
             return False                                        # a box left on the background (lamp post)
-        tr.kf.update(b, noise=2.0)
+        tr.kf.update(b, noise=3.0)        # a local tracker's box: weak evidence, it must not bend the motion model
         miss = 0.0 if not examined else 0.1                     # the detector looked and did not see them
         tr.history[t] = Obs(b.copy(), float(0.3 + 0.3 * np.clip((a - 0.5) / 0.4, 0, 1) - miss), "tracked")
         tr.last_seen = t
@@ -450,12 +491,14 @@ class MultiTracker:
                 shared = sorted(set(a.history) & set(b.history))
                 if not shared:
                     continue
-                near = 0
+                near = both = 0
                 for k in shared:
                     ba, bb = a.history[k].box, b.history[k].box
                     iou = iou_matrix(ba[None], bb[None])[0, 0]
                     near += iou >= 0.2 or np.linalg.norm(centre(ba) - centre(bb)) < 0.6 * max(ba[3], bb[3])
-                if near < max(3, 0.6 * len(shared)):
+                    both += a.history[k].state == "detected" and b.history[k].state == "detected"
+                # two people side by side are both detected in the same frames; one person is not
+                if near < max(3, 0.6 * len(shared)) or both > 0.1 * len(shared):
                     continue
                 for k, o in b.history.items():
                     if k not in a.history or (o.state == "detected" and a.history[k].state != "detected"):
