@@ -77,6 +77,7 @@ class Track:
     seconds: float = 0.0
     states: list[str] | None = None
     people: dict | None = None        # multi-person tracker: {track_id: {frame: box}} (MOTA / IDF1)
+    alone: "Track | None" = None      # multi-person tracker: the athlete's track before refinement
 
 
 def vot_lt(runs: Seq[Track], resolution: int = 100) -> dict:
@@ -102,7 +103,7 @@ def plain_config(base: TrackerConfig | None = None) -> TrackerConfig:
     return replace(base or TrackerConfig(), verify=False, redetect=False)
 
 
-def run_tracker(seq, config, detector, frames: list | None = None, kind: str = "legacy") -> Track:
+def run_tracker(seq, config, detector, frames: list | None = None, kind: str = "legacy", refine: bool = True) -> Track:
     """Track the target of an evalset.Sequence from its first-frame ground-truth box.
     `frames`: the sequence's (frame, ground truth) pairs, if already rendered. kind: "legacy"
     (AthleteTracker with `config`, a TrackerConfig) or "mot" (MotAthleteTracker, `config` a
@@ -115,7 +116,11 @@ def run_tracker(seq, config, detector, frames: list | None = None, kind: str = "
     target = tuple(float(v) for v in gt0)
     if kind == "mot":
         from .mot import MotAthleteTracker
-        tracker = MotAthleteTracker(config, target_bbox_px=target, detector=detector, fps=10.0)
+        rendered = frames if frames is not None else list(seq)
+        frames_gt = iter(rendered)
+        first, _ = next(frames_gt)
+        tracker = MotAthleteTracker(config, target_bbox_px=target, detector=detector, fps=10.0,
+                                    reread=lambda: (f for f, _ in rendered), refine=refine)
     else:
         tracker = AthleteTracker(config, target_bbox_px=target, detector=detector)
     out = []
@@ -133,8 +138,13 @@ def run_tracker(seq, config, detector, frames: list | None = None, kind: str = "
     spent += time.perf_counter() - t
     assert [ft.index for ft in out] == list(range(len(gts)))
     people = {k: dict(v) for k, v in tracker.tracks().items()} if kind == "mot" else None
-    return Track(seq.name, [ft.bbox_px for ft in out], [float(ft.score) for ft in out], gts, spent,
-                 [ft.state for ft in out], people)
+    r = Track(seq.name, [ft.bbox_px for ft in out], [float(ft.score) for ft in out], gts, spent,
+              [ft.state for ft in out], people)
+    alone = getattr(tracker, "alone", None)
+    if alone is not None:      # the multi-person track before the single-target refinement
+        r.alone = Track(seq.name, [ft.bbox_px for ft in alone], [float(ft.score) for ft in alone], gts, spent,
+                        [ft.state for ft in alone])
+    return r
 
 
 def identity_switches(boxes: Seq[np.ndarray | None], actors_gt: Seq[Seq[np.ndarray | None]], min_iou: float = 0.5) -> int:
@@ -217,8 +227,9 @@ def evaluate(split: str = "test", cases: tuple[str, ...] | None = None, config: 
     sprites = evalset.load_sprites()
     seqs = [evalset.make_sequence(c, s, sprites) for c in cases
             for s in (evalset.SPLITS["tune"] + evalset.SPLITS["test"] if split == "all" else evalset.SPLITS[split])]
-    runs: dict[str, list[Track]] = {m: [] for m in modes}
-    switches: dict[str, list[int]] = {m: [] for m in modes}
+    names = list(modes) + (["mot_alone"] if "mot" in modes else [])
+    runs: dict[str, list[Track]] = {m: [] for m in names}
+    switches: dict[str, list[int]] = {m: [] for m in names}
     mot_c: list[dict] = []
     per_seq = []
     for seq in seqs:
@@ -238,12 +249,18 @@ def evaluate(split: str = "test", cases: tuple[str, ...] | None = None, config: 
             if r.people is not None:
                 mot_c.append(mot_counts(r.people, actors_gt))
                 row[m]["mot"] = mot_summary([mot_c[-1]])
+            if r.alone is not None:
+                runs["mot_alone"].append(r.alone)
+                switches["mot_alone"].append(identity_switches(r.alone.boxes, actors_gt))
+                row["mot_alone"] = {k: v for k, v in vot_lt([r.alone]).items() if k != "threshold"}
+                row["mot_alone"]["id_switches"] = switches["mot_alone"][-1]
         row["absent_frames"] = sum(g is None for _, g in pairs)
         del rendered, pairs
         per_seq.append(row)
         if progress:
             progress(row)
     out: dict = {"split": split, "sequences": len(seqs), "frames": sum(s.n_frames for s in seqs)}
+    modes = {m: None for m in names if runs[m]}
     for m in modes:
         out[m] = vot_lt(runs[m])
         out[m]["id_switches_per_sequence"] = round(float(np.mean(switches[m])), 3)
@@ -257,7 +274,7 @@ def evaluate(split: str = "test", cases: tuple[str, ...] | None = None, config: 
         idx = [i for i, s in enumerate(seqs) if s.case == c]
         out["cases"][c] = {m: vot_lt([runs[m][i] for i in idx]) for m in modes}
         out["cases"][c]["sequences"] = len(idx)
-    secs = {m: sum(r.seconds for r in runs[m]) for m in modes}
-    out["fps"] = {m: round(out["frames"] / max(secs[m], 1e-9), 1) for m in modes}
+    secs = {m: sum(r.seconds for r in runs[m]) for m in modes if m != "mot_alone"}
+    out["fps"] = {m: round(out["frames"] / max(secs[m], 1e-9), 1) for m in secs}
     out["per_sequence"] = per_seq
     return out

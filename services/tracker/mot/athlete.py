@@ -3,6 +3,12 @@
 push(frame) follows everyone and returns nothing (the athlete is chosen once the whole clip is
 seen); finish() chooses the athlete by the policy and returns one FrameTrack per pushed frame,
 in order. Memory: boxes only, no frames are buffered.
+
+Refinement (`reread` given, `refine=True`): once the athlete is chosen, the single-target tracker
+(tracking.AthleteTracker: local tracker + online verifier + re-detection, better at telling one
+walker from a lookalike) follows them from their first box over a second read of the frames;
+its boxes win where it has one, the multi-person track fills the frames it reports lost (a flip,
+a long absence), at half its confidence.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ STATES = {"detected": "detected", "tracked": "tracked", "predicted": "tracked", 
 class MotAthleteTracker:
     def __init__(self, config: MotConfig | None = None, target_bbox_px=None, detector: PersonDetector | None = None,
                  fps: float = 25.0, policy: str = "most_active", min_track_s: float = 1.0,
-                 max_search_frames: int | None = None):
+                 max_search_frames: int | None = None, reread=None, refine: bool = True, legacy_config=None):
         if policy not in ch.POLICIES:
             raise ValueError(f"unknown athlete policy {policy!r} ({' | '.join(ch.POLICIES)})")
         self.detector = detector or PersonDetector()
@@ -37,6 +43,10 @@ class MotAthleteTracker:
         self.athletes: list[dict] = []       # every person kept (>= min_track_s), for tracking.json
         self.alternatives: list[dict] = []
         self._finished = False
+        self.reread = reread                 # () -> iterable of the same frames again (refinement)
+        self.refine = refine
+        self.legacy_config = legacy_config
+        self.alone: list[FrameTrack] | None = None   # the multi-person track before refinement (evaluation)
 
     @property
     def choice(self) -> AthleteChoice | None:
@@ -87,6 +97,7 @@ class MotAthleteTracker:
             best, reason, alts = ch.choose(pool, self.policy)
             best_id = best.track_id
             others = [c for c in pool if c.track_id != best_id]
+        self._cands = cands
         keep = {best_id} | {c.track_id for c in others}
         by_id = {tr.id: tr for tr in tracks}
         self.athletes = [self._athlete(by_id[i], cands[i]) for i in sorted(keep)]
@@ -104,7 +115,51 @@ class MotAthleteTracker:
             else:
                 state = "redetected" if k in reid and o.state == "detected" else STATES[o.state]
                 out.append(FrameTrack(k, o.box.copy(), round(float(o.score), 4), state, best_id, people))
+        if self.refine and self.reread is not None:
+            self.alone = [FrameTrack(f.index, None if f.bbox_px is None else f.bbox_px.copy(), f.score, f.state,
+                                     f.track_id) for f in out]
+            out = self._refined(out, athlete)
         return out
+
+    def _refined(self, out: list[FrameTrack], athlete: Track) -> list[FrameTrack]:
+        """Second pass: the single-target tracker from the athlete's first box; fuse (module doc)."""
+        from ..tracking import AthleteTracker
+
+        start = min(athlete.history)
+        box0 = self.target if self.policy == "box" else athlete.history[start].box
+        single = AthleteTracker(self.legacy_config, target_bbox_px=tuple(float(v) for v in box0), detector=self.detector)
+        fts = []
+        for k, frame in enumerate(self.reread()):
+            if k >= start:
+                fts += single.push(frame)
+        fts += single.finish()
+        others = {i: tr for i, tr in ((tr.id, tr) for tr in self._tracks) if i != athlete.id}
+        for ft in fts:
+            k = ft.index + start
+            if k >= len(out):
+                break
+            if ft.bbox_px is not None and self._on_someone_else(ft.bbox_px, k, athlete, others):
+                ft.bbox_px = None     # the single-target tracker jumped to another followed person
+            if ft.bbox_px is not None:
+                out[k].bbox_px, out[k].score, out[k].state = ft.bbox_px.copy(), round(float(ft.score), 4), ft.state
+            elif out[k].bbox_px is not None:
+                out[k].score = round(0.5 * out[k].score, 4)
+        # tracking.json's boxes of the athlete: the fused ones
+        athlete.history = {f.index: type(next(iter(athlete.history.values())))(f.bbox_px, f.score, f.state)
+                           for f in out if f.bbox_px is not None}
+        for a in self.athletes:
+            if a["track_id"] == athlete.id:
+                a.update(self._athlete(athlete, self._cands[athlete.id]))
+        return out
+
+    @staticmethod
+    def _on_someone_else(box: np.ndarray, k: int, athlete: Track, others: dict) -> bool:
+        """The box lies on another person's track in frame k (IoU >= 0.5) and not on the athlete's."""
+        mine = athlete.history.get(k)
+        if mine is not None and iou_matrix(box[None], mine.box[None])[0, 0] >= 0.3:
+            return False
+        return any(k in tr.history and iou_matrix(box[None], tr.history[k].box[None])[0, 0] >= 0.5
+                   for tr in others.values())
 
     def _cand(self, c: ch.Candidate) -> dict:
         tr = next(t for t in self._tracks if t.id == c.track_id)
