@@ -82,6 +82,9 @@ class Settings:
     # (coverage x size x motion), "largest", "first_seen", "box".
     athlete_policy: str = "most_active"
     min_track_s: float = 1.0          # people followed at least this long are kept (tracking.json, result)
+    # "mot": once chosen, the athlete is followed again by the single-target tracker (a second read
+    # of the video), fused with their multi-person track (docs/tracker.md)
+    tracker_refine: bool = True
     refiner: str = "strn"             # pose refinement: "strn" (STRN + post-pass, services/pose/strn.py) | "one_euro" | "none"
     strn_weights: str = ""            # the STRN checkpoint; empty: the shipped services/pose/weights/strn.pt
     default_sport: str = "squat"

@@ -42,7 +42,9 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
         fps = cap.get(cv2.CAP_PROP_FPS) or msg.video.fps
         fps = fps if 0 < fps < 1000 else msg.video.fps
         target = tuple(msg.target_bbox_px) if msg.target_bbox_px else None
-        tracker = make_tracker(s, target, fps)
+        # the refinement pass (mot) reads the video again inside finish(): its progress is the second half
+        tracker = make_tracker(s, target, fps, path,
+                               lambda k: ctx.status(aid, "running", min(0.99, 0.5 + 0.5 * k / expected)))
         uploads: dict[int, Future] = {}
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="frame-upload")
         pending: list = []          # final FrameTracks not yet published
@@ -82,7 +84,8 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
                 index += 1
                 FRAMES.labels(SERVICE).inc()
                 if index % 50 == 0:
-                    ctx.status(aid, "running", min(0.99, index / expected), frames=index)
+                    share = 0.5 if s.tracker == "mot" and s.tracker_refine else 1.0   # a second pass follows
+                    ctx.status(aid, "running", min(0.99, share * index / expected), frames=index)
             if index == 0:
                 raise AnalysisFailed("the video has no decodable frames")
             try:
@@ -113,15 +116,30 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
                seconds=round(time.perf_counter() - started, 3))
 
 
-def make_tracker(s, target, fps: float):
-    """The tracker the settings ask for (COACH_TRACKER, COACH_ATHLETE_POLICY, COACH_MIN_TRACK_S)."""
+def make_tracker(s, target, fps: float, path: Path | None = None, progress=None):
+    """The tracker the settings ask for (COACH_TRACKER, COACH_ATHLETE_POLICY, COACH_MIN_TRACK_S,
+    COACH_TRACKER_REFINE). "mot" needs the whole clip before it can choose; with refinement it
+    reads the video file a second time (frames are not kept in memory)."""
     if s.tracker == "legacy":
         from services.tracker.tracking import AthleteTracker
         return AthleteTracker(target_bbox_px=target)
     if s.tracker != "mot":
         raise ValueError(f"COACH_TRACKER={s.tracker!r}: expected mot or legacy")
     from services.tracker.mot import MotAthleteTracker
-    return MotAthleteTracker(target_bbox_px=target, fps=fps, policy=s.athlete_policy, min_track_s=s.min_track_s)
+
+    def reread():
+        cap = cv2.VideoCapture(str(path))
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            cap.release()
+
+    return MotAthleteTracker(target_bbox_px=target, fps=fps, policy=s.athlete_policy, min_track_s=s.min_track_s,
+                             reread=reread if path is not None else None, refine=s.tracker_refine, progress=progress)
 
 
 def people_doc(tracker, s, fps: float) -> dict:

@@ -26,7 +26,8 @@ STATES = {"detected": "detected", "tracked": "tracked", "predicted": "tracked", 
 class MotAthleteTracker:
     def __init__(self, config: MotConfig | None = None, target_bbox_px=None, detector: PersonDetector | None = None,
                  fps: float = 25.0, policy: str = "most_active", min_track_s: float = 1.0,
-                 max_search_frames: int | None = None, reread=None, refine: bool = True, legacy_config=None):
+                 max_search_frames: int | None = None, reread=None, refine: bool = True, legacy_config=None,
+                 progress=None):
         if policy not in ch.POLICIES:
             raise ValueError(f"unknown athlete policy {policy!r} ({' | '.join(ch.POLICIES)})")
         self.detector = detector or PersonDetector()
@@ -46,6 +47,7 @@ class MotAthleteTracker:
         self.reread = reread                 # () -> iterable of the same frames again (refinement)
         self.refine = refine
         self.legacy_config = legacy_config
+        self.progress = progress             # (frames done in the second read) -> None: a long finish() reports progress
         self.alone: list[FrameTrack] | None = None   # the multi-person track before refinement (evaluation)
 
     @property
@@ -132,14 +134,28 @@ class MotAthleteTracker:
         for k, frame in enumerate(self.reread()):
             if k >= start:
                 fts += single.push(frame)
+            if self.progress is not None and k % 50 == 49:
+                self.progress(k + 1)
         fts += single.finish()
         others = {i: tr for i, tr in ((tr.id, tr) for tr in self._tracks) if i != athlete.id}
+        # The single-target tracker's stretches of boxes after its first (each one begins with a
+        # re-detection) are dropped when they mostly lie on another followed person: it took
+        # someone else for the athlete (sports2d: the walker, after losing the athlete in the flip).
+        seg: list = []
+        for ft in fts + [None]:
+            if ft is not None and ft.bbox_px is not None:
+                seg.append(ft)
+                continue
+            if seg and seg[0].index > 0:
+                on = [self._on_someone_else(f.bbox_px, f.index + start, athlete, others) for f in seg]
+                if np.mean(on) >= 0.5:
+                    for f in seg:
+                        f.bbox_px = None
+            seg = []
         for ft in fts:
             k = ft.index + start
             if k >= len(out):
                 break
-            if ft.bbox_px is not None and self._on_someone_else(ft.bbox_px, k, athlete, others):
-                ft.bbox_px = None     # the single-target tracker jumped to another followed person
             if ft.bbox_px is not None:
                 out[k].bbox_px, out[k].score, out[k].state = ft.bbox_px.copy(), round(float(ft.score), 4), ft.state
             elif out[k].bbox_px is not None:
