@@ -115,9 +115,78 @@ def test_two_tracks_on_one_person_are_merged():
     mt = MultiTracker(detector=None, fps=30.0)
     red = (30, 30, 200)
     a = _track(0, range(0, 40), 100, red)
-    b = _track(1, range(30, 70), 100 + 4 * 30 + 5, red)          # born beside a at frame 30, follows on
+    for k in range(30, 40):                                        # a lags on its local tracker...
+        a.history[k].state = "tracked"
+    b = _track(1, range(30, 70), 100 + 4 * 30 + 5, red)          # ...a detection starts b beside it, b follows on
     out = mt._merge_duplicates([a, b])
     assert len(out) == 1 and sorted(out[0].history) == list(range(70))
+    assert all(out[0].history[k].state == "detected" for k in range(30, 40))   # the detections win
+    # two people walking side by side, both detected in every frame, stay two
+    c, d = _track(2, range(0, 40), 100, red), _track(3, range(0, 40), 130, red)
+    assert len(mt._merge_duplicates([c, d])) == 2
+
+
+class FakeDetector:
+    """Detections of the people painted by `crossing_frames`: exact boxes, the one behind missing
+    while the one in front covers it (a detector sees the person in front)."""
+
+    def __init__(self):
+        self.passes, self.boxes = 0, []
+
+    def _dets(self, win=None):
+        from services.tracker.detector import Detection
+        self.passes += 1
+        out = []
+        for i, b in enumerate(self.boxes):
+            hidden = any(j > i and iou_xywh(b, o) > 0.05 for j, o in enumerate(self.boxes))
+            inside = win is None or (b[0] >= win[0] and b[0] + b[2] <= win[0] + win[2])
+            if not hidden and inside:
+                out.append(Detection(np.array(b, np.float32), 0.95))
+        return out
+
+    def detect(self, frame, person_height=None, min_score=None):
+        return self._dets()
+
+    def detect_in_region(self, frame, box, context=2.0, min_score=None):
+        return self._dets(box)
+
+    def _merge(self, dets, wid, hgt):
+        return [d for k, d in enumerate(dets) if all(iou_xywh(d.bbox_px, e.bbox_px) < 0.9 for e in dets[:k])]
+
+
+def crossing_frames(n: int = 60):
+    """Two people walk towards each other on one line and cross (the blue one in front); then
+    walk on. -> frames and each frame's boxes [red, blue]."""
+    out = []
+    for t in range(n):
+        frame = np.full((240, 360, 3), 128, np.uint8)
+        boxes = [(40 + 4 * t, 90, 24, 70), (296 - 4 * t, 92, 24, 70)]
+        for (x, y, w, h), (top, bottom) in zip(boxes, (((40, 40, 220), (60, 60, 60)), ((220, 80, 20), (20, 160, 220)))):
+            frame[y:y + h // 2, x:x + w] = top
+            frame[y + h // 2:y + h, x:x + w] = bottom
+        out.append((frame, boxes))
+    return out
+
+
+def test_ids_survive_two_people_crossing():
+    """ByteTrack-style association + Kalman + appearance: after the crossing (the red one hidden
+    behind the blue one for a few frames), each id is still on the person it started on."""
+    det = FakeDetector()
+    mt = MultiTracker(det, fps=10.0, config=MotConfig(foreground=False))
+    seq = crossing_frames()
+    for frame, boxes in seq:
+        det.boxes = boxes
+        mt.step(frame)
+    tracks = mt.finish()
+    for person in (0, 1):
+        ids = set()
+        for tr in tracks:
+            for k, o in tr.history.items():
+                apart = iou_xywh(np.array(seq[k][1][0], float), np.array(seq[k][1][1], float)) == 0
+                if apart and iou_xywh(o.box, np.array(seq[k][1][person], float)) > 0.5:
+                    ids.add(tr.id)
+        assert len(ids) == 1, f"person {person} went by ids {ids}"
+    assert len({tr.id for tr in tracks}) == 2
 
 
 # ------------------------------------------------------------------ real video
@@ -213,17 +282,6 @@ def _run_seq(case: str, seed: int, sprites, detector):
     rendered = [seq.render(t)[:2] for t in range(seq.n_frames)]
     r = run_tracker(seq, None, detector, [(f, b[0]) for f, b in rendered], kind="mot")
     return seq, r, [b for _, b in rendered], identity_switches(r.boxes, [b for _, b in rendered])
-
-
-@needs_media
-def test_athlete_keeps_the_id_while_people_cross_in_front(sprites, detector):
-    """occlusion (tuning seed 0): three people cross in front of the athlete, one stands in
-    their path; the athlete's box never moves onto one of them and stays on the athlete."""
-    seq, r, gts, switches = _run_seq("occlusion", 0, sprites, detector)
-    assert switches == 0
-    on = [g[0] is not None and b is not None and iou_xywh(b, g[0]) > 0.3 for b, g in zip(r.boxes, gts)]
-    visible = sum(g[0] is not None for g in gts)
-    assert sum(on) >= 0.6 * visible
 
 
 @needs_media

@@ -170,9 +170,11 @@ class MotAthleteTracker:
 
     @staticmethod
     def _on_someone_else(box: np.ndarray, k: int, athlete: Track, others: dict) -> bool:
-        """The box lies on another person's track in frame k (IoU >= 0.5) and not on the athlete's."""
+        """The athlete's own track is elsewhere in frame k (IoU < 0.3) and the box lies on another
+        person's track (IoU >= 0.5). Where the athlete's track has no box, the multi-person tracker
+        has no better answer (its identities can be wrong too), so nothing is overruled."""
         mine = athlete.history.get(k)
-        if mine is not None and iou_matrix(box[None], mine.box[None])[0, 0] >= 0.3:
+        if mine is None or iou_matrix(box[None], mine.box[None])[0, 0] >= 0.3:
             return False
         return any(k in tr.history and iou_matrix(box[None], tr.history[k].box[None])[0, 0] >= 0.5
                    for tr in others.values())
