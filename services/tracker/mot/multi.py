@@ -57,12 +57,12 @@ class MotConfig:
     lost_s: float = 4.0            # lost tracks can be re-identified online this long, then they are closed
     min_iou: float = 0.2           # first stage: IoU with the prediction / local box
     app_gate: float = 0.6          # appearance-only matches (IoU failed): similarity at least this
-    reid_sim: float = 0.72         # re-identification of a lost track: appearance similarity at least this
+    reid_sim: float = 0.85         # re-identification of a lost track: appearance similarity at least this
     fresh_s: float = 1.0           # lost for less than this: re-identified by position + motion ...
     fresh_sim: float = 0.3         # ... with a similarity of at least this (a flip changes the look)
     fresh_score: float = 0.6       # ... from a detection of at least this score
     max_step_s: float = 3.0        # nobody moves more than this many box heights per second (reach limit)
-    stitch_sim: float = 0.8        # offline stitching of tracks that never overlap: similarity at least this
+    stitch_sim: float = 0.88        # offline stitching of tracks that never overlap: similarity at least this
     stitch_gap_s: float = 20.0     # ...and a gap of at most this long
     interpolate_s: float = 0.7     # gaps inside a track up to this long are filled by interpolation
     local_tracker: str = "kcf"
@@ -522,12 +522,19 @@ class MultiTracker:
                 if a.id == self.seed_id and b.id == self.seed_id:
                     continue
                 ea, sb = a.history[a_end].box, b.history[b_start].box
-                reach = (1.0 + gap * cfg.max_step_s / self.fps) * max(float(ea[3]), 1.0)
-                if np.linalg.norm(centre(ea) - centre(sb)) > reach or not 0.5 < sb[3] / max(ea[3], 1.0) < 2.0:
+                h = max(float(ea[3]), 1.0)
+                reach = (1.0 + gap * cfg.max_step_s / self.fps) * h
+                if np.linalg.norm(centre(ea) - centre(sb)) > reach or not 0.5 < sb[3] / h < 2.0:
                     continue
-                s = a.gallery.compare(b.gallery)
-                if s >= (cfg.stitch_sim if gap > self._frames(cfg.fresh_s) else cfg.fresh_sim):
+                s = app.similarity(a.gallery.mean, b.gallery.mean)   # means: the best of many snapshots flatters lookalikes
+                if s >= cfg.stitch_sim:
                     pairs.append((s, a, b))
+                elif gap <= self._frames(cfg.fresh_s) and s >= cfg.fresh_sim:
+                    # a short gap: where A's motion says it would be, not just anywhere within reach
+                    prev = [a.history[k].box for k in range(a_end - 3, a_end) if k in a.history]
+                    v = (centre(ea) - centre(prev[0])) / (a_end - (a_end - len(prev))) if prev else np.zeros(2)
+                    if np.linalg.norm(centre(ea) + v * gap - centre(sb)) <= (0.5 + 0.1 * gap) * h:
+                        pairs.append((s - 0.5, a, b))          # ranked below look-alike pairs
         nxt: dict[int, Track] = {}
         prev: dict[int, Track] = {}
         for s, a, b in sorted(pairs, key=lambda p: -p[0]):
