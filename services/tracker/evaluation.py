@@ -78,6 +78,7 @@ class Track:
     states: list[str] | None = None
     people: dict | None = None        # multi-person tracker: {track_id: {frame: box}} (MOTA / IDF1)
     alone: "Track | None" = None      # multi-person tracker: the athlete's track before refinement
+    filled: list | None = None        # multi-person tracker: frames its track filled in after refinement
 
 
 def vot_lt(runs: Seq[Track], resolution: int = 100) -> dict:
@@ -140,6 +141,7 @@ def run_tracker(seq, config, detector, frames: list | None = None, kind: str = "
     people = {k: dict(v) for k, v in tracker.tracks().items()} if kind == "mot" else None
     r = Track(seq.name, [ft.bbox_px for ft in out], [float(ft.score) for ft in out], gts, spent,
               [ft.state for ft in out], people)
+    r.filled = list(getattr(tracker, "filled", []))
     alone = getattr(tracker, "alone", None)
     if alone is not None:      # the multi-person track before the single-target refinement
         r.alone = Track(seq.name, [ft.bbox_px for ft in alone], [float(ft.score) for ft in alone], gts, spent,

@@ -8,7 +8,7 @@ Refinement (`reread` given, `refine=True`): once the athlete is chosen, the sing
 (tracking.AthleteTracker: local tracker + online verifier + re-detection, better at telling one
 walker from a lookalike) follows them from their first box over a second read of the frames;
 its boxes win where it has one, the multi-person track fills the frames it reports lost (a flip,
-a long absence), at half its confidence.
+a long absence), at a twentieth of its confidence.
 """
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ import numpy as np
 
 from ..detector import PersonDetector
 from ..tracking import AthleteChoice, FrameTrack, NoPersonFound, PersonBox
+from . import appearance as app
 from . import choice as ch
 from .association import iou_matrix
 from .multi import MotConfig, MultiTracker, Track
 
+FILL_SCALE = 0.05   # confidence of a multi-person fill-in = this x its own (<= 0.05)
 STATES = {"detected": "detected", "tracked": "tracked", "predicted": "tracked", "interpolated": "interpolated"}
 
 
@@ -49,6 +51,8 @@ class MotAthleteTracker:
         self.legacy_config = legacy_config
         self.progress = progress             # (frames done in the second read) -> None: a long finish() reports progress
         self.alone: list[FrameTrack] | None = None   # the multi-person track before refinement (evaluation)
+        self.overrule_below = 0.6                    # see _refined
+        self.filled: list[int] = []                  # frames the multi-person track filled in (refinement)
 
     @property
     def choice(self) -> AthleteChoice | None:
@@ -131,9 +135,14 @@ class MotAthleteTracker:
         box0 = self.target if self.policy == "box" else athlete.history[start].box
         single = AthleteTracker(self.legacy_config, target_bbox_px=tuple(float(v) for v in box0), detector=self.detector)
         fts = []
+        looks: dict[int, float] = {}          # frame -> the single-target box's colour likeness to the athlete's first look
+        first_look = athlete.gallery.snaps[0] if athlete.has_desc else None
         for k, frame in enumerate(self.reread()):
             if k >= start:
-                fts += single.push(frame)
+                for ft in single.push(frame):      # a target box: one FrameTrack per push, this frame's
+                    fts.append(ft)
+                    if ft.bbox_px is not None and ft.index + start == k and first_look is not None:
+                        looks[k] = app.similarity(first_look, app.describe(frame, ft.bbox_px, self.mot._weights))
             if self.progress is not None and k % 50 == 49:
                 self.progress(k + 1)
         fts += single.finish()
@@ -148,7 +157,11 @@ class MotAthleteTracker:
                 continue
             if seg and seg[0].index > 0:
                 on = [self._on_someone_else(f.bbox_px, f.index + start, athlete, others) for f in seg]
-                if np.mean(on) >= 0.5:
+                like = [looks[f.index + start] for f in seg if f.index + start in looks]
+                # overruled only where the colours clearly say "someone else" too: colour cannot
+                # tell lookalikes apart (the verifier does better), but it does tell a shirtless
+                # athlete from a walker in grey
+                if np.mean(on) >= 0.5 and like and float(np.median(like)) < self.overrule_below:
                     for f in seg:
                         f.bbox_px = None
             seg = []
@@ -159,7 +172,10 @@ class MotAthleteTracker:
             if ft.bbox_px is not None:
                 out[k].bbox_px, out[k].score, out[k].state = ft.bbox_px.copy(), round(float(ft.score), 4), ft.state
             elif out[k].bbox_px is not None:
-                out[k].score = round(0.5 * out[k].score, 4)
+                # a fill-in is less sure than any box of the single-target tracker: its confidence is
+                # scaled under theirs (a confidence threshold keeps theirs and can drop the fill-ins)
+                out[k].score = round(FILL_SCALE * out[k].score, 4)
+                self.filled.append(k)
         # tracking.json's boxes of the athlete: the fused ones
         athlete.history = {f.index: type(next(iter(athlete.history.values())))(f.bbox_px, f.score, f.state)
                            for f in out if f.bbox_px is not None}
