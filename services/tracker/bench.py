@@ -1,4 +1,4 @@
-"""Speed of the tracker on a video: `python -m services.tracker.bench VIDEO [--frames N] [--tracker mot|mot-alone|legacy]`.
+"""Speed of the tracker on a video: `python -m services.tracker.bench VIDEO [--frames N] [--tracker legacy|mot|mot-alone]`.
 
 Prints JSON: frames, fps_detect_first (whole-image detections per second on the first
 frame: tiles included), fps_track (frames per second through the tracker, first-frame
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300, help="at most this many frames")
     ap.add_argument("--local-tracker", default=TrackerConfig.local_tracker, choices=("kcf", "csrt"))
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (the detector uses 1)")
-    ap.add_argument("--tracker", default="mot", choices=("mot", "mot-alone", "legacy"))
+    ap.add_argument("--tracker", default="legacy", choices=("legacy", "mot", "mot-alone"))
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
 
