@@ -1,10 +1,10 @@
 """The multi-person tracker (services/tracker/mot): what a user would notice.
 
 Synthetic parts (fast): the Kalman filter follows constant motion, the athlete policies and their
-reasons, stitching a person who left and came back, merging two tracks on one person.
-Real video (vtest.avi): every frame once and in order, the detection budget on a static scene,
-nobody -> NoPersonFound; the evaluation set: the athlete's id survives people crossing in front
-(occlusion case) and they are found again after leaving the view (exit_reentry case).
+reasons, ids through two people crossing, stitching a person who left and came back, merging two
+tracks on one person. Real video (vtest.avi): every frame once and in order, the detection budget
+on a static scene, nobody -> NoPersonFound; the evaluation set: the athlete is reported absent
+while away and found again after coming back (exit_reentry case).
 """
 from __future__ import annotations
 
