@@ -78,6 +78,17 @@ class Settings:
     # BlazePose landmark model: "lite" | "full" | "heavy" (docs/pose.md: speed, accuracy, why the default);
     # lite and heavy are installed by scripts/setup.sh, and a missing one fails the pose worker at start-up
     pose_model: str = "full"
+    # Tracker (docs/tracker.md): "legacy" is the single-target tracker that picks the athlete in the
+    # first 15 frames (the default: the end-to-end test's judge finding on vtest.avi needs it);
+    # "mot" follows everyone by detection and picks the athlete after the whole clip (issue 15).
+    tracker: str = "legacy"
+    # Who is the athlete ("mot"; a request's target_bbox_px always means "box"): "most_active"
+    # (coverage x size x motion), "largest", "first_seen", "box".
+    athlete_policy: str = "most_active"
+    min_track_s: float = 1.0          # people followed at least this long are kept (tracking.json, result)
+    # "mot": once chosen, the athlete is followed again by the single-target tracker (a second read
+    # of the video), fused with their multi-person track (docs/tracker.md)
+    tracker_refine: bool = True
     refiner: str = "strn"             # pose refinement: "strn" (STRN + post-pass, services/pose/strn.py) | "one_euro" | "none"
     strn_weights: str = ""            # the STRN checkpoint; empty: the shipped services/pose/weights/strn.pt
     default_sport: str = "squat"

@@ -54,6 +54,15 @@ def render_annotated(store: ObjectStore, aid: str, frames: list[dict], flagged: 
     fetch.shutdown()
 
 
+def _other_people(tracking: dict, fps: float) -> list[dict]:
+    """Everybody else the tracker followed (tracking.json `athletes`, the chosen one excluded):
+    frames with index, t_s and box only (no pose is estimated for them)."""
+    target = tracking["athlete"]["track_id"]
+    return [{"track_id": a["track_id"], "is_target": False,
+             "frames": [{"index": i, "t_s": round(i / fps, 4), "bbox_px": b} for i, b in zip(a["frames"], a["boxes_px"])]}
+            for a in tracking.get("athletes", []) if a["track_id"] != target]
+
+
 class SuggestStage:
     def __init__(self, store: ObjectStore):
         from services.suggest.catalog import ExemplarCatalog
@@ -107,7 +116,7 @@ class SuggestStage:
                     "faults": per_frame[f["index"]]["faults"] or {},
                     **{k: per_frame[f["index"]].get(k) for k in ("activity", "view", "phase")},
                 } for f in frames],
-            }],
+            }] + _other_people(tracking, fps),
             faults=faults,
             artifacts={"annotated_video": Artifact(key=keys.annotated_video(aid), content_type="video/mp4")},
             timings_s=self._timings(ctx.store, aid, tracking, started),

@@ -1,8 +1,11 @@
-"""Speed of the tracker on a video: `python -m services.tracker.bench VIDEO [--frames N] [--local-tracker kcf|csrt]`.
+"""Speed of the tracker on a video: `python -m services.tracker.bench VIDEO [--frames N] [--tracker legacy|mot|mot-alone]`.
 
 Prints JSON: frames, fps_detect_first (whole-image detections per second on the first
-frame: tiles included), fps_track (frames per second through AthleteTracker, first-frame
-detection and the selection window included) and fps_track_steady (after the selection).
+frame: tiles included), fps_track (frames per second through the tracker, first-frame
+detection and the selection window included), s_per_frame, detector_passes (model passes in
+all: the budget) and, for legacy, fps_track_steady (after the selection). mot: the
+multi-person tracker + the single-target refinement of the athlete (a second read of the
+frames, included); mot-alone: without it.
 Pin it to one core with `taskset -c 0` to measure the one-core figure.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300, help="at most this many frames")
     ap.add_argument("--local-tracker", default=TrackerConfig.local_tracker, choices=("kcf", "csrt"))
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (the detector uses 1)")
+    ap.add_argument("--tracker", default="legacy", choices=("legacy", "mot", "mot-alone"))
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
 
@@ -46,7 +50,14 @@ def main() -> None:
     fps_detect = reps / (time.perf_counter() - t)
 
     cfg = TrackerConfig(local_tracker=args.local_tracker)
-    tracker = AthleteTracker(cfg, detector=detector)
+    fps = cv2.VideoCapture(args.video).get(cv2.CAP_PROP_FPS) or 25.0
+    if args.tracker == "legacy":
+        tracker = AthleteTracker(cfg, detector=detector)
+    else:
+        from .mot import MotAthleteTracker
+        tracker = MotAthleteTracker(detector=detector, fps=fps, reread=lambda: iter(frames),
+                                    refine=args.tracker == "mot", legacy_config=cfg)
+    passes0 = detector.passes
     out, t_first = [], None
     t0 = time.perf_counter()
     for f in frames:
@@ -59,10 +70,13 @@ def main() -> None:
     print(json.dumps({
         "frames": len(frames),
         "frame_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
+        "tracker": args.tracker,
         "local_tracker": args.local_tracker,
         "fps_detect_first": round(fps_detect, 2),
         "fps_track": round(len(frames) / (t1 - t0), 1),
-        "fps_track_steady": None if steady is None else round(steady, 1),
+        "s_per_frame": round((t1 - t0) / len(frames), 4),
+        "detector_passes": detector.passes - passes0,
+        "fps_track_steady": None if steady is None or args.tracker != "legacy" else round(steady, 1),
         "states": dict(collections.Counter(ft.state for ft in out)),
         "choice": tracker.choice.reason if tracker.choice else None,
     }))

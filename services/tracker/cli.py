@@ -9,10 +9,12 @@ computation (services/tracker/align.py), no stack needed.
 
 `coach tracker ...`: measure the athlete tracker like a long-term tracker.
 
-  coach tracker eval [--split test|tune|all] [--cases a,b] [--json]
-      VOT-LT precision / recall / F-score of the plain tracker (local tracker only) and the full
-      one (+ verification + re-detection) on the built evaluation set (services/tracker/evalset.py,
-      rendered on the fly), per case and overall, and frames per second.
+  coach tracker eval [--split test|tune|all] [--cases a,b] [--trackers plain,full,mot] [--json]
+      VOT-LT precision / recall / F-score of the athlete's track, identity switches per sequence,
+      on the built evaluation set (services/tracker/evalset.py, rendered on the fly), per case and
+      overall, and frames per second: plain (local tracker only), full (single-target tracker:
+      + verification + re-detection), mot (multi-person tracker + refinement of the athlete) and
+      mot_alone (its athlete track before refinement), with MOTA / IDF1 over all people.
   coach tracker evalset --out DIR [--split ...] [--cases ...]
       write the evaluation sequences as MP4 with their ground truth drawn (eyeballing), plus
       ground_truth.json (per sequence, per frame: the target's box or null).
@@ -77,14 +79,17 @@ def cmd_eval(args) -> int:
     cv2.setNumThreads(args.threads)
     cases = _cases(args.cases)
 
+    trackers = tuple(t.strip() for t in args.trackers.split(",") if t.strip())
+
     def progress(row: dict) -> None:
         if not args.quiet:
-            print(f"  {row['sequence']:<16} plain F {row['plain']['f_score']:.3f}  full F {row['full']['f_score']:.3f}"
-                  f"  ({row['frames']} frames, target absent in {row['absent_frames']}; full {row['full']['fps']} fps)",
+            scores = "  ".join(f"{m} F {row[m]['f_score']:.3f}" for m in trackers + ("mot_alone",) if m in row)
+            print(f"  {row['sequence']:<16} {scores}  ({row['frames']} frames, target absent in {row['absent_frames']})",
                   file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    out = evaluate(args.split, cases, TrackerConfig(local_tracker=args.local_tracker), progress=progress)
+    out = evaluate(args.split, cases, TrackerConfig(local_tracker=args.local_tracker), progress=progress,
+                   trackers=trackers)
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["machine"] = {"cpus": os.cpu_count(), "load_1min_after": round(os.getloadavg()[0], 2),
                       "opencv_threads": args.threads, "local_tracker": args.local_tracker}
@@ -93,16 +98,19 @@ def cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
+    modes = [m for m in ("plain", "full", "mot", "mot_alone") if m in out]
     print(f"split {out['split']}: {out['sequences']} sequences, {out['frames']} frames "
-          f"(fps: full {out['fps']}, plain {out['fps_plain']}; {out['machine']['cpus']} CPUs, load {out['machine']['load_1min_after']})")
-    print(f"{'':<14}{'plain P':>8}{'R':>7}{'F':>7}   {'full P':>7}{'R':>7}{'F':>7}")
-    rows = [("all", out["plain"], out["full"])]
+          f"(fps: {out['fps']}; {out['machine']['cpus']} CPUs, load {out['machine']['load_1min_after']})")
+    print(f"{'':<14}" + "".join(f"{m + ' P':>12}{'R':>7}{'F':>7}" for m in modes))
+    rows = [("all", [out[m] for m in modes])]
     if "hard" in out:
-        rows.append(("hard cases", out["hard"]["plain"], out["hard"]["full"]))
-    rows += [(c, v["plain"], v["full"]) for c, v in out["cases"].items()]
-    for name, p, f in rows:
-        print(f"{name:<14}{p['precision']:>8.3f}{p['recall']:>7.3f}{p['f_score']:>7.3f}   "
-              f"{f['precision']:>7.3f}{f['recall']:>7.3f}{f['f_score']:>7.3f}")
+        rows.append(("hard cases", [out["hard"][m] for m in modes]))
+    rows += [(c, [v[m] for m in modes]) for c, v in out["cases"].items()]
+    for name, vals in rows:
+        print(f"{name:<14}" + "".join(f"{v['precision']:>12.3f}{v['recall']:>7.3f}{v['f_score']:>7.3f}" for v in vals))
+    print("identity switches per sequence: " + ", ".join(f"{m} {out[m]['id_switches_per_sequence']}" for m in modes))
+    if "all_people" in out.get("mot", {}):
+        print(f"all people (mot): {out['mot']['all_people']}")
     return 0
 
 
@@ -148,6 +156,9 @@ def register(sub) -> None:
                     help="test: the held-out seeds (default); tune: the seeds used for tuning")
     ev.add_argument("--cases", help="comma-separated subset of the cases (default: all)")
     ev.add_argument("--local-tracker", default="kcf", choices=("kcf", "csrt"))
+    ev.add_argument("--trackers", default="plain,full,mot",
+                    help="comma-separated: plain (local tracker alone), full (single-target tracker), mot "
+                         "(multi-person tracker + refinement; mot_alone, without it, comes with it)")
     ev.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: the one-core figure)")
     ev.add_argument("--per-sequence", action="store_true", help="also list every sequence")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -187,11 +187,12 @@ class PersonDetector:
         self._out_boxes = next(o["index"] for o in outs if o["shape"][-1] == NUM_COORDS)
         self._out_scores = next(o["index"] for o in outs if o["shape"][-1] == 1)
         self._anchors = ssd_anchors()
+        self.passes = 0                       # model passes so far (detection budget)
         assert len(self._anchors) == NUM_ANCHORS
 
     # -- one model pass on a square crop --------------------------------------------------
     def _run_square(self, frame_bgr: np.ndarray, x0: float, y0: float, side: float,
-                    min_body: float | None = None) -> list[Detection]:
+                    min_body: float | None = None, min_score: float | None = None) -> list[Detection]:
         """Run the model on the square [x0, x0+side) x [y0, y0+side) of the frame (zero padded
         outside the frame, like the graph's letterbox BORDER_ZERO). Returns detections in frame px."""
         s = INPUT_SIZE / side
@@ -202,9 +203,11 @@ class PersonDetector:
         x = cv2.cvtColor(patch, cv2.COLOR_BGR2RGB).astype(np.float32) * (2.0 / 255.0) - 1.0  # [-1,1]
         self._interp.set_tensor(self._in, x[None])                  # (1,224,224,3)
         self._interp.invoke()
+        self.passes += 1
         raw_boxes = self._interp.get_tensor(self._out_boxes)[0]     # (2254,12)
         raw_scores = self._interp.get_tensor(self._out_scores)[0, :, 0]  # (2254,)
-        keep = raw_scores > np.log(self.config.score_thresh / (1 - self.config.score_thresh))  # logit test = cheap
+        thresh = self.config.score_thresh if min_score is None else min_score
+        keep = raw_scores > np.log(thresh / (1 - thresh))  # logit test = cheap
         if not keep.any():
             return []
         boxes, kps, scores = decode(raw_boxes[keep], raw_scores[keep], self._anchors[keep])
@@ -239,12 +242,14 @@ class PersonDetector:
         return np.array([hip[0] - ex, hip[1] - ey, 2 * ex, 2 * ey], dtype=np.float32)
 
     # -- public ---------------------------------------------------------------------------
-    def detect(self, frame_bgr: np.ndarray, person_height: float | None = None) -> list[Detection]:
+    def detect(self, frame_bgr: np.ndarray, person_height: float | None = None,
+               min_score: float | None = None) -> list[Detection]:
         """All people in a BGR frame (H,W,3 uint8), full-body boxes in frame pixels.
 
         person_height: look only for people about that tall (px): one tile size, chosen so that
         they come out ~110 px tall in the model input (re-detection of a known athlete: 16 passes
-        instead of 42 at 640x480 for a 150 px athlete)."""
+        instead of 42 at 640x480 for a 150 px athlete). min_score: instead of config.score_thresh
+        (the multi-person tracker's low-score detections)."""
         hgt, wid = frame_bgr.shape[:2]
         dets: list[Detection] = []
         fracs = self.config.tile_fracs
@@ -254,7 +259,7 @@ class PersonDetector:
             fracs, whole = ((frac,) if frac < 0.75 else ()), frac >= 0.5
         if whole:
             side = float(max(hgt, wid))    # letterbox: keep aspect, centred, zero padded
-            dets += self._run_square(frame_bgr, (wid - side) / 2, (hgt - side) / 2, side)
+            dets += self._run_square(frame_bgr, (wid - side) / 2, (hgt - side) / 2, side, min_score=min_score)
         for frac in fracs:
             tile = max(32, int(round(frac * min(hgt, wid))))
             # Tiles larger than the smallest are there for larger people: a small person in one
@@ -262,16 +267,17 @@ class PersonDetector:
             # with its good box from the small tiles (vtest.avi frame 0: a 52x143 ghost of a 32x90 man).
             min_body = self.config.min_body_frac * tile if frac > min(self.config.tile_fracs) + 1e-6 else None
             for x0, y0 in tile_origins(wid, hgt, tile, self.config.tile_overlap):
-                dets += self._run_square(frame_bgr, x0, y0, float(tile), min_body)
+                dets += self._run_square(frame_bgr, x0, y0, float(tile), min_body, min_score)
         return self._merge(dets, wid, hgt)
 
-    def detect_in_region(self, frame_bgr: np.ndarray, bbox_px: np.ndarray, context: float = 2.0) -> list[Detection]:
+    def detect_in_region(self, frame_bgr: np.ndarray, bbox_px: np.ndarray, context: float = 2.0,
+                         min_score: float | None = None) -> list[Detection]:
         """People in a square window of `context` x the box's long side around bbox_px (x,y,w,h):
         one model pass, used to verify a tracked box cheaply."""
         x, y, w, h = (float(v) for v in bbox_px)
         side = max(w, h) * context
         side = max(side, 64.0)
-        dets = self._run_square(frame_bgr, x + w / 2 - side / 2, y + h / 2 - side / 2, side)
+        dets = self._run_square(frame_bgr, x + w / 2 - side / 2, y + h / 2 - side / 2, side, min_score=min_score)
         return self._merge(dets, frame_bgr.shape[1], frame_bgr.shape[0])
 
     def _merge(self, dets: list[Detection], wid: int, hgt: int) -> list[Detection]:

@@ -28,7 +28,7 @@ def _frame_ref(aid: str, ft, fps: float) -> FrameRef:
 
 
 def handle(msg: AnalysisRequested, ctx: Context) -> None:
-    from services.tracker.tracking import AthleteTracker, NoPersonFound
+    from services.tracker.tracking import NoPersonFound
 
     aid, s = msg.analysis_id, ctx.settings
     started = time.perf_counter()
@@ -42,7 +42,9 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
         fps = cap.get(cv2.CAP_PROP_FPS) or msg.video.fps
         fps = fps if 0 < fps < 1000 else msg.video.fps
         target = tuple(msg.target_bbox_px) if msg.target_bbox_px else None
-        tracker = AthleteTracker(target_bbox_px=target)
+        # the refinement pass (mot) reads the video again inside finish(): its progress is the second half
+        tracker = make_tracker(s, target, fps, path,
+                               lambda k: ctx.status(aid, "running", min(0.99, 0.5 + 0.5 * k / expected)))
         uploads: dict[int, Future] = {}
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="frame-upload")
         pending: list = []          # final FrameTracks not yet published
@@ -82,7 +84,8 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
                 index += 1
                 FRAMES.labels(SERVICE).inc()
                 if index % 50 == 0:
-                    ctx.status(aid, "running", min(0.99, index / expected), frames=index)
+                    share = 0.5 if s.tracker == "mot" and s.tracker_refine else 1.0   # a second pass follows
+                    ctx.status(aid, "running", min(0.99, share * index / expected), frames=index)
             if index == 0:
                 raise AnalysisFailed("the video has no decodable frames")
             try:
@@ -99,6 +102,7 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
                 "athlete": {"track_id": choice.track_id if choice else 0,
                             "reason": choice.reason if choice else "no choice made",
                             "candidates": _jsonable(choice.candidates if choice else [])},
+                **people_doc(tracker, s, fps),
                 "seconds": round(time.perf_counter() - started, 3),
             })
             while pending:
@@ -110,6 +114,51 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
             pool.shutdown(wait=True)
     ctx.status(aid, "done", 1.0, frames=index, clip_count=clip_index,
                seconds=round(time.perf_counter() - started, 3))
+
+
+def make_tracker(s, target, fps: float, path: Path | None = None, progress=None):
+    """The tracker the settings ask for (COACH_TRACKER, COACH_ATHLETE_POLICY, COACH_MIN_TRACK_S,
+    COACH_TRACKER_REFINE). "mot" needs the whole clip before it can choose; with refinement it
+    reads the video file a second time (frames are not kept in memory)."""
+    if s.tracker == "legacy":
+        from services.tracker.tracking import AthleteTracker
+        return AthleteTracker(target_bbox_px=target)
+    if s.tracker != "mot":
+        raise ValueError(f"COACH_TRACKER={s.tracker!r}: expected mot or legacy")
+    from services.tracker.mot import MotAthleteTracker
+
+    def reread():
+        cap = cv2.VideoCapture(str(path))
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            cap.release()
+
+    return MotAthleteTracker(target_bbox_px=target, fps=fps, policy=s.athlete_policy, min_track_s=s.min_track_s,
+                             reread=reread if path is not None else None, refine=s.tracker_refine, progress=progress)
+
+
+def people_doc(tracker, s, fps: float) -> dict:
+    """tracking.json's everyone part: `athletes` (every person followed >= min_track_s: track_id,
+    frames, boxes_px, score, seconds; the chosen one first) and `choice` (track_id, reason,
+    alternatives, policy)."""
+    choice = tracker.choice
+    athletes = getattr(tracker, "athletes", None)
+    if athletes is None:   # legacy tracker: its tracks, athlete included
+        min_frames = max(1, int(round(s.min_track_s * fps)))
+        athletes = [{"track_id": k, "frames": [i for i, _ in v], "boxes_px": [[round(float(x), 1) for x in b] for _, b in v],
+                     "score": None, "seconds": round(len(v) / fps, 2)}
+                    for k, v in tracker.tracks().items() if len(v) >= min_frames or (choice and k == choice.track_id)]
+    if choice is not None:
+        athletes = sorted(athletes, key=lambda a: a["track_id"] != choice.track_id)
+    return {"athletes": athletes,
+            "choice": {"track_id": choice.track_id if choice else None, "reason": choice.reason if choice else None,
+                       "alternatives": _jsonable(getattr(tracker, "alternatives", [])),
+                       "policy": getattr(tracker, "policy", "legacy")}}
 
 
 def _jsonable(obj):

@@ -57,3 +57,37 @@ def test_a_stream_longer_than_the_limit_fails_with_a_reason_instead_of_running_o
         worker.handle(msg, ctx)
     frames = [k for k in store.objects if "/frames/" in k]
     assert 0 < len(frames) <= 26, "decoding must stop at the limit (1 s at 25 fps), not at the end of the stream"
+
+
+def test_tracking_json_lists_everyone_kept_with_the_choice_first():
+    """tracking.json's `athletes` / `choice` from the tracker (no video needed: a stand-in tracker)."""
+    import numpy as np
+
+    from services.tracker.tracking import AthleteChoice
+    from services.tracker.worker import people_doc
+
+    class Stub:
+        choice = AthleteChoice(7, "most active (score 0.5: ...)", [])
+        policy = "most_active"
+        alternatives = [{"track_id": 3, "score": np.float64(0.41)}]
+        athletes = [{"track_id": 3, "frames": [0, 1], "boxes_px": [[1, 2, 3, 4], [2, 2, 3, 4]], "score": 0.41, "seconds": 0.07},
+                    {"track_id": 7, "frames": [0, 1, 2], "boxes_px": [[9, 9, 5, 9]] * 3, "score": 0.5, "seconds": 0.1}]
+
+    doc = people_doc(Stub(), Settings(), 30.0)
+    assert [a["track_id"] for a in doc["athletes"]] == [7, 3]
+    assert doc["choice"] == {"track_id": 7, "reason": "most active (score 0.5: ...)",
+                             "alternatives": [{"track_id": 3, "score": 0.41}], "policy": "most_active"}
+
+
+def test_result_lists_the_other_people_with_boxes_only():
+    from services.suggest.worker import _other_people
+    from shared.result import AthleteResult
+
+    tracking = {"athlete": {"track_id": 7}, "athletes": [
+        {"track_id": 7, "frames": [0], "boxes_px": [[0, 0, 1, 1]]},
+        {"track_id": 3, "frames": [4, 5], "boxes_px": [[1, 2, 3, 4], [2, 2, 3, 4]]}]}
+    others = _other_people(tracking, 10.0)
+    assert len(others) == 1 and others[0]["track_id"] == 3 and others[0]["is_target"] is False
+    a = AthleteResult.model_validate(others[0])
+    assert [f.index for f in a.frames] == [4, 5] and a.frames[1].t_s == 0.5 and a.frames[0].keypoints is None
+    assert _other_people({"athlete": {"track_id": 0}}, 10.0) == []      # a tracking.json from before

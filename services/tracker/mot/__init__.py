@@ -1,0 +1,11 @@
+"""Tracking by detection of everyone, athlete chosen after the whole clip (docs/tracker.md).
+
+kalman.py (motion), appearance.py (colour descriptors, galleries), association.py (IoU,
+Hungarian), multi.py (MultiTracker: detection budget, 3-stage association, bridge, stitching),
+choice.py (athlete policies), athlete.py (MotAthleteTracker: the AthleteTracker interface).
+"""
+from .athlete import MotAthleteTracker
+from .choice import POLICIES
+from .multi import MotConfig, MultiTracker
+
+__all__ = ["MotAthleteTracker", "MotConfig", "MultiTracker", "POLICIES"]
