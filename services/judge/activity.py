@@ -57,11 +57,12 @@ RULES: dict[str, ActivityRule] = {
     # aerials: the athlete flies through the frame upside down; any frame with a pose is the jump
     "ski_aerials": ActivityRule("aerial jump", "any", "any", in_place=False),
 }
-DEFAULT_RULE = ActivityRule("the exercise", "any", "any", in_place=True)
 
 
 def rule_for(sport: str) -> ActivityRule:
-    return RULES.get(sport, DEFAULT_RULE)
+    """The sport's rule; a sport nobody wrote one for (a coach's new pack) is judged on every posed
+    frame, as before these rules existed, rather than gated by a guess."""
+    return RULES.get(sport) or ActivityRule(sport.replace("_", " "), "any", "any", in_place=False)
 
 
 @dataclass

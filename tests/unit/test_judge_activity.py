@@ -100,3 +100,11 @@ def test_sports_without_a_repetition_rule_are_gated_by_the_class_agnostic_counte
     walk[..., 0] += np.linspace(0, 600, len(walk))[:, None]
     judged = judge_while_performing("lunge", pack, walk, FPS, pack.judge(walk, FPS))
     assert judged["counted_reps"] == [] and judged["finding"].startswith("no lunges found")
+
+
+def test_a_sport_without_a_rule_is_judged_on_every_posed_frame():
+    kps, _ = _squat()
+    walk = _standing(kps, 150)
+    walk[..., 0] += np.linspace(0, 600, len(walk))[:, None]
+    act = decide(walk, FPS, rule_for("tennis_serve"))   # a coach's own sport: no activity rule known
+    assert act.performing.all() and act.finding is None
