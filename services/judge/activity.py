@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.judge.features import moving_median
+from services.judge.segments import _runs
 from shared.skeleton import LANDMARK_INDEX as LI
 
 MIN_CONF = 0.3
@@ -91,18 +93,6 @@ def _dist(xy: np.ndarray, a: str, b: str) -> np.ndarray:
     return np.linalg.norm(xy[:, LI[a]] - xy[:, LI[b]], axis=1)           # [T]
 
 
-def _rolling_median(x: np.ndarray, half: int) -> np.ndarray:
-    """Centred NaN-aware moving median of [T] (NaN where the window has no value)."""
-    T = len(x)
-    out = np.full(T, np.nan)
-    for t in range(T):
-        w = x[max(0, t - half):t + half + 1]
-        w = w[np.isfinite(w)]
-        if len(w):
-            out[t] = np.median(w)
-    return out
-
-
 def torso_lengths(kps: np.ndarray) -> np.ndarray:
     """[T] shoulder-mid to hip-mid distance in pixels."""
     xy = _xy(kps)
@@ -122,7 +112,7 @@ def yaw_cosine(kps: np.ndarray) -> np.ndarray:
 
 def estimate_view(kps: np.ndarray, fps: float, smooth_s: float = 1.0) -> list:
     """[T] camera view per frame, smoothed over ~smooth_s: "front" | "oblique" | "side" | None."""
-    c = _rolling_median(yaw_cosine(kps), max(1, int(round(smooth_s * fps / 2))))
+    c = moving_median(yaw_cosine(kps)[:, None], max(1, int(round(smooth_s * fps / 2))))[:, 0]
     return [None if not np.isfinite(v) else "front" if v >= FRONT_MIN else "side" if v <= SIDE_MAX else "oblique"
             for v in c]
 
@@ -170,12 +160,6 @@ def root_speed(kps: np.ndarray, fps: float, window_s: float = 1.0) -> np.ndarray
     hips = _mid(xy, "left_hip", "right_hip")
     hips[:, 1] = 0.0                                                     # horizontal travel only
     return np.where(np.isfinite(feet), feet, _speed(hips, torso, fps, half))
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    padded = np.concatenate([[False], mask, [False]])
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2])]
 
 
 def _drop_short(mask: np.ndarray, min_frames: int) -> np.ndarray:

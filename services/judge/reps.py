@@ -269,7 +269,7 @@ def _model(kind: str, path):
 
 
 def exercise_report(sport: str, kps: np.ndarray, fps: float, frame_index: list[int] | None = None,
-                    root=None, log=None) -> dict | None:
+                    root=None, log=None, reps: list[Repetition] | None = None) -> dict | None:
     """Repetitions (with quality and attention) and the action score of an exercise clip, as
     plain data for verdict.json and AnalysisVerdict; None for a sport without a repetition rule.
 
@@ -281,7 +281,7 @@ def exercise_report(sport: str, kps: np.ndarray, fps: float, frame_index: list[i
     if sport not in EXERCISES:
         return None
     idx = list(range(len(kps))) if frame_index is None else list(frame_index)
-    reps = segment(kps, sport, fps)
+    reps = segment(kps, sport, fps) if reps is None else reps   # the caller may have them already
     judged: list = [None] * len(reps)
     seq_version, score = None, None
     try:

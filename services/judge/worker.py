@@ -230,7 +230,8 @@ class JudgeStage:
         probs = judged["probs"]
         # exercise sports: repetitions (count, quality + attention) and the action score (services/judge/reps.py)
         exercise = {} if judged["finding"] else (
-            exercise_report(msg.sport, kps, fps, [f["index"] for f in frames], log=log.warning) or {})
+            exercise_report(msg.sport, kps, fps, [f["index"] for f in frames], log=log.warning,
+                            reps=judged["repetitions"]) or {})
         if not exercise and judged["counted_reps"]:   # repetitions found by the class-agnostic counter
             exercise = {"repetitions": [
                 {"index": k + 1, "start_frame": int(frames[s0]["index"]), "end_frame": int(frames[e0]["index"]),
@@ -300,10 +301,11 @@ def judge_while_performing(sport: str, pack, kps: np.ndarray, fps: float, raw: n
     from services.judge.reps import EXERCISES, primary_signal, segment
 
     rule = rule_for(sport)
-    reps, signal, counted = None, None, None
+    reps, signal, counted, found = None, None, None, None
     if sport in EXERCISES:
         signal = primary_signal(kps, sport)
-        reps = [(r.start, r.end, r.bottom) for r in segment(kps, sport, fps)]
+        found = segment(kps, sport, fps)          # reused by exercise_report
+        reps = [(r.start, r.end, r.bottom) for r in found]
     elif rule.movement == "repetitions":
         # no exercise-specific rule (lunge, curl, a coach's new sport): the class-agnostic counter
         from shared.periodic import count_repetitions
@@ -331,7 +333,7 @@ def judge_while_performing(sport: str, pack, kps: np.ndarray, fps: float, raw: n
     activity = [None if not has_verdict[t] else "performing" if performing[t] else "not_performing" for t in range(len(kps))]
     return {"probs": probs, "performing": performing, "activity": activity, "view": act.view, "bottom": act.bottom,
             "finding": act.finding, "frames_performing": int(performing.sum()), "not_judgeable": nj,
-            "reasons": act.reasons, "counted_reps": None if counted is None else counted.reps}
+            "reasons": act.reasons, "counted_reps": None if counted is None else counted.reps, "repetitions": found}
 
 def main() -> None:
     from shared.settings import Settings

@@ -32,12 +32,13 @@ from shared.video import read_frames
 ROOT = Path(__file__).resolve().parents[2]
 SPORTS2D = ROOT / ".media" / "sports2d-demo.mp4"
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-# the walker in the navy jacket, vtest.avi frames 20-80 (tests/unit/test_pose_blazepose.py)
+# Hand-labelled box (x, y, w, h px) of the man in the navy jacket walking right-to-left in vtest.avi,
+# every 10 frames (read off frames written to PNG); linear in between. tests/unit/test_pose_blazepose.py uses it too.
 NAVY_KEYS = {20: (687, 270, 37, 105), 30: (630, 250, 36, 100), 40: (569, 230, 35, 100), 50: (505, 215, 37, 95),
              60: (467, 202, 34, 90), 70: (445, 190, 32, 88), 80: (444, 175, 32, 78)}
 
 
-def _navy_box(t: int) -> np.ndarray:
+def navy_box(t: int) -> np.ndarray:
     ks = sorted(NAVY_KEYS)
     a, b = max(k for k in ks if k <= t), min(k for k in ks if k >= t)
     f = 0.0 if a == b else (t - a) / (b - a)
@@ -52,7 +53,7 @@ def real_tracks() -> dict[str, np.ndarray]:
             raise SystemExit(f"cannot open {SPORTS2D} (scripts/setup.sh installs it)")
         tracks["sports2d-demo (whole frames)"] = est.estimate_frames(read_frames(cap)).keypoints_px.astype(np.float64)
         frames = read_frames(cv2.VideoCapture(str(VTEST)), 81)[20:]
-        tracks["vtest walker (crops)"] = est.estimate_sequence(frames, [_navy_box(t) for t in range(20, 81)]).keypoints_px.astype(np.float64)
+        tracks["vtest walker (crops)"] = est.estimate_sequence(frames, [navy_box(t) for t in range(20, 81)]).keypoints_px.astype(np.float64)
     return tracks
 
 

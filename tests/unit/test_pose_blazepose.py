@@ -8,24 +8,14 @@ import numpy as np
 import pytest
 
 from services.pose.blazepose import BlazePoseEstimator, PoseSequence, crop_to_canvas, square_crop
+from services.pose.eval_swaps import navy_box
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
 VTEST, MESSI = f"{DATA}/vtest.avi", f"{DATA}/messi5.jpg"
 needs_media = pytest.mark.skipif(not (os.path.exists(VTEST) and os.path.exists(MESSI)), reason="apt-get install opencv-doc")
 
-# Hand-labelled box (x, y, w, h px) of the man in the navy jacket walking right-to-left in
-# vtest.avi, every 10 frames (read off frames written to PNG); linear in between.
-NAVY_KEYS = {20: (687, 270, 37, 105), 30: (630, 250, 36, 100), 40: (569, 230, 35, 100), 50: (505, 215, 37, 95),
-             60: (467, 202, 34, 90), 70: (445, 190, 32, 88), 80: (444, 175, 32, 78)}
+# the hand-labelled box of the man in the navy jacket (services/pose/eval_swaps.py, which reuses it)
 FIRST, LAST = 20, 80
-
-
-def navy_box(t: int) -> np.ndarray:
-    ks = sorted(NAVY_KEYS)
-    a = max(k for k in ks if k <= t)
-    b = min(k for k in ks if k >= t)
-    f = 0.0 if a == b else (t - a) / (b - a)
-    return (1 - f) * np.array(NAVY_KEYS[a], float) + f * np.array(NAVY_KEYS[b], float)
 
 
 @pytest.fixture(scope="module")

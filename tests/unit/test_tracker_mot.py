@@ -19,6 +19,7 @@ from services.tracker.mot.association import assign, iou_matrix
 from services.tracker.mot.kalman import BoxKalman
 from services.tracker.mot.multi import MotConfig, MultiTracker, Obs, Track
 from services.tracker.tracking import NoPersonFound, iou_xywh
+from shared.video import read_frames
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
 VTEST, BOX_PNG = f"{DATA}/vtest.avi", f"{DATA}/box.png"
@@ -200,13 +201,9 @@ def detector():
 @pytest.fixture(scope="module")
 def vtest_frames() -> list[np.ndarray]:
     if not os.path.exists(VTEST):
-        pytest.skip("apt-get install opencv-doc")
-    cap = cv2.VideoCapture(VTEST)
-    out = []
-    for _ in range(60):
-        ok, f = cap.read()
-        assert ok
-        out.append(f)
+        pytest.fail(f"{VTEST} missing: scripts/setup.sh installs Debian's opencv-doc")
+    out = read_frames(cv2.VideoCapture(VTEST), 60)
+    assert len(out) == 60
     return out
 
 

@@ -10,6 +10,7 @@ import pytest
 from services.tracker.detector import PersonDetector
 from services.tracker.tracking import (AthleteTracker, ForegroundModel, NoPersonFound, TrackerConfig, Verifier, centre,
                                        iou_xywh)
+from shared.video import read_frames
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
 VTEST, BOX_PNG = f"{DATA}/vtest.avi", f"{DATA}/box.png"
@@ -35,12 +36,8 @@ def navy_box(t: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
-    cap = cv2.VideoCapture(VTEST)
-    out = []
-    for _ in range(150):
-        ok, f = cap.read()
-        assert ok
-        out.append(f)
+    out = read_frames(cv2.VideoCapture(VTEST), 150)
+    assert len(out) == 150
     return out
 
 
