@@ -88,18 +88,18 @@ def read_topic():
     return _read_topic
 
 
-def _synthetic_squat_analysis(settings, faults: dict | None = None, camera_yaw_deg: float = 10.0) -> tuple[str, int]:
+def store_synthetic_squat(store, faults: dict | None = None, camera_yaw_deg: float = 10.0):
     """Store what tracker and pose would have stored for a synthetic squat clip (3 repetitions,
-    detector-like noise, blank frames) and send the ClipPoses message: judge and suggest do the rest.
+    detector-like noise, blank frames) in `store` (the real one or shared.testing.MemoryStore).
+    Returns (analysis id, repetitions, the ClipPoses message that hands it to the judge).
     vtest.avi has no squats, and BlazePose does not detect stick figures."""
     import cv2
     import numpy as np
 
     from services.judge.bootstrap_temporal import exercise_clip
-    from shared import bus
     from shared.messages import ClipPoses, VideoInfo, utc_now
     from shared.skeleton import LANDMARK_NAMES
-    from shared.store import ObjectStore, keys
+    from shared.store import keys
 
     W, H = 640, 480
     clip, _ = exercise_clip("squat", np.random.default_rng([97, 0]), faults=faults or {}, fps=30, duration_s=8.0,
@@ -108,7 +108,6 @@ def _synthetic_squat_analysis(settings, faults: dict | None = None, camera_yaw_d
     kps = clip.keypoints
     T = len(kps)
     aid = uuid.uuid4().hex
-    store = ObjectStore(settings)
     video = VideoInfo(fps=clip.fps, width=W, height=H, frames=T)
     store.put_json(keys.request(aid), {"analysis_id": aid, "sport": "squat", "submitted_at": utc_now(),
                                        "video": video.model_dump(), "video_key": f"analyses/{aid}/source.mp4"})
@@ -118,7 +117,7 @@ def _synthetic_squat_analysis(settings, faults: dict | None = None, camera_yaw_d
     store.put_json(keys.tracking(aid), {"analysis_id": aid, "frames": T, "fps": clip.fps, "width": W, "height": H,
                                         "clip_count": 1, "clip_frames": T,
                                         "athlete": {"track_id": 0, "reason": "synthetic", "candidates": []}, "seconds": 0.0})
-    rows = lambda k: None if not np.isfinite(k).all() else [[round(float(v), 3) for v in r] for r in k]  # noqa: E731
+    rows = lambda k: None if not np.isfinite(k).all() else [[round(float(v), 3) for v in r] for r in k]
     store.put_json(keys.clip_poses(aid, 0), {
         "analysis_id": aid, "clip_index": 0, "pose_model": "synthetic", "refiner": "none",
         "landmarks": list(LANDMARK_NAMES), "seconds": 0.0,
@@ -127,10 +126,20 @@ def _synthetic_squat_analysis(settings, faults: dict | None = None, camera_yaw_d
                    for t in range(T)]})
     for stage in ("tracker", "pose"):
         store.put_json(keys.status(aid, stage), {"stage": stage, "state": "done", "fraction": 1.0, "updated_at": utc_now()})
-    producer = bus.make_producer(settings, "test-reps")
-    bus.send(producer, settings.topics.poses, ClipPoses(
+    message = ClipPoses(
         analysis_id=aid, sport="squat", clip_index=0, first_frame=0, frame_count=T, poses_key=keys.clip_poses(aid, 0),
-        pose_model="synthetic", refiner="none", frames_with_pose=int(np.isfinite(kps[:, 0, 0]).sum())), aid).get(timeout=30)
+        pose_model="synthetic", refiner="none", frames_with_pose=int(np.isfinite(kps[:, 0, 0]).sum()))
+    return aid, n_reps, message
+
+
+def _synthetic_squat_analysis(settings, faults: dict | None = None, camera_yaw_deg: float = 10.0) -> tuple[str, int]:
+    """The synthetic squat stored in the stack's store and its ClipPoses sent: judge and suggest do the rest."""
+    from shared import bus
+    from shared.store import ObjectStore
+
+    aid, n_reps, message = store_synthetic_squat(ObjectStore(settings), faults, camera_yaw_deg)
+    producer = bus.make_producer(settings, "test-reps")
+    bus.send(producer, settings.topics.poses, message, aid).get(timeout=30)
     producer.close()
     return aid, n_reps
 
