@@ -57,7 +57,7 @@ def choose_athlete(aid: str, choice: AthleteChoice, request: Request, deps: Deps
     ids = [int(a["track_id"]) for a in tracking.get("athletes") or []]
     if choice.track_id not in ids:
         raise HTTPException(422, f"track {choice.track_id} is not among the people tracked in this analysis; "
-                                 f"valid track ids: {', '.join(map(str, ids)) or 'none'}")
+                                 f"valid track ids: {', '.join(map(str, sorted(ids))) or 'none'}")
     current, revision = int(tracking["athlete"]["track_id"]), int(tracking.get("revision", 0))
     if choice.track_id == current:
         return _answer(aid, "done", current, revision, None, 200)   # idempotent: already the athlete
