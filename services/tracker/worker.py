@@ -176,10 +176,9 @@ def _jsonable(obj):
 
 
 def main() -> None:
-    from shared.settings import Settings
-
     from services.tracker.retarget import handle_selection
     from shared.messages import AthleteSelected
+    from shared.settings import Settings
 
     s = Settings.from_env()
     # athlete switches get their own loop (and group): a short retarget never waits behind a long tracking
