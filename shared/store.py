@@ -97,6 +97,11 @@ class keys:
     def request(cls, aid: str) -> str:
         return f"{cls._check(aid)}/request.json"
 
+    @classmethod
+    def selection(cls, aid: str) -> str:
+        """The user's latest athlete switch (gateway): revision, track id, the AthleteSelected sent."""
+        return f"{cls._check(aid)}/selection.json"
+
 
 def _public_client(settings: Settings) -> Minio | None:
     """A client for signing URLs for s3_public_url, or None when it is not set."""

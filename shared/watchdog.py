@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 
 from shared import bus
-from shared.messages import AnalysisCompleted, AnalysisRequested, utc_now
+from shared.messages import AnalysisCompleted, AnalysisRequested, AthleteSelected, utc_now
 from prometheus_client import Counter
 
 from shared.observability import log_fields, serve_health, setup_logging
@@ -35,14 +35,28 @@ def _ts(text: str) -> float:
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
+def requested_revision(store: ObjectStore, aid: str) -> int:
+    """The athlete revision the analysis must reach: 0, or that of the user's latest athlete switch."""
+    try:
+        return int(store.get_json(keys.selection(aid))["revision"])
+    except ObjectNotFound:
+        return 0
+
+
 def is_done(store: ObjectStore, aid: str, stages: dict[str, dict]) -> bool:
     """Finished with a result. Not only suggest's "done": a redelivered verdict (at-least-once)
     makes suggest run again and write "running" over it, while the result document, written only
-    once complete, is already there."""
+    once complete, is already there. After an athlete switch (revision N) only a result of
+    revision N counts: suggest's status says which revision its stored result has."""
     suggest = stages.get("suggest")
     if suggest is None:      # suggest never ran: no result can exist (and no store call while running)
         return False
-    return suggest.get("state") == "done" or store.exists(keys.result(aid))
+    wanted = requested_revision(store, aid)
+    if suggest.get("state") == "done":
+        return int(suggest.get("revision", 0)) >= wanted
+    if wanted == 0:
+        return store.exists(keys.result(aid))
+    return int(suggest.get("result_revision", -1)) >= wanted
 
 
 def inspect(store: ObjectStore, aid: str) -> dict | None:
@@ -71,6 +85,12 @@ class Watchdog:
             self._producer = bus.make_producer(self.settings, "watchdog")
         return self._producer
 
+    def _selection(self, aid: str) -> dict | None:
+        try:
+            return self.store.get_json(keys.selection(aid))
+        except ObjectNotFound:
+            return None
+
     def recent_ids(self, limit: int = 500) -> list[str]:
         ids = [p.rstrip("/").split("/")[-1] for p in self.store.iter_prefixes("analyses/")]
         return ids[-limit:]   # ids are time-ordered: the newest analyses
@@ -93,14 +113,21 @@ class Watchdog:
                 wd = {"redrives": []}
             stage, idle = state["stage"], round(state["idle_s"])
             if len(wd["redrives"]) < s.max_redrives and "message" in state["request"]:
-                msg = AnalysisRequested.model_validate(state["request"]["message"])
+                # after an athlete switch the switch is re-driven (tracking is done; re-tracking
+                # would bring back the policy's athlete), else the whole analysis
+                selection = self._selection(aid)
+                if selection is not None:
+                    topic, msg = s.topics.athlete_selections, AthleteSelected.model_validate(selection["message"])
+                else:
+                    topic, msg = s.topics.analyses, AnalysisRequested.model_validate(state["request"]["message"])
                 wd["redrives"].append({"at": utc_now(), "stage": stage, "idle_s": idle})
                 self.store.put_json(wd_key, wd)
                 # a status touch restarts the idle clock: the re-drive gets a full timeout
                 self.store.put_json(keys.status(aid, "tracker"), {
                     "stage": "tracker", "state": "queued", "fraction": 0.0, "updated_at": utc_now(),
-                    "note": f"re-driven by the watchdog after {idle} s without progress in {stage}"})
-                bus.send(self.producer(), s.topics.analyses, msg, aid).get(timeout=30)
+                    "note": f"re-driven by the watchdog after {idle} s without progress in {stage}",
+                    **({"revision": msg.revision} if selection is not None else {})})
+                bus.send(self.producer(), topic, msg, aid).get(timeout=30)
                 ACTIONS.labels("redrive", stage).inc()
                 log.warning("re-driving stalled analysis", extra=log_fields(
                     analysis_id=aid, stage=stage, idle_s=idle, redrive=len(wd["redrives"])))

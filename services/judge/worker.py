@@ -41,11 +41,25 @@ SERVICE = "judge"
 log = logging.getLogger(SERVICE)
 
 
-def load_sequence(store: ObjectStore, aid: str, clip_count: int) -> tuple[list[dict], np.ndarray]:
-    """All frames of an analysis in order, and keypoints [N,33,3] (NaN where no pose)."""
+class NotAllPosed(Exception):
+    """A clip's poses are missing or belong to another athlete revision (a switch is under way)."""
+
+
+def load_sequence(store: ObjectStore, aid: str, clip_count: int,
+                  revision: int | None = None) -> tuple[list[dict], np.ndarray]:
+    """All frames of an analysis in order, and keypoints [N,33,3] (NaN where no pose). With
+    `revision`, every clip must have been posed for that athlete revision (else NotAllPosed)."""
     frames: list[dict] = []
     for k in range(clip_count):
-        frames.extend(store.get_json(keys.clip_poses(aid, k))["frames"])
+        try:
+            doc = store.get_json(keys.clip_poses(aid, k))
+        except ObjectNotFound:
+            if revision is None:
+                raise
+            raise NotAllPosed(f"clip {k} has no poses yet") from None
+        if revision is not None and int(doc.get("revision", 0)) != revision:
+            raise NotAllPosed(f"clip {k} was posed for athlete revision {doc.get('revision', 0)}, not {revision}")
+        frames.extend(doc["frames"])
     kps = np.full((len(frames), NUM_LANDMARKS, 3), np.nan, dtype=np.float64)
     for t, f in enumerate(frames):
         if f["keypoints"] is not None:
@@ -204,23 +218,33 @@ class JudgeStage:
             tracking = ctx.store.get_json(keys.tracking(aid))
         except ObjectNotFound:
             tracking = None   # the tracker is still going: more clips will come
+        revision = int((tracking or {}).get("revision", 0))
+        if msg.revision < revision:
+            log.info("stale poses dropped", extra=log_fields(revision=msg.revision, current=revision))
+            return
         done = len(ctx.store.list(keys.poses_prefix(aid)))
         if tracking is None or done < tracking["clip_count"]:
             total = tracking["clip_count"] if tracking else None
-            ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=total)
+            ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=total, revision=revision)
             return
         started = time.perf_counter()
-        self.judge_analysis(msg, tracking, ctx)
+        try:
+            self.judge_analysis(msg, tracking, ctx)
+        except NotAllPosed as exc:   # after an athlete switch, a clip of the new athlete is still coming
+            ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=tracking["clip_count"], revision=revision,
+                       note=str(exc))
+            return
         FRAMES.labels(SERVICE).inc(tracking["frames"])
-        ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3))
+        ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision)
 
     def judge_analysis(self, msg: ClipPoses, tracking: dict, ctx: Context) -> None:
         from services.judge.features import ANGLE_NAMES, joint_angles_deg
         from services.judge.reps import exercise_report
 
         aid, fps = msg.analysis_id, float(tracking["fps"])
+        revision, track_id = int(tracking.get("revision", 0)), int(tracking["athlete"]["track_id"])
+        frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"], revision)   # NotAllPosed: wait
         pack = self.pack(msg.sport, ctx.store)             # kept for the whole analysis, even if a reload comes
-        frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"])
         size = (tracking["width"], tracking["height"])
         raw = pack.judge(kps, fps, size)                  # [N, n_faults], NaN rows: no pose
         if not np.isfinite(raw).all(axis=1).any():
@@ -255,6 +279,7 @@ class JudgeStage:
                          for fid, s0, e0, view, reason in judged["not_judgeable"]]
         ctx.store.put_json(keys.verdict(aid), {
             "analysis_id": aid, "sport": msg.sport, "model_version": pack.model_version,
+            "track_id": track_id, "revision": revision,
             "fault_types": list(pack.fault_ids), "thresholds": pack.thresholds,
             "fault_titles": {f.id: f.title for f in pack.faults},
             "angle_names": list(ANGLE_NAMES),
@@ -275,7 +300,7 @@ class JudgeStage:
         faults = [FaultSegment(
             type=s["type"], start_frame=at(s["start_frame"]), end_frame=at(s["end_frame"]),
             start_s=round(s["start_frame"] / fps, 3), end_s=round(s["end_frame"] / fps, 3),
-            peak_probability=round(float(s["peak_probability"]), 4),
+            peak_probability=round(float(s["peak_probability"]), 4), track_id=track_id,
         ) for s in segments]
         if judged["finding"]:
             log.info("exercise not performed", extra=log_fields(finding=judged["finding"], **judged["reasons"]))
@@ -286,7 +311,7 @@ class JudgeStage:
             verdict_key=keys.verdict(aid), repetitions=exercise.get("repetitions"), score=exercise.get("score"),
             synthetic=synthetic, label_source=label_source, finding=judged["finding"],
             frames_performing=judged["frames_performing"],
-            not_judgeable=[NotJudgeable(**n) for n in not_judgeable],
+            not_judgeable=[NotJudgeable(**n) for n in not_judgeable], track_id=track_id, revision=revision,
         ), key=aid)
 
 

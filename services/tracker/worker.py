@@ -176,10 +176,15 @@ def _jsonable(obj):
 
 
 def main() -> None:
+    from services.tracker.retarget import handle_selection
+    from shared.messages import AthleteSelected
     from shared.settings import Settings
 
     s = Settings.from_env()
-    run_service(WorkerSpec(SERVICE, s.topics.analyses, AnalysisRequested, handle), s)
+    # athlete switches get their own loop (and group): a short retarget never waits behind a long tracking
+    run_service(WorkerSpec(SERVICE, s.topics.analyses, AnalysisRequested, handle), s,
+                also=(WorkerSpec(SERVICE, s.topics.athlete_selections, AthleteSelected, handle_selection,
+                                 group=f"coach-{SERVICE}-selections"),))
 
 
 if __name__ == "__main__":
