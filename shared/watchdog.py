@@ -23,6 +23,7 @@ from prometheus_client import Counter
 
 from shared.observability import log_fields, serve_health, setup_logging
 from shared.settings import Settings
+from shared.status import is_done
 from shared.store import ObjectNotFound, ObjectStore, keys
 
 log = logging.getLogger("watchdog")
@@ -33,16 +34,6 @@ ACTIONS = Counter("coach_watchdog_actions_total", "Stalled analyses re-driven or
 def _ts(text: str) -> float:
     t = datetime.fromisoformat(text)
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def is_done(store: ObjectStore, aid: str, stages: dict[str, dict]) -> bool:
-    """Finished with a result. Not only suggest's "done": a redelivered verdict (at-least-once)
-    makes suggest run again and write "running" over it, while the result document, written only
-    once complete, is already there."""
-    suggest = stages.get("suggest")
-    if suggest is None:      # suggest never ran: no result can exist (and no store call while running)
-        return False
-    return suggest.get("state") == "done" or store.exists(keys.result(aid))
 
 
 def inspect(store: ObjectStore, aid: str) -> dict | None:

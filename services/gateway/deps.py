@@ -17,8 +17,8 @@ from prometheus_client import Counter, Histogram
 
 from shared import bus
 from shared.settings import Settings
+from shared.status import is_done
 from shared.store import ObjectNotFound, ObjectStore, StoreUnavailable, keys
-from shared.watchdog import is_done
 
 STAGES = ("tracker", "pose", "judge", "suggest")
 ID_RE = re.compile(r"^[a-f0-9]{32}$")
