@@ -7,7 +7,7 @@ is overwritten with the same result. After `max_redrives` re-drives it is marked
 the stage it was stuck in. State lives in the store (analyses/<id>/watchdog.json), so the
 watchdog can restart or run beside another copy.
 
-Run: `python -m shared.watchdog` (the embedded stack starts one).
+Run: `python -m coach.watchdog` (the embedded stack starts one).
 """
 from __future__ import annotations
 

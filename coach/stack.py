@@ -233,7 +233,7 @@ class EmbeddedStack:
                 i += 1
         if self.with_gateway and self.with_watchdog:
             port = self.ports.metrics_base + i
-            self._add(Proc("watchdog", [sys.executable, "-m", "shared.watchdog"],
+            self._add(Proc("watchdog", [sys.executable, "-m", "coach.watchdog"],
                            {**env, "COACH_METRICS_PORT": str(port)}, logs / "watchdog.log", metrics_port=port))
         if self.with_gateway:
             self._add(Proc("gateway", [sys.executable, "-m", "services.gateway"], env, logs / "gateway.log",
