@@ -18,7 +18,7 @@ def cmd_up(args) -> int:
 
     settings = Settings.from_env()
     ports = StackPorts(gateway=args.port).shifted(args.port_offset)
-    workers = {"tracker": 1, "pose": args.pose_workers, "judge": 1, "suggest": 1}
+    workers = {"tracker": 1, "pose": args.pose_workers, "judge": 1, "suggest": 1, "align": 1}
     stack = EmbeddedStack(Path(args.data_dir or settings.data_dir), ports, workers,
                           with_prometheus=getattr(args, "with_prometheus", False))
     # Library retries while the broker starts go to the log file; the console gets progress lines.

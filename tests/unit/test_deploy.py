@@ -27,11 +27,13 @@ K8S = DEPLOY / "k8s"
 PROM = DEPLOY / "prometheus"
 GRAFANA = DEPLOY / "grafana"
 
-SERVICES = ("gateway", "tracker", "pose", "judge", "suggest", "watchdog")
-WORKERS = ("tracker", "pose", "judge", "suggest")
+SERVICES = ("gateway", "tracker", "pose", "judge", "suggest", "align", "watchdog")
+WORKERS = ("tracker", "pose", "judge", "suggest", "align")
 ENTRY = {s: ["python", "-m", f"services.{s}.worker"] for s in WORKERS} | {
+    "align": ["python", "-m", "services.tracker.align_worker"],   # the tracker service's session-alignment worker
     "gateway": ["python", "-m", "services.gateway"], "watchdog": ["python", "-m", "coach.watchdog"]}
-CONSUMES = {"tracker": "analyses", "pose": "clips", "judge": "poses", "suggest": "verdicts"}   # Topics fields
+CONSUMES = {"tracker": "analyses", "pose": "clips", "judge": "poses", "suggest": "verdicts",
+            "align": "alignments"}   # Topics fields
 SETTING_VARS = {f"COACH_{f.name.upper()}" for f in dataclasses.fields(Settings)}
 
 
@@ -467,14 +469,15 @@ def test_grafana_provisions_prometheus_and_a_dashboard_whose_queries_promtool_ac
 
 
 def test_embedded_stack_prometheus_config_scrapes_every_process_and_promtool_accepts_it(tmp_path):
-    from coach.stack import ALERT_RULES, EmbeddedStack, Proc, StackPorts
+    from coach.stack import ALERT_RULES, WORKER_MODULES, EmbeddedStack, Proc, StackPorts
 
-    stack = EmbeddedStack(tmp_path, StackPorts(), {"tracker": 1, "pose": 2, "judge": 1, "suggest": 1}, with_prometheus=True)
+    stack = EmbeddedStack(tmp_path, StackPorts(), {"tracker": 1, "pose": 2, "judge": 1, "suggest": 1, "align": 1},
+                          with_prometheus=True)
     port = 19101
     for svc, n in stack.workers.items():
         for k in range(n):
             name = svc if n == 1 else f"{svc}-{k + 1}"
-            stack.procs.append(Proc(name, [sys.executable, "-m", f"services.{svc}.worker"], {}, tmp_path / "x.log", metrics_port=port))
+            stack.procs.append(Proc(name, [sys.executable, "-m", WORKER_MODULES[svc]], {}, tmp_path / "x.log", metrics_port=port))
             port += 1
     stack.procs.append(Proc("gateway", [sys.executable, "-m", "services.gateway"], {}, tmp_path / "g.log", metrics_port=8000))
     stack.procs.append(Proc("watchdog", [sys.executable, "-m", "coach.watchdog"], {}, tmp_path / "w.log", metrics_port=port))
@@ -539,6 +542,7 @@ IMAGE_IMPORTS = {
     "suggest": (["services.suggest.worker", "services.suggest.catalog", "services.judge.features", "services.judge.packs",
                  "services.judge.worker", "services.pose.biomech_report", "shared.render"],
                 "from services.pose.biomech_report import _figure; _figure(1)"),
+    "align": (["services.tracker.align_worker", "services.tracker.align"], ""),
     "watchdog": (["coach.watchdog"], ""),
 }
 
