@@ -215,7 +215,8 @@ def test_malformed_messages_on_every_topic_are_dead_lettered_without_harm(coach_
 
     s = coach_stack.settings
     producer = bus.make_producer(s, "fuzzer")
-    topics = {s.topics.analyses: "tracker", s.topics.clips: "pose", s.topics.poses: "judge", s.topics.verdicts: "suggest"}
+    topics = {s.topics.analyses: "tracker", s.topics.clips: "pose", s.topics.poses: "judge", s.topics.verdicts: "suggest",
+              s.topics.alignments: "align"}
     marker = uuid.uuid4().hex[:8]
     payloads = [b"\x00\xff garbage", b'{"schema": "coach.analysis-requested/9"}', b"[]", b'{"analysis_id": "../../etc"}']
     for topic in topics:
