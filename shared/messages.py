@@ -245,6 +245,22 @@ class AthleteSelected(Message):
     requested_at: str = Field(default_factory=utc_now)
 
 
+class SessionCamera(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    analysis_id: str = Field(pattern=r"^[a-f0-9]{32}$", description="The camera's analysis (done: its poses are stored)")
+    video_key: str = Field(description="Object key of the camera's uploaded video")
+
+
+class SessionAlignmentRequested(Message):
+    """gateway -> the tracker's align worker: every analysis of a multi-camera session is done;
+    put the cameras on one timeline and store sessions/<session_id>/alignment.json."""
+
+    schema_: Literal["coach.session-alignment-requested/1"] = Field("coach.session-alignment-requested/1", alias="schema")
+    session_id: str = Field(pattern=r"^[a-f0-9]{32}$")
+    cameras: list[SessionCamera] = Field(min_length=2, max_length=8, description="In camera order; camera 0 is the reference")
+    requested_at: str = Field(default_factory=utc_now)
+
+
 def topic_models(topics) -> dict[str, type[Message]]:
     """Topic name -> the one model its messages follow."""
     return {
@@ -256,6 +272,7 @@ def topic_models(topics) -> dict[str, type[Message]]:
         topics.dead_letters: DeadLetter,
         topics.control: ModelPublished,
         topics.athlete_selections: AthleteSelected,
+        topics.alignments: SessionAlignmentRequested,
     }
 
 
@@ -268,7 +285,7 @@ def published_schemas() -> dict[str, dict]:
 
     models: list[type[BaseModel]] = [
         AnalysisRequested, TrackedClip, ClipPoses, AnalysisVerdict, AnalysisCompleted, DeadLetter, ModelPublished,
-        AthleteSelected, AnalysisResult,
+        AthleteSelected, SessionAlignmentRequested, AnalysisResult,
     ]
     out = {}
     for m in models:

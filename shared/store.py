@@ -101,6 +101,30 @@ class keys:
     def selection(cls, aid: str) -> str:
         """The user's latest athlete switch (gateway): revision, track id, the AthleteSelected sent."""
         return f"{cls._check(aid)}/selection.json"
+    # multi-camera sessions: sessions/<sid>/...
+    @staticmethod
+    def _session(sid: str) -> str:
+        if not _ID.match(sid):
+            raise ValueError(f"not a session id: {sid!r}")
+        return f"sessions/{sid}"
+
+    @classmethod
+    def session(cls, sid: str) -> str:
+        return f"{cls._session(sid)}/session.json"
+
+    @classmethod
+    def session_alignment(cls, sid: str) -> str:
+        return f"{cls._session(sid)}/alignment.json"
+
+    @classmethod
+    def session_alignment_request(cls, sid: str) -> str:
+        """The gateway's record of its alignment requests (when, how often re-driven)."""
+        return f"{cls._session(sid)}/alignment-request.json"
+
+    @classmethod
+    def session_alignment_status(cls, sid: str) -> str:
+        """The align worker's progress on a session."""
+        return f"{cls._session(sid)}/status/align.json"
 
 
 def _public_client(settings: Settings) -> Minio | None:

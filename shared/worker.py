@@ -90,6 +90,11 @@ class Context:
         self._alive()
         self._sent.append(bus.send(self.producer, topic, message, key, self.trace_id))
 
+    def put_json(self, key: str, doc: dict) -> None:
+        """Store a document as this handler's output; counts as progress, refused once abandoned."""
+        self._alive()
+        self.store.put_json(key, doc)
+
     def status(self, analysis_id: str, state: str, fraction: float, **extra) -> None:
         """Record this stage's progress for the gateway (one object per stage, overwritten)."""
         self._alive()
@@ -118,6 +123,9 @@ class WorkerSpec:
     health: Callable[[], dict] = field(default_factory=lambda: dict)
     deadline_s: Optional[float] = None  # no-progress deadline; None: settings.handler_deadline_s
     group: Optional[str] = None         # consumer group; None: coach-<service> (a second loop of a service needs its own)
+    # How a message that cannot be processed (AnalysisFailed, attempts used up, deadline missed)
+    # reaches the user: fail(msg, ctx, reason). None: the message's analysis is marked failed.
+    fail: Optional[Callable[[Message, Context, str], None]] = None
 
 
 class Worker:
@@ -328,10 +336,13 @@ class Worker:
 
     def _fail_analysis(self, msg: Message, ctx: Context, reason: str) -> None:
         aid = getattr(msg, "analysis_id", None)
-        if not aid:
+        if not aid and self.spec.fail is None:
             return
-        self.log.warning("analysis failed", extra=log_fields(reason=reason))
+        self.log.warning("analysis failed" if self.spec.fail is None else "message failed", extra=log_fields(reason=reason))
         try:
+            if self.spec.fail is not None:
+                self.spec.fail(msg, ctx, reason)
+                return
             ctx.status(aid, "failed", 0.0, error=reason)
             ctx.emit(self.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="failed", error=reason), aid)
             ctx.flush()

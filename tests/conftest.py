@@ -15,7 +15,7 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 @pytest.fixture(scope="session")
 def infra():
     """Broker + object store only (no services): for tests of the platform itself."""
-    from shared.stack import EmbeddedStack, StackPorts
+    from coach.stack import EmbeddedStack, StackPorts
 
     data = Path(tempfile.mkdtemp(prefix="coach-infra-"))
     stack = EmbeddedStack(data, StackPorts.free(), workers={}, with_gateway=False)
@@ -45,7 +45,7 @@ def vtest_video() -> Path:
 @pytest.fixture(scope="session")
 def coach_stack():
     """The whole embedded stack (broker, store, every service, gateway) on free ports."""
-    from shared.stack import EmbeddedStack, StackPorts
+    from coach.stack import EmbeddedStack, StackPorts
 
     data = Path(tempfile.mkdtemp(prefix="coach-stack-"))
     stack = EmbeddedStack(data, StackPorts.free())

@@ -124,7 +124,7 @@ def keyless_allowed(settings: Settings) -> bool:
 
 def owner_of(store: ObjectStore, kind: str, ident: str) -> str | None:
     """The key id that created an analysis or session; None if it does not exist."""
-    key = keys.request(ident) if kind == "analysis" else f"sessions/{ident}/session.json"
+    key = keys.request(ident) if kind == "analysis" else keys.session(ident)
     try:
         return store.get_json(key).get("owner", LOCAL)
     except ObjectNotFound:

@@ -82,7 +82,7 @@ class SuggestStage:
             log.info("stale verdict dropped", extra=log_fields(revision=msg.revision, current=revision))
             return   # the athlete was switched since: a verdict of the new one follows
         # the revision of the result already stored, kept while this run overwrites the status
-        # (a redelivered verdict must not make a finished analysis look unfinished: shared/watchdog.is_done)
+        # (a redelivered verdict must not make a finished analysis look unfinished: shared/status.is_done)
         ctx.status(aid, "running", 0.1, revision=revision, result_revision=_result_revision(ctx.store, aid))
         try:
             frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"], revision)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared.client import wait
+from coach.client import wait
 from shared.messages import AnalysisVerdict
 
 pytestmark = pytest.mark.integration

@@ -43,7 +43,7 @@ def test_a_done_analysis_stays_done_while_a_redelivered_message_is_processed_aga
 
 
 def test_the_watchdog_leaves_a_done_analysis_alone_while_it_is_processed_again(store):
-    from shared.watchdog import inspect
+    from coach.watchdog import inspect
 
     aid = uuid.uuid4().hex
     store.put_json(keys.request(aid), {"sport": "squat", "submitted_at": "2026-11-21T00:00:00Z", "video": {}})

@@ -187,7 +187,7 @@ def test_fault_timeline_slider_and_exemplars(browser, base_url, gateway, synthet
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from shared.client import wait
+    from coach.client import wait
 
     aid, _ = synthetic_squat_analysis(faults={"shallow_depth": 65.0}, camera_yaw_deg=60.0)
     assert wait(gateway, aid, 300)["status"] == "done"

@@ -10,7 +10,7 @@ import pytest
 from services.judge.datasets import exercise_correction_dir, load_training_data, parse_label_map
 from services.judge.packs import MULTICLASS, PACKS_ROOT, Fault, PackSpec, SportPack, load_pack, load_pack_dir
 from services.judge.selection import positional_folds, train_cv
-from shared.cli import main as coach
+from coach.cli import main as coach
 
 DATA = exercise_correction_dir()
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="Exercise-Correction data not mounted")

@@ -12,7 +12,7 @@ from services.judge import synth
 from services.judge.bootstrap_temporal import exercise_clip
 from services.judge.datasets import write_csv
 from services.judge.packs import PACK_SPECS, PACKS_ROOT
-from shared.cli import main as coach
+from coach.cli import main as coach
 
 torch.set_num_threads(1)
 SQUAT_LANDMARKS = [f"{s}_{p}" for p in ("shoulder", "hip", "knee", "ankle") for s in ("left", "right")]

@@ -187,7 +187,7 @@ def test_judge_drops_stale_poses_and_never_mixes_revisions(world):
 
 
 def test_an_analysis_reads_as_running_until_the_result_of_the_switch_is_stored():
-    from shared.watchdog import is_done
+    from shared.status import is_done
 
     store = MemoryStore()
     store.put_json(keys.result(AID), {"revision": 0})

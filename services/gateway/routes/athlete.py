@@ -19,7 +19,7 @@ from services.gateway.openapi import V1, errors
 from shared import bus
 from shared.messages import AthleteSelected, utc_now
 from shared.store import ObjectNotFound, keys
-from shared.watchdog import requested_revision
+from shared.status import requested_revision
 
 log = logging.getLogger("gateway")
 router = APIRouter()
@@ -63,7 +63,7 @@ def choose_athlete(aid: str, choice: AthleteChoice, request: Request, deps: Deps
         return _answer(aid, "done", current, revision, None, 200)   # idempotent: already the athlete
     revision = max(revision, requested_revision(store, aid)) + 1
     msg = AthleteSelected(analysis_id=aid, track_id=choice.track_id, revision=revision, requested_at=utc_now())
-    # Recorded before it is sent: the analysis reads as running from now on (shared/watchdog.is_done),
+    # Recorded before it is sent: the analysis reads as running from now on (shared/status.is_done),
     # and the watchdog can send the selection again if it stalls.
     store.put_json(keys.selection(aid), {"revision": revision, "track_id": choice.track_id,
                                          "previous_track_id": current, "requested_at": msg.requested_at,

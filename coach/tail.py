@@ -13,7 +13,7 @@ from collections import Counter
 
 from shared.messages import (
     AnalysisCompleted, AnalysisRequested, AnalysisVerdict, AthleteSelected, ClipPoses, DeadLetter, Message,
-    ModelPublished, TrackedClip, topic_models,
+    ModelPublished, SessionAlignmentRequested, TrackedClip, topic_models,
 )
 from shared.settings import Settings
 
@@ -51,6 +51,8 @@ def summarize(m: Message) -> str:
         return f"dead-letter  {m.service}  from {m.source_topic} {m.partition}:{m.offset}  attempts={m.attempts}  {m.error}"
     if isinstance(m, AthleteSelected):
         return f"athlete  {m.analysis_id}  track={m.track_id}  revision={m.revision}"
+    if isinstance(m, SessionAlignmentRequested):
+        return f"align  session {m.session_id}  cameras={len(m.cameras)}"
     if isinstance(m, ModelPublished):
         return f"model  {m.sport}  version={m.version}"
     return m.model_dump_json(by_alias=True)

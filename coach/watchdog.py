@@ -7,7 +7,7 @@ is overwritten with the same result. After `max_redrives` re-drives it is marked
 the stage it was stuck in. State lives in the store (analyses/<id>/watchdog.json), so the
 watchdog can restart or run beside another copy.
 
-Run: `python -m shared.watchdog` (the embedded stack starts one).
+Run: `python -m coach.watchdog` (the embedded stack starts one).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from prometheus_client import Counter
 
 from shared.observability import log_fields, serve_health, setup_logging
 from shared.settings import Settings
+from shared.status import is_done, requested_revision
 from shared.store import ObjectNotFound, ObjectStore, keys
 
 log = logging.getLogger("watchdog")
@@ -33,30 +34,6 @@ ACTIONS = Counter("coach_watchdog_actions_total", "Stalled analyses re-driven or
 def _ts(text: str) -> float:
     t = datetime.fromisoformat(text)
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def requested_revision(store: ObjectStore, aid: str) -> int:
-    """The athlete revision the analysis must reach: 0, or that of the user's latest athlete switch."""
-    try:
-        return int(store.get_json(keys.selection(aid))["revision"])
-    except ObjectNotFound:
-        return 0
-
-
-def is_done(store: ObjectStore, aid: str, stages: dict[str, dict]) -> bool:
-    """Finished with a result. Not only suggest's "done": a redelivered verdict (at-least-once)
-    makes suggest run again and write "running" over it, while the result document, written only
-    once complete, is already there. After an athlete switch (revision N) only a result of
-    revision N counts: suggest's status says which revision its stored result has."""
-    suggest = stages.get("suggest")
-    if suggest is None:      # suggest never ran: no result can exist (and no store call while running)
-        return False
-    wanted = requested_revision(store, aid)
-    if suggest.get("state") == "done":
-        return int(suggest.get("revision", 0)) >= wanted
-    if wanted == 0:
-        return store.exists(keys.result(aid))
-    return int(suggest.get("result_revision", -1)) >= wanted
 
 
 def inspect(store: ObjectStore, aid: str) -> dict | None:
