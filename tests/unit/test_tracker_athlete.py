@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from services.tracker.detector import PersonDetector
 from services.tracker.athlete import AthleteTracker
 from services.tracker.background import ForegroundModel
 from services.tracker.config import TrackerConfig
+from services.tracker.detector import PersonDetector
 from services.tracker.geometry import centre, iou_xywh
 from services.tracker.results import NoPersonFound
 from services.tracker.verifier import Verifier

@@ -8,7 +8,14 @@ import os
 import numpy as np
 import pytest
 
-from services.tracker.lab.evaluation import Track, plain_config, pr_curve, run_tracker, thresholds_from, vot_lt
+from services.tracker.lab.evaluation import (
+    Track,
+    plain_config,
+    pr_curve,
+    run_tracker,
+    thresholds_from,
+    vot_lt,
+)
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
 needs_media = pytest.mark.skipif(not os.path.exists(f"{DATA}/vtest.avi"), reason="apt-get install opencv-doc")
@@ -161,10 +168,10 @@ def test_full_tracker_reports_the_exit_and_finds_the_athlete_again(sprites):
     """The athlete walks out of the frame for ~38 frames while two people stay in view, then comes
     back: the plain tracker keeps a box on someone or something; the full one says "absent" and
     re-detects the athlete."""
-    from services.tracker.lab import evalset
-    from services.tracker.detector import PersonDetector
-    from services.tracker.lab.evaluation import overlaps
     from services.tracker.config import TrackerConfig
+    from services.tracker.detector import PersonDetector
+    from services.tracker.lab import evalset
+    from services.tracker.lab.evaluation import overlaps
 
     seq = evalset.make_sequence("exit_reentry", 1, sprites)
     rendered = list(seq)

@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
+from services.tracker.geometry import iou_xywh
 from services.tracker.mot import choice as ch
 from services.tracker.mot.association import assign, iou_matrix
 from services.tracker.mot.kalman import BoxKalman
 from services.tracker.mot.multi import MotConfig, MultiTracker, Obs, Track
-from services.tracker.geometry import iou_xywh
 from services.tracker.results import NoPersonFound
 from shared.video import read_frames
 
@@ -89,8 +89,8 @@ def _track(tid: int, frames: range, x0: float, colour, fps_step: float = 4.0) ->
     """A synthetic track walking right; its appearance one flat colour."""
     frame = np.zeros((200, 200, 3), np.uint8)
     frame[:] = colour
-    from services.tracker.mot import appearance as app
     from services.tracker.detector import Detection
+    from services.tracker.mot import appearance as app
     desc = app.describe(frame, np.array([50, 20, 40, 120], float), np.ones(136))
     first = frames[0]
     tr = Track(tid, first, Detection(np.array([x0, 100, 40, 120], np.float32), 0.95), desc)

@@ -21,7 +21,7 @@ left and came back after the lost buffer), and fills short gaps by interpolation
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
