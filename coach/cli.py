@@ -81,7 +81,11 @@ def cmd_bench(args) -> int:
 
 # Modules that add their own sub-commands: each has `register(subparsers)`. A service's
 # commands live beside its code (e.g. `coach judge train` in services/judge/cli.py).
-COMMAND_MODULES: list[str] = ["coach.dlq", "coach.tail", "services.gateway.auth", "services.judge.cli", "services.pose.cli", "services.pose.strn_cli", "services.tracker.cli"]
+COMMAND_MODULES: list[str] = ["coach.dlq", "coach.tail", "services.gateway.auth", "services.judge.cli", "services.pose.cli", "services.pose.strn_cli", "services.tracker.cli", "services.tracker.lab.cli"]
+# Sub-commands whose code needs two services (the tracker and pose): the parser is the service's,
+# the handler is in the top-level lab/ package, which no service imports ("module:function").
+LAB_COMMANDS: dict[tuple[str, str], str] = {("pose", "run"): "lab.pose_run:cmd_run",
+                                            ("pose", "bench-models"): "lab.pose_run:cmd_bench_models"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     args = build_parser().parse_args(argv)
+    route = LAB_COMMANDS.get((args.cmd, getattr(args, f"{args.cmd}_cmd", None)))
+    if route:
+        import importlib
+
+        module, fn = route.split(":")
+        return getattr(importlib.import_module(module), fn)(args)
     return args.fn(args)
 
 

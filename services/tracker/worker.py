@@ -28,7 +28,7 @@ def _frame_ref(aid: str, ft, fps: float) -> FrameRef:
 
 
 def handle(msg: AnalysisRequested, ctx: Context) -> None:
-    from services.tracker.tracking import NoPersonFound
+    from services.tracker.results import NoPersonFound
 
     aid, s = msg.analysis_id, ctx.settings
     started = time.perf_counter()
@@ -121,7 +121,7 @@ def make_tracker(s, target, fps: float, path: Path | None = None, progress=None)
     COACH_TRACKER_REFINE). "mot" needs the whole clip before it can choose; with refinement it
     reads the video file a second time (frames are not kept in memory)."""
     if s.tracker == "legacy":
-        from services.tracker.tracking import AthleteTracker
+        from services.tracker.athlete import AthleteTracker
         return AthleteTracker(target_bbox_px=target)
     if s.tracker != "mot":
         raise ValueError(f"COACH_TRACKER={s.tracker!r}: expected mot or legacy")

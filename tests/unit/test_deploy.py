@@ -533,7 +533,7 @@ IMAGE_IMPORTS = {
     "gateway": (["services.gateway.__main__", "services.gateway.app"],
                 "from services.gateway.app import create_app; from shared.settings import Settings; create_app(Settings()); "
                 "from services.judge.packs import available_packs, load_pack; [load_pack(p).describe() for p in available_packs()]"),
-    "tracker": (["services.tracker.worker", "services.tracker.tracking", "services.tracker.detector"],
+    "tracker": (["services.tracker.worker", "services.tracker.athlete", "services.tracker.mot", "services.tracker.detector"],
                 "from services.tracker.detector import PersonDetector; PersonDetector()"),
     "pose": (["services.pose.worker", "services.pose.blazepose", "services.pose.refine"],
              "from services.pose.worker import PoseStage, report_gpu; PoseStage('strn')"),
