@@ -123,8 +123,10 @@ def score(items: list[dict]) -> dict:
         swaps += swapped(it["pred"], it["gt"], vis)
 
     def groups(c: np.ndarray) -> dict:
-        out = {g: round(float(sum(c[JOINTS.index(n)] for n in ns) / max(1, sum(lab[JOINTS.index(n)] for n in ns))), 3)
-               for g, ns in GROUPS.items()}
+        out = {}
+        for g, ns in GROUPS.items():  # None: no visible labelled joint of the group (e.g. a walker seen from behind)
+            n = sum(lab[JOINTS.index(j)] for j in ns)
+            out[g] = round(float(sum(c[JOINTS.index(j)] for j in ns) / n), 3) if n else None
         out["overall"] = round(float(c.sum() / max(1, lab.sum())), 3)
         return out
 
