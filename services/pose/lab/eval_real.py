@@ -6,7 +6,10 @@ For each BlazePose model and each labelled person:
   * `whole`:  the whole images of the same span in video mode (the bare model; it may follow somebody else);
   * `crop`:   the frames from the person's first to last labelled frame in video mode, cropped around the
               labelled box (linearly interpolated between labelled frames: a tracker without tracker errors);
-  * `crop+strn`, `crop+one_euro`: that span refined (`make_refiner`, at the video's own fps), then scored.
+  * `crop+<refiner>`: that span refined at the video's own fps, then scored (REFINERS): `strn` = the shipped
+              refiner (`make_refiner("strn")`: STRN + Savitzky-Golay post-pass), `strn_only` = the STRN network
+              without its post-pass (`smooth=False`), `savgol` = the post-pass alone on the raw crop track (the
+              checkpoint's window, 0.7 s at any fps, and order), `one_euro` = `make_refiner("one_euro")`.
 Scored on the labelled frames only. PCK@0.2: error < 0.2 x max(w, h) of the labelled box; PCKh@0.5: error
 < 0.5 x the labelled head segment (head top - upper neck). A frame without a pose counts as wrong for every
 labelled joint. Left/right is the person's own: swaps are not forgiven, only counted.
@@ -34,7 +37,30 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "ankles": ("left_ankle", "right_ankle")}
 JOINTS = [n for g in GROUPS.values() for n in g]
 HALVES = {"upper": ("shoulder", "elbow", "wrist"), "lower": ("hip", "knee", "ankle")}
-METHODS = ("whole", "crop", "crop+strn", "crop+one_euro")
+REFINERS = ("strn", "strn_only", "savgol", "one_euro")
+METHODS = ("whole", "crop", *(f"crop+{r}" for r in REFINERS))
+
+
+class _SavgolOnly:
+    """The STRN's Savitzky-Golay post-pass alone (no network): the checkpoint's window and order, scaled to fps."""
+
+    def __init__(self, freq_hz: float) -> None:
+        from services.pose.strn import StrnRefiner, savgol
+        ref = StrnRefiner(freq_hz=freq_hz)
+        self.window, self.poly, self._savgol = ref.smoother_window(), int(ref.smoother.get("poly", 1)), savgol
+
+    def refine(self, keypoints_px: np.ndarray, present: np.ndarray, boxes_px) -> np.ndarray:
+        return self._savgol(keypoints_px, present, self.window, self.poly)
+
+
+def make_eval_refiner(name: str, fps: float):
+    """A refiner of REFINERS at the video's frame rate."""
+    from services.pose.refine import make_refiner
+    if name == "strn_only":
+        return make_refiner("strn", freq_hz=fps, smooth=False)
+    if name == "savgol":
+        return _SavgolOnly(fps)
+    return make_refiner(name, freq_hz=fps)
 
 
 def load_labels(path: Path = LABELS) -> dict:
@@ -140,10 +166,9 @@ def score(items: list[dict]) -> dict:
 def predict(doc: dict, model: str, refiners: dict) -> dict[str, list[dict]]:
     """Per method, the scoring items of every labelled frame (in label-file order)."""
     from services.pose.blazepose import BlazePoseEstimator
-    from services.pose.refine import make_refiner
 
     idx = [LANDMARK_INDEX[n] for n in JOINTS]
-    out: dict[str, list[dict]] = {m: [] for m in METHODS}
+    out: dict[str, list[dict]] = {m: [] for m in ("whole", "crop", *(f"crop+{r}" for r in refiners))}
     with BlazePoseEstimator(model=model) as est:
         for person in doc["people"]:
             if not person["frames"]:
@@ -155,7 +180,7 @@ def predict(doc: dict, model: str, refiners: dict) -> dict[str, list[dict]]:
             whole = est.estimate_frames(frames)  # video mode over the same span: the bare model's own tracking
             tracks = {"crop": seq.keypoints_px}
             for name in refiners:
-                ref = make_refiner(name, freq_hz=fps)
+                ref = make_eval_refiner(name, fps)
                 tracks[f"crop+{name}"] = ref.refine(seq.keypoints_px.copy(), seq.present.copy(), boxes)
             for f in person["frames"]:
                 gt, vis, occ = label_arrays(f)
@@ -168,7 +193,7 @@ def predict(doc: dict, model: str, refiners: dict) -> dict[str, list[dict]]:
     return out
 
 
-def evaluate(models=("lite", "full", "heavy"), refiners=("strn", "one_euro"), labels: Path = LABELS) -> dict:
+def evaluate(models=("lite", "full", "heavy"), refiners=REFINERS, labels: Path = LABELS) -> dict:
     doc = load_labels(labels)
     rep = {"labels": str(Path(labels).relative_to(ROOT)) if Path(labels).is_relative_to(ROOT) else str(labels),
            "ground_truth": "hand-labelled by a developer (an AI agent) on gridded zooms; see docs/pose.md",
@@ -199,9 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="coach pose eval --real", description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--models", nargs="+", default=["lite", "full", "heavy"], choices=("lite", "full", "heavy"))
+    ap.add_argument("--refiners", nargs="+", default=list(REFINERS), choices=REFINERS)
     ap.add_argument("--labels", default=str(LABELS))
     args = ap.parse_args(argv)
-    rep = evaluate(args.models, labels=Path(args.labels))
+    rep = evaluate(args.models, refiners=tuple(args.refiners), labels=Path(args.labels))
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0
