@@ -36,7 +36,7 @@ def test_labels_are_well_formed():
                 assert x - 3 <= v[0] <= x + bw + 3 and y - 3 <= v[1] <= y + bh + 3, (person["id"], f["frame"], name)
             assert f["joints"]["head_top"] and f["joints"]["upper_neck"] and er.head_size(f) > 3
             total += 1
-    assert total >= 12
+    assert total >= 20
     assert er.consecutive_runs(doc), "a run of consecutive labelled frames is needed for raw vs refined"
 
 
