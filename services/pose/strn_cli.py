@@ -2,7 +2,7 @@
 
     coach pose train-refiner [--steps 2000] [--out services/pose/weights/strn.pt] [--T 10] [--layers 3] [--heads 2]
                              [--no-spatial | --no-temporal] [--seed 0] [--threads 2] [--minutes CAP]
-    coach pose eval [--weights PATH] [--json]
+    coach pose eval [--weights PATH] [--json]     (--real: on hand-labelled real frames, services/pose/lab/eval_real.py)
     coach pose ablate [--steps 2000] [--out out/strn-ablations] [--only SLUG ...]
     coach pose tune-smoother [--weights PATH]
     coach pose bench-refiner [--weights PATH] [--fps 30] [--clips 20] [--threads 1 2] [--batch-windows 1 8 64 256] [--json]
@@ -56,6 +56,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.real:  # hand-labelled real frames: services/pose/lab/eval_real.py
+        from services.pose.lab.eval_real import main
+        return main(["--json"] if args.json else [])
     from services.pose.strn_train import evaluate
 
     _threads(args.threads)
@@ -184,6 +187,7 @@ def register(sub) -> None:
     ev = ps.add_parser("eval", help="PCK@0.2 and acceleration error on held-out walkers: raw, best filter, STRN")
     ev.add_argument("--weights", default=None, help="checkpoint (default: the shipped services/pose/weights/strn.pt)")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--real", action="store_true", help="lite/full/heavy on hand-labelled real frames (docs/pose.md)")
     ev.add_argument("--threads", type=int, default=2)
     ev.add_argument("--cache", default=None)
     ev.set_defaults(fn=cmd_eval)
