@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from services.pose.refine import make_refiner
-from services.pose.swaps import fix_swaps, relabel_like
+from services.pose.refine import make_refiner, refine_clip
+from services.pose.swaps import relabel_like
 from shared.messages import ClipPoses, TrackedClip
 from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS
 from shared.skeleton import LANDMARK_NAMES
@@ -67,11 +67,11 @@ class PoseStage:
             # one_euro's cut-offs are in Hz; the STRN dilates its windows and scales its post-pass to the
             # clip's frame rate (its weights are loaded once and cached, so this is cheap per clip)
             refiner = make_refiner(self.refiner_name, freq_hz=msg.video.fps, **self.refiner_params)
-        # left/right swaps of the single-frame model, undone over the clip (services/pose/swaps.py);
+        # left/right swaps of the single-frame model undone over the clip (services/pose/swaps.py), then
+        # the refiner: refine_clip, the same function the evaluation scores (docs/pose.md, protocol);
         # the 3D landmarks of a relabelled half are relabelled with it
-        raw, swapped = fix_swaps(seq.keypoints_px)                    # [T,33,3], [T,2]
+        kps, swapped = refine_clip(refiner, seq.keypoints_px, seq.present, boxes)   # [T,33,3], [T,2]
         world = relabel_like(seq.world_m, swapped)
-        kps = refiner.refine(raw.astype(np.float32), seq.present, boxes)   # [T,33,3]
         doc = {
             "analysis_id": aid, "clip_index": msg.clip_index, "pose_model": self.pose_model,
             "refiner": self.refiner.name, "landmarks": list(LANDMARK_NAMES),
