@@ -316,45 +316,64 @@ class _StubEstimator:
         return seq
 
 
-def test_clipwise_evaluation_equals_what_the_pose_worker_stores(heldout_walker):
-    """The evaluation scores the refiner exactly as the worker runs it: the worker's stored keypoints for
-    the clips of a video containing the held-out walker equal clipwise() on that walker's run."""
+def _worker_keypoints(run, clip_order: str = "in order"):
+    """The real PoseStage.handle over the clips of a 10 fps video holding the run (BlazePose replaced by
+    the recorded run) -> (stored keypoints [n, 33, 2] of the run's frames, the stored documents)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
     from types import SimpleNamespace
 
     import cv2
 
-    from services.pose.strn_train import Run, clipwise
     from services.pose.worker import PoseStage
     from shared.messages import FrameRef, TrackedClip, VideoInfo
     from shared.settings import Settings
     from shared.store import keys
 
-    a = heldout_walker
-    first = int(a["first_frame"])
-    run = Run("w695", "blur", a["blur/0"], a["blur/0/present"], a["gt"], a["gt_present"], a["box"], first)
     s = Settings.from_env({"COACH_REFINER": "strn"})
+    first, n = run.first_frame, len(run.kps)
     stage = PoseStage.__new__(PoseStage)  # the real handle(), BlazePose replaced by the recorded run
     stage.estimator, stage.pose_model = _StubEstimator(run.kps, run.present, first), "stub"
     stage.refiner_name, stage.refiner_params = "strn", {"weights": None}
     stage.refiner = make_refiner("strn", weights=None)
     stage.fetch, stage.lock = ThreadPoolExecutor(2), threading.Lock()
-    jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
-    store = _Store({"f": jpeg})
+    store = _Store({"f": cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()})
     ctx = SimpleNamespace(store=store, settings=s, status=lambda *x, **k: None, emit=lambda *x, **k: None)
-    aid, n_video = "b" * 32, -(-(first + len(run.kps)) // s.clip_frames) * s.clip_frames  # whole clips
-    for c0 in range(first // s.clip_frames * s.clip_frames, n_video, s.clip_frames):  # the clips holding the walker
+    aid, n_video = "b" * 32, -(-(first + n) // s.clip_frames) * s.clip_frames  # whole clips
+    clips = []
+    for c0 in range(first // s.clip_frames * s.clip_frames, n_video, s.clip_frames):  # the clips holding the run
         frames = [FrameRef(index=i, t_s=i / 10, frame_key="f",
-                           bbox_px=[float(i), 0.0, 10.0, 10.0] if first <= i < first + len(run.kps) else None)
-                  for i in range(c0, min(c0 + s.clip_frames, n_video))]
-        stage.handle(TrackedClip(analysis_id=aid, sport="run", clip_index=c0 // s.clip_frames,
-                                 video=VideoInfo(fps=10.0, width=768, height=576, frames=n_video), frames=frames), ctx)
-    stored = {f["index"]: f["keypoints"] for k in store.list(keys.poses_prefix(aid)) for f in store.json[k]["frames"]}
-    worker = np.array([[[np.nan] * 2 if p is None else p[:2] for p in stored[first + t]] if stored[first + t] else
-                       np.full((33, 2), np.nan) for t in range(len(run.kps))], np.float64)
-    ours = clipwise(run, make_refiner("strn", freq_hz=10.0))[..., :2]
+                           bbox_px=[float(i), 0.0, 10.0, 10.0] if first <= i < first + n else None)
+                  for i in range(c0, c0 + s.clip_frames)]
+        clips.append(TrackedClip(analysis_id=aid, sport="run", clip_index=c0 // s.clip_frames,
+                                 video=VideoInfo(fps=10.0, width=768, height=576, frames=n_video), frames=frames))
+    for c in {"in order": clips, "reversed": clips[::-1], "twice": clips + clips[::-1]}[clip_order]:
+        stage.handle(c, ctx)
+    docs = {k: store.json[k] for k in store.list(keys.poses_prefix(aid))}
+    stored = {f["index"]: f["keypoints"] for d in docs.values() for f in d["frames"]}
+    kps = np.array([[[np.nan] * 2 if p is None else p[:2] for p in stored[first + t]] if stored[first + t] else
+                    np.full((33, 2), np.nan) for t in range(n)], np.float64)
+    return kps, docs
+
+
+@pytest.mark.parametrize("clip_order", ["in order", "reversed", "twice"])
+def test_clipwise_evaluation_equals_what_the_pose_worker_stores(heldout_walker, clip_order):
+    """The evaluation scores the refiner exactly as the worker runs it: the worker's stored keypoints for
+    the clips of a video holding a held-out walker equal clipwise() on that walker's run. In order, each
+    clip takes the previous clip's stored raw tail as context; a clip that arrives before its predecessor
+    is refined without (at-least-once delivery: out of order or twice), and a redelivered clip gets the
+    same result as the first time."""
+    from services.pose.strn_train import Run, clipwise
+
+    a = heldout_walker
+    run = Run("w695", "blur", a["blur/0"], a["blur/0/present"], a["gt"], a["gt_present"], a["box"], int(a["first_frame"]))
+    worker, docs = _worker_keypoints(run, clip_order)
+    ours = clipwise(run, make_refiner("strn", freq_hz=10.0), context=clip_order != "reversed")[..., :2]
     assert np.array_equal(np.isnan(worker), np.isnan(ours))
-    assert np.nanmax(np.abs(worker - ours)) < 0.01  # the stored document rounds to 0.01 px
+    assert np.nanmax(np.abs(worker - ours)) < 0.02  # the stored document rounds to 0.01 px
+    used = sorted(d["context_frames"] for d in docs.values())
+    assert used == ([0, 0] if clip_order == "reversed" else [0, 10])  # w695 spans video clips 21 and 22
+    other = clipwise(run, make_refiner("strn", freq_hz=10.0), context=clip_order == "reversed")[..., :2]
+    assert np.nanmax(np.abs(other - ours)) > 0.05  # context changes the result: the check above can fail
     whole = StrnRefiner(freq_hz=10.0).refine(run.kps, run.present, None)[..., :2]
-    assert np.nanmax(np.abs(whole - ours)) > 0.1  # and it is not whole-run refinement (clip at video frame 704)
+    assert np.nanmax(np.abs(whole - ours)) > 0.1  # and neither is whole-run refinement (clip at video frame 704)
