@@ -121,11 +121,15 @@ def test_finds_the_three_small_people_in_vtest_first_frame(detector):
 @needs_media
 def test_detect_runs_only_the_selected_tiles(detector):
     ok, frame = cv2.VideoCapture(VTEST).read()
+    assert ok
     tiles = detector.tiles(768, 576, person_height=85.0)
     assert len(tiles) == 35 and all(t.side == 192 for t in tiles)          # 1/3 of 576, no whole-frame pass
     man = np.array(FRAME0_PEOPLE[0], float)
     centre = man[:2] + man[2:] / 2
-    near = lambda ts: [t for t in ts if t.distance(centre) == 0.0]        # noqa: E731
+
+    def near(ts):
+        return [t for t in ts if t.distance(centre) == 0.0]
+
     n0 = detector.passes
     dets = detector.detect(frame, person_height=85.0, select=near)
     assert detector.passes - n0 == len(near(tiles)) < len(tiles)
