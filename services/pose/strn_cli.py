@@ -238,7 +238,7 @@ def register(sub) -> None:
     rn = ps.add_parser("run", help="keypoints per frame of an image (raw) or a video (tracked athlete, refined)")
     rn.add_argument("input")
     rn.add_argument("--json", action="store_true")
-    rn.add_argument("--refiner", default="strn", help="strn (default) | one_euro | none")
+    rn.add_argument("--refiner", default="one_euro", help="one_euro (default, as the pipeline) | strn | none")
     rn.add_argument("--boxes", choices=("tracker", "pose"), default="tracker",
                     help="crop boxes from the pipeline's tracker (default) or from the whole-frame pose")
     rn.add_argument("--max-frames", type=int, default=None)

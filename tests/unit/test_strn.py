@@ -127,7 +127,7 @@ def test_refined_keypoints_are_in_original_pixels(heldout_walker):
 def test_switches():
     from shared.settings import Settings
 
-    assert Settings.from_env({}).refiner == "strn"  # the default
+    assert Settings.from_env({}).refiner == "one_euro"  # the default (docs/pose.md, "Default refiner")
     assert Settings.from_env({"COACH_REFINER": "none"}).refiner == "none"  # the switch the pose worker reads
     kps, present = _track(20)
     ident = make_refiner("none")  # COACH_REFINER=none: refinement off
