@@ -149,7 +149,7 @@ def test_bad_weights_give_a_clear_error(tmp_path):
     from services.pose.worker import PoseStage
     from shared.settings import Settings
 
-    s = Settings.from_env({"COACH_STRN_WEIGHTS": str(tmp_path / "missing.pt")})
+    s = Settings.from_env({"COACH_REFINER": "strn", "COACH_STRN_WEIGHTS": str(tmp_path / "missing.pt")})
     with pytest.raises(FileNotFoundError, match="missing.pt"):   # the worker fails at start-up, naming the file
         PoseStage(s.refiner, s.strn_weights)
     junk = tmp_path / "junk.pt"
