@@ -56,9 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException):
         # The form parser's 400 says only "Invalid multipart data.": say what usually causes it.
         if exc.status_code == 400 and request.method == "POST":
-            detail = ("the upload is not valid multipart/form-data (send the file as the `video` field; a part's "
-                      "headers, the file name included, may not exceed 4 KB)")
-            return JSONResponse({"detail": detail}, status_code=400)
+            if "multipart/" in request.headers.get("content-type", "") or request.url.path in ("/v1/analyses", "/v1/sessions"):
+                detail = ("the upload is not valid multipart/form-data (send the file as the `video` field; a part's "
+                          "headers, the file name included, may not exceed 4 KB)")
+                return JSONResponse({"detail": detail}, status_code=400)
+            # a JSON route (the athlete switch): a body that is not JSON is a request that cannot be used
+            return JSONResponse({"detail": "the request body is not valid JSON (send e.g. {\"track_id\": 3})"},
+                                status_code=422)
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(StoreUnavailable)

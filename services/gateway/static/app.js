@@ -685,7 +685,7 @@ function setupPlayer() {
   for (const b of ["#prev-fault", "#next-fault"]) $(b).disabled = !A.segs.length;
 }
 function onPlayerTime(t) {
-  if (!state.A) return;
+  if (!state.A || state.A.pendingSeek != null) return;   // a frame chosen before the video could seek wins
   const i = frameOf(t);
   if (i !== state.A.cur) setFrame(i, false);
 }
@@ -696,7 +696,10 @@ function setFrame(i, seek) {
   A.cur = i;
   if (seek) {
     const v = $("#player");
-    v.currentTime = timeOfFrame(i);
+    // Before its metadata is loaded a video cannot seek, and its first frame would bring the view
+    // back to frame 0: keep the choice and seek once it can (loadedmetadata, setupPlayerEvents).
+    if (v.readyState >= 1) { A.pendingSeek = null; v.currentTime = timeOfFrame(i); }
+    else A.pendingSeek = i;
   }
   const slider = $("#slider");
   if (Number(slider.value) !== i) slider.value = i;
@@ -892,6 +895,11 @@ function setupPlayerEvents() {
     v.requestVideoFrameCallback(cb);
   }
   v.addEventListener("timeupdate", () => { if (!v.seeking) onPlayerTime(v.currentTime); });
+  v.addEventListener("loadedmetadata", () => {
+    const A = state.A;
+    if (A && A.pendingSeek != null) v.currentTime = timeOfFrame(A.pendingSeek);
+  });
+  v.addEventListener("seeked", () => { if (state.A) state.A.pendingSeek = null; });
   v.addEventListener("play", () => setText($("#play"), "Pause"));
   v.addEventListener("pause", () => setText($("#play"), "Play"));
   v.addEventListener("ended", () => setText($("#play"), "Play"));
