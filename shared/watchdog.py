@@ -17,10 +17,11 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from shared import bus
-from shared.messages import AnalysisCompleted, AnalysisRequested, utc_now
 from prometheus_client import Counter
 
+from shared import bus
+from shared.documents import AnalysisRequest, MalformedDocument, StageStatus
+from shared.messages import AnalysisCompleted, utc_now
 from shared.observability import log_fields, serve_health, setup_logging
 from shared.settings import Settings
 from shared.store import ObjectNotFound, ObjectStore, keys
@@ -35,28 +36,34 @@ def _ts(text: str) -> float:
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def is_done(store: ObjectStore, aid: str, stages: dict[str, dict]) -> bool:
+def stage_statuses(store: ObjectStore, aid: str) -> dict[str, StageStatus]:
+    """stage -> its status document, for the stages that have written one."""
+    stages = {}
+    for key in store.list(keys.status_prefix(aid)):
+        doc = StageStatus.read(store, key)
+        stages[doc.stage] = doc
+    return stages
+
+
+def is_done(store: ObjectStore, aid: str, stages: dict[str, StageStatus]) -> bool:
     """Finished with a result. Not only suggest's "done": a redelivered verdict (at-least-once)
     makes suggest run again and write "running" over it, while the result document, written only
     once complete, is already there."""
     suggest = stages.get("suggest")
     if suggest is None:      # suggest never ran: no result can exist (and no store call while running)
         return False
-    return suggest.get("state") == "done" or store.exists(keys.result(aid))
+    return suggest.state == "done" or store.exists(keys.result(aid))
 
 
 def inspect(store: ObjectStore, aid: str) -> dict | None:
-    """State of one analysis: None when finished (done/failed), else its stuck stage and idle seconds."""
-    request = store.get_json(keys.request(aid))
-    stages = {}
-    for key in store.list(keys.status_prefix(aid)):
-        doc = store.get_json(key)
-        stages[doc["stage"]] = doc
-    if any(d["state"] == "failed" for d in stages.values()) or is_done(store, aid, stages):
+    """State of one analysis: None when finished (done/failed), else its request, stuck stage and idle seconds."""
+    request = AnalysisRequest.read(store, keys.request(aid))
+    stages = stage_statuses(store, aid)
+    if any(d.state == "failed" for d in stages.values()) or is_done(store, aid, stages):
         return None
-    last = max([_ts(request["submitted_at"])] + [_ts(d["updated_at"]) for d in stages.values()])
+    last = max([_ts(request.submitted_at)] + [_ts(d.updated_at) for d in stages.values()])
     # the first stage not done is where it is stuck
-    stage = next((s for s in STAGES if stages.get(s, {}).get("state") != "done"), "suggest")
+    stage = next((s for s in STAGES if s not in stages or stages[s].state != "done"), "suggest")
     return {"request": request, "stage": stage, "idle_s": time.time() - last}
 
 
@@ -72,8 +79,7 @@ class Watchdog:
         return self._producer
 
     def recent_ids(self, limit: int = 500) -> list[str]:
-        ids = [p.rstrip("/").split("/")[-1] for p in self.store.iter_prefixes("analyses/")]
-        return ids[-limit:]   # ids are time-ordered: the newest analyses
+        return self.store.analysis_ids()[-limit:]   # ids are time-ordered: the newest analyses
 
     def check_once(self) -> list[tuple[str, str]]:
         """One pass; returns (analysis id, action) for each analysis acted on."""
@@ -82,24 +88,25 @@ class Watchdog:
         for aid in self.recent_ids():
             try:
                 state = inspect(self.store, aid)
-            except (ObjectNotFound, ValueError, KeyError):
+            except (ObjectNotFound, MalformedDocument, ValueError):
                 continue   # half-written or foreign prefix
             if state is None or state["idle_s"] < s.stall_timeout_s:
                 continue
-            wd_key = f"analyses/{aid}/watchdog.json"
+            wd_key = keys.watchdog(aid)
             try:
                 wd = self.store.get_json(wd_key)
             except ObjectNotFound:
                 wd = {"redrives": []}
             stage, idle = state["stage"], round(state["idle_s"])
-            if len(wd["redrives"]) < s.max_redrives and "message" in state["request"]:
-                msg = AnalysisRequested.model_validate(state["request"]["message"])
+            request: AnalysisRequest = state["request"]
+            if len(wd["redrives"]) < s.max_redrives and request.message is not None:
+                msg = request.message
                 wd["redrives"].append({"at": utc_now(), "stage": stage, "idle_s": idle})
                 self.store.put_json(wd_key, wd)
                 # a status touch restarts the idle clock: the re-drive gets a full timeout
-                self.store.put_json(keys.status(aid, "tracker"), {
-                    "stage": "tracker", "state": "queued", "fraction": 0.0, "updated_at": utc_now(),
-                    "note": f"re-driven by the watchdog after {idle} s without progress in {stage}"})
+                self.store.put_json(keys.status(aid, "tracker"), StageStatus(
+                    stage="tracker", state="queued", fraction=0.0, updated_at=utc_now(),
+                    note=f"re-driven by the watchdog after {idle} s without progress in {stage}"))
                 bus.send(self.producer(), s.topics.analyses, msg, aid).get(timeout=30)
                 ACTIONS.labels("redrive", stage).inc()
                 log.warning("re-driving stalled analysis", extra=log_fields(
@@ -108,8 +115,8 @@ class Watchdog:
             else:
                 reason = (f"stalled in {stage}: no progress for {idle} s"
                           + (f" after {len(wd['redrives'])} re-drive(s)" if wd["redrives"] else ""))
-                self.store.put_json(keys.status(aid, stage), {
-                    "stage": stage, "state": "failed", "fraction": 0.0, "updated_at": utc_now(), "error": reason})
+                self.store.put_json(keys.status(aid, stage), StageStatus(
+                    stage=stage, state="failed", fraction=0.0, updated_at=utc_now(), error=reason))
                 bus.send(self.producer(), s.topics.results,
                          AnalysisCompleted(analysis_id=aid, status="failed", error=reason), aid).get(timeout=30)
                 ACTIONS.labels("fail", stage).inc()

@@ -2,14 +2,13 @@
 (by motion energy and by athlete presence) and the best view per moment.
 
 Runs in a background thread of the gateway (routes/sessions.py) from the stored source videos and
-pose documents; the result is stored at sessions/<sid>/alignment.json.
+pose documents; the result is stored at sessions/<sid>/alignment.json (keys.session_alignment).
 
 Timeline convention: camera c's frame j shows the common-timeline time offset_s + j / fps_c,
 the timeline starting (t = 0) with the earliest camera; offset_frames = offset_s * fps_c.
 """
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -17,19 +16,9 @@ from typing import Optional
 
 import numpy as np
 
+from shared.documents import ClipPosesDocument
 from shared.store import ObjectStore, keys
 
-_SID = re.compile(r"^[a-f0-9]{32}$")
-
-
-def session_key(sid: str) -> str:
-    if not _SID.match(sid):
-        raise ValueError(f"not a session id: {sid!r}")
-    return f"sessions/{sid}/session.json"
-
-
-def alignment_key(sid: str) -> str:
-    return session_key(sid).rsplit("/", 1)[0] + "/alignment.json"
 
 def _camera_signals(store: ObjectStore, cam: dict, tmp: Path) -> dict:
     """Motion energy from the source video, and per-frame track score and mean keypoint confidence
@@ -39,13 +28,10 @@ def _camera_signals(store: ObjectStore, cam: dict, tmp: Path) -> dict:
     aid = cam["analysis_id"]
     src = store.get_file(cam["video_key"], tmp / f"{aid}.src")
     energy, fps = motion_energy(src)
-    frames: list[dict] = []
-    for key in sorted(store.list(keys.poses_prefix(aid))):
-        frames.extend(store.get_json(key)["frames"])
-    frames.sort(key=lambda f: f["index"])
-    score = np.array([float(f.get("track_score") or 0.0) if f.get("bbox_px") else 0.0 for f in frames])
-    conf = np.array([np.mean([r[2] if r else 0.0 for r in f["keypoints"]]) if f.get("keypoints") else 0.0
-                     for f in frames])
+    frames = [f for key in sorted(store.list(keys.poses_prefix(aid))) for f in ClipPosesDocument.read(store, key).frames]
+    frames.sort(key=lambda f: f.index)
+    score = np.array([float(f.track_score or 0.0) if f.bbox_px else 0.0 for f in frames])
+    conf = np.array([np.mean([r[2] if r else 0.0 for r in f.keypoints]) if f.keypoints else 0.0 for f in frames])
     return {"energy": energy, "fps": fps, "score": score, "conf": conf}
 
 

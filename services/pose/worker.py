@@ -15,6 +15,7 @@ import numpy as np
 
 from services.pose.refine import make_refiner
 from services.pose.swaps import fix_swaps, relabel_like
+from shared.documents import ClipPosesDocument, LrSwaps, PoseFrame, TrackingDocument
 from shared.messages import ClipPoses, TrackedClip
 from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS
 from shared.skeleton import LANDMARK_NAMES
@@ -72,21 +73,21 @@ class PoseStage:
         raw, swapped = fix_swaps(seq.keypoints_px)                    # [T,33,3], [T,2]
         world = relabel_like(seq.world_m, swapped)
         kps = refiner.refine(raw.astype(np.float32), seq.present, boxes)   # [T,33,3]
-        doc = {
-            "analysis_id": aid, "clip_index": msg.clip_index, "pose_model": self.pose_model,
-            "refiner": self.refiner.name, "landmarks": list(LANDMARK_NAMES),
-            "seconds": round(time.perf_counter() - started, 4),
-            "lr_swaps_fixed": {"upper": int(swapped[:, 0].sum()), "lower": int(swapped[:, 1].sum())},
-            "frames": [
-                {
-                    "index": f.index, "t_s": f.t_s, "bbox_px": f.bbox_px,
-                    "track_state": f.track_state, "track_score": f.track_score,
-                    "keypoints": _rows(kps[t], 2) if seq.present[t] else None,
-                    "keypoints_3d": _rows(world[t], 4) if seq.present[t] else None,
-                }
+        doc = ClipPosesDocument(
+            analysis_id=aid, clip_index=msg.clip_index, pose_model=self.pose_model,
+            refiner=self.refiner.name, landmarks=list(LANDMARK_NAMES),
+            seconds=round(time.perf_counter() - started, 4),
+            lr_swaps_fixed=LrSwaps(upper=int(swapped[:, 0].sum()), lower=int(swapped[:, 1].sum())),
+            frames=[
+                PoseFrame(
+                    index=f.index, t_s=f.t_s, bbox_px=f.bbox_px,
+                    track_state=f.track_state, track_score=f.track_score,
+                    keypoints=_rows(kps[t], 2) if seq.present[t] else None,
+                    keypoints_3d=_rows(world[t], 4) if seq.present[t] else None,
+                )
                 for t, f in enumerate(msg.frames)
             ],
-        }
+        )
         ctx.store.put_json(keys.clip_poses(aid, msg.clip_index), doc)
         ctx.emit(ctx.settings.topics.poses, ClipPoses(
             analysis_id=aid, sport=msg.sport, clip_index=msg.clip_index, track_id=msg.track_id,
@@ -97,7 +98,7 @@ class PoseStage:
         # Progress: clips stored so far over the clip count (exact once tracking.json exists).
         done = len(ctx.store.list(keys.poses_prefix(aid)))
         try:
-            total = ctx.store.get_json(keys.tracking(aid))["clip_count"]
+            total = TrackingDocument.read(ctx.store, keys.tracking(aid)).clip_count
         except ObjectNotFound:
             total = max(done + 1, -(-(msg.video.frames or 0) // ctx.settings.clip_frames))
         ctx.status(aid, "done" if done >= total else "running", min(1.0, done / total), clips_done=done)

@@ -30,7 +30,7 @@ from typing import Optional
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from services.gateway.alignment import alignment_key, compute_alignment, session_key
+from services.gateway.alignment import compute_alignment
 from services.gateway.auth import caller_of
 from services.gateway.deps import ID_RE, REJECTED, SUBMITTED, Deps, analysis_status, get_deps
 from services.gateway.openapi import V1, errors
@@ -49,7 +49,7 @@ def load_session(store: ObjectStore, sid: str) -> dict:
     if not ID_RE.match(sid):
         raise HTTPException(404, f"no session {sid[:64]}")
     try:
-        return store.get_json(session_key(sid))
+        return store.get_json(keys.session(sid))
     except ObjectNotFound:
         raise HTTPException(404, f"no session {sid}") from None
 
@@ -69,7 +69,7 @@ def align_in_background(deps: Deps, session: dict) -> None:
             log.exception("session alignment failed", extra={"session_id": sid})
             doc = {"schema": "coach.session-alignment/1", "session_id": sid, "error": f"alignment failed: {exc}"}
         try:
-            store.put_json(alignment_key(sid), doc)
+            store.put_json(keys.session_alignment(sid), doc)
         finally:
             with deps.aligning_lock:
                 deps.aligning.discard(sid)
@@ -107,9 +107,7 @@ async def create_session(http_request: Request, videos: list[UploadFile] = File(
                                     target_bbox_px=None, submitted_at=utc_now())
             await asyncio.to_thread(store.put_file, msg.video_key, c["path"], c["content_type"])
             request = request_record(msg, c["filename"], c["size"], caller_of(http_request),
-                                     session_id=sid, camera=c["index"])
-            if athlete_height_m is not None:
-                request["athlete_height_m"] = athlete_height_m
+                                     session_id=sid, camera=c["index"], athlete_height_m=athlete_height_m)
             await asyncio.to_thread(store.put_json, keys.request(aid), request)
             c["video_key"] = msg.video_key
             msgs.append(msg)
@@ -118,7 +116,7 @@ async def create_session(http_request: Request, videos: list[UploadFile] = File(
                "athlete_height_m": athlete_height_m,
                "cameras": [{"index": c["index"], "analysis_id": c["analysis_id"], "filename": c["filename"],
                             "video": c["video"].model_dump(), "video_key": c["video_key"]} for c in cams]}
-    await asyncio.to_thread(store.put_json, session_key(sid), session)
+    await asyncio.to_thread(store.put_json, keys.session(sid), session)
     trace = bus.new_trace_id()
     for msg in msgs:
         await asyncio.to_thread(lambda m=msg: bus.send(deps.producer(), settings.topics.analyses, m, m.analysis_id, trace).get(timeout=30))
@@ -148,7 +146,7 @@ def get_session(sid: str, deps: Deps = Depends(get_deps)):
         error = "; ".join(f"camera {c['index']} ({c['filename']}): {s['error']}" for c, s in failed)
     elif all(s["status"] == "done" for s in states):
         try:
-            alignment = store.get_json(alignment_key(sid))
+            alignment = store.get_json(keys.session_alignment(sid))
         except ObjectNotFound:
             alignment = None
         if alignment is None:

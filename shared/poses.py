@@ -1,0 +1,30 @@
+"""An analysis's poses read back from the pose stage's clip documents (poses/clip-NNNNN.json).
+
+The judge judges them and the suggest stage draws and reports them; both read them here.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from shared.documents import ClipPosesDocument, PoseFrame
+from shared.skeleton import NUM_LANDMARKS
+from shared.store import keys
+
+
+def keypoints_array(frames: Sequence[PoseFrame]) -> np.ndarray:
+    """Frames -> keypoints [N,33,3] (x_px, y_px, confidence), float64; NaN where no pose or no landmark."""
+    kps = np.full((len(frames), NUM_LANDMARKS, 3), np.nan, dtype=np.float64)
+    for t, f in enumerate(frames):
+        if f.keypoints is not None:
+            kps[t] = [r if r is not None else (np.nan,) * 3 for r in f.keypoints]
+    return kps
+
+
+def load_sequence(store, aid: str, clip_count: int) -> tuple[list[PoseFrame], np.ndarray]:
+    """All frames of an analysis in order (clips 0..clip_count-1), and their keypoints [N,33,3]."""
+    frames: list[PoseFrame] = []
+    for k in range(clip_count):
+        frames.extend(ClipPosesDocument.read(store, keys.clip_poses(aid, k)).frames)
+    return frames, keypoints_array(frames)
