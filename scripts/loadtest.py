@@ -109,7 +109,7 @@ def main() -> int:
         print(json.dumps(run(args.gateway, clip, args.concurrent, args.timeout, {})))
         return 0
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from shared.stack import EmbeddedStack, StackPorts
+    from coach.stack import EmbeddedStack, StackPorts
 
     stack = EmbeddedStack(tmp / "data", StackPorts.free())
     stack.start()

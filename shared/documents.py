@@ -4,11 +4,14 @@ The Kafka messages (shared/messages.py) carry references; these are what the ref
 at, under analyses/<id>/ (keys: shared/store.py `keys`):
 
     request.json              AnalysisRequest     gateway -> gateway, watchdog, suggest
-    tracking.json             TrackingDocument    tracker -> pose, judge, suggest
-    poses/clip-NNNNN.json     ClipPosesDocument   pose -> judge, suggest, session alignment
+    selection.json            AthleteSelection    gateway (athlete switch) -> tracker, gateway, watchdog
+    tracking.json             TrackingDocument    tracker -> pose, judge, suggest, gateway
+    poses/clip-NNNNN.json     ClipPosesDocument   pose -> judge, suggest, the tracker's align worker
     verdict.json              VerdictDocument     judge -> suggest, integrators (AnalysisVerdict.verdict_key)
     status/<stage>.json       StageStatus         every worker (shared/worker.py), watchdog -> gateway, watchdog
+                                                  (also sessions/<sid>/status/align.json: align worker -> gateway)
     result.json               shared/result.py AnalysisResult (suggest -> gateway, integrators)
+    sessions/<sid>/alignment.json  SessionAlignment  the tracker's align worker -> gateway
 
 Writers build a document through its model and store it with `store.put_json(key, doc)`;
 readers parse with `Model.read(store, key)` (or `Model.parse(data, key)`), never by string keys
@@ -25,11 +28,11 @@ is added here first). The stage status and the request record carry open-ended d
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, TypeVar
+from typing import Any, ClassVar, Literal, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
-from shared.messages import ActionScore, AnalysisRequested, BBox, NotJudgeable, Repetition, VideoInfo
+from shared.messages import ActionScore, AnalysisRequested, AthleteSelected, BBox, NotJudgeable, Repetition, VideoInfo
 
 D = TypeVar("D", bound="Document")
 Keypoints = list[Optional[list[float]]]  # one row per landmark (shared.skeleton.LANDMARK_NAMES order); null = not seen
@@ -41,6 +44,17 @@ class MalformedDocument(ValueError):
 
 class Document(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Optional fields left out of the stored JSON while they are null: the shape the writers used
+    # before the models (readers that test for the key, e.g. `"error" in doc`, keep working).
+    omit_when_null: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _leave_out_nulls(self, handler):
+        data = handler(self)
+        for name in self.omit_when_null:
+            if isinstance(data, dict) and data.get(name, 0) is None:
+                del data[name]
+        return data
 
     @classmethod
     def parse(cls: type[D], data: Any, key: str = "") -> D:
@@ -76,6 +90,8 @@ class AnalysisRequest(Document):
     """analyses/<id>/request.json, written by the gateway when an upload is accepted: what was
     asked, by whom, and the message to re-drive it with (the watchdog)."""
     model_config = ConfigDict(extra="allow")
+
+    omit_when_null: ClassVar[frozenset[str]] = frozenset({"session_id", "camera", "athlete_height_m"})
 
     schema_: Literal["coach.request-document/1"] = Field("coach.request-document/1", alias="schema")
     analysis_id: str = Field(pattern=r"^[a-f0-9]{32}$")
@@ -114,7 +130,9 @@ class TrackerChoice(_Part):
     track_id: Optional[int] = None
     reason: Optional[str] = None
     alternatives: list[dict[str, Any]] = Field(default_factory=list)
-    policy: str = ""
+    policy: str = Field("", description="The athlete policy; 'user' after an athlete switch")
+    requested_at: Optional[str] = Field(None, description="After an athlete switch: when it was asked for")
+    previous: Optional[dict[str, Any]] = Field(None, description="After an athlete switch: the choice it replaced")
 
 
 class TrackingDocument(Document):
@@ -134,6 +152,7 @@ class TrackingDocument(Document):
                                            "athlete first (absent in documents of older trackers)")
     choice: Optional[TrackerChoice] = None
     seconds: float = Field(0.0, ge=0)
+    revision: int = Field(0, ge=0, description="0 as tracked; N after the user's N-th athlete switch")
 
 
 # ---------------------------------------------------------------------------- poses/clip-NNNNN.json
@@ -160,6 +179,8 @@ class ClipPosesDocument(Document):
     schema_: Literal["coach.clip-poses-document/1"] = Field("coach.clip-poses-document/1", alias="schema")
     analysis_id: str
     clip_index: int = Field(ge=0)
+    track_id: int = Field(0, description="The person posed (tracking.json `athletes`)")
+    revision: int = Field(0, ge=0, description="The athlete revision the clip was posed for")
     pose_model: str
     refiner: str
     landmarks: list[str] = Field(default_factory=list, description="Landmark order of the keypoint rows")
@@ -196,6 +217,8 @@ class VerdictDocument(Document):
     analysis_id: str
     sport: str
     model_version: str
+    track_id: int = Field(0, description="The person judged")
+    revision: int = Field(0, ge=0, description="The athlete revision judged")
     fault_types: list[str]
     thresholds: dict[str, float]
     fault_titles: dict[str, str] = Field(default_factory=dict)
@@ -222,6 +245,8 @@ class StageStatus(Document):
     their own counters (frames, clips_done, clips_posed, clip_count...): unknown fields are kept."""
     model_config = ConfigDict(extra="allow")
 
+    omit_when_null: ClassVar[frozenset[str]] = frozenset({"error", "seconds", "note", "revision", "result_revision"})
+
     schema_: Literal["coach.stage-status-document/1"] = Field("coach.stage-status-document/1", alias="schema")
     stage: str
     state: StageState
@@ -230,7 +255,79 @@ class StageStatus(Document):
     error: Optional[str] = Field(None, description="Why the analysis failed (state failed)")
     seconds: Optional[float] = Field(None, ge=0, description="Time the stage took (state done)")
     note: Optional[str] = None
+    revision: Optional[int] = Field(None, ge=0, description="The athlete revision the stage works on")
+    result_revision: Optional[int] = Field(None, ge=-1, description="suggest: the athlete revision of the stored "
+                                           "result (-1: none yet)")
+
+
+# ---------------------------------------------------------------------------- selection.json
+
+class AthleteSelection(Document):
+    """analyses/<id>/selection.json, written by the gateway when a user makes another tracked person
+    the athlete (POST /v1/analyses/{id}/athlete), before the AthleteSelected is sent: the analysis
+    reads as running from then on, and the watchdog can send the selection again."""
+
+    schema_: Literal["coach.athlete-selection-document/1"] = Field("coach.athlete-selection-document/1",
+                                                                   alias="schema")
+    revision: int = Field(ge=1)
+    track_id: int
+    previous_track_id: Optional[int] = None
+    requested_at: str
+    by: Optional[str] = Field(None, description="Key id of the caller")
+    message: Optional[AthleteSelected] = Field(None, description="The AthleteSelected sent (re-driven as it is)")
+
+
+# ---------------------------------------------------------------------------- sessions/<sid>/alignment.json
+
+class CameraVsReference(_Part):
+    offset_s: Optional[float] = None
+    offset_frames: Optional[float] = None
+    overlap_s: float
+    second_best: Optional[float] = None
+
+
+class CameraOffset(_Part):
+    offset_s: Optional[float] = Field(None, description="Start of the camera on the common timeline; null: not found")
+    offset_frames: Optional[float] = None
+    confidence: Optional[float] = None
+    vs_camera_0: Optional[CameraVsReference] = None
+
+
+class AlignedCamera(_Part):
+    index: int = Field(ge=0)
+    analysis_id: str
+    fps: float
+    frames: int = Field(ge=0)
+    motion: CameraOffset = Field(description="Offset found from motion energy")
+    presence: CameraOffset = Field(description="Offset found from athlete presence")
+    offset_s: Optional[float] = Field(None, description="The chosen method's offset")
+    offset_frames: Optional[float] = None
+    confidence: Optional[float] = None
+
+
+class BestView(_Part):
+    rate_hz: float
+    criterion: str
+    segments: list[dict[str, Any]] = Field(description="[{camera, start_s, end_s}] on the common timeline")
+    per_step: list[Optional[int]] = Field(description="Best camera at each step of 1/rate_hz s (null: none sees the athlete)")
+
+
+class SessionAlignment(Document):
+    """sessions/<sid>/alignment.json, written by the tracker's align worker (or by the gateway, failed,
+    when a request stalls): every camera's offset on one timeline and the best view per moment; or,
+    when the session cannot be aligned, only `error`."""
+
+    omit_when_null: ClassVar[frozenset[str]] = frozenset({"error", "method", "convention", "best_view", "seconds"})
+
+    schema_: Literal["coach.session-alignment/1"] = Field("coach.session-alignment/1", alias="schema")
+    session_id: str
+    error: Optional[str] = Field(None, description="Why the session could not be aligned (then nothing else is set)")
+    method: Optional[Literal["motion", "presence"]] = None
+    convention: Optional[str] = None
+    cameras: list[AlignedCamera] = Field(default_factory=list)
+    best_view: Optional[BestView] = None
+    seconds: Optional[float] = Field(None, ge=0)
 
 
 DOCUMENT_MODELS: tuple[type[Document], ...] = (AnalysisRequest, TrackingDocument, ClipPosesDocument, VerdictDocument,
-                                              StageStatus)
+                                              StageStatus, AthleteSelection, SessionAlignment)

@@ -77,6 +77,8 @@ class TrackedClip(Message):
     video: VideoInfo
     frames: list[FrameRef] = Field(min_length=1)
     is_last: bool = False
+    revision: int = Field(0, ge=0, description="Athlete revision: 0 for the analysis, N after the user's N-th athlete "
+                          "switch (AthleteSelected); stages drop messages of an older revision")
 
 
 class ClipPoses(Message):
@@ -94,6 +96,8 @@ class ClipPoses(Message):
                             "mediapipe-blazepose-full-0.10.21; also in the stored poses and the result's models")
     refiner: str
     frames_with_pose: int = Field(ge=0)
+    revision: int = Field(0, ge=0, description="Athlete revision: 0 for the analysis, N after the user's N-th athlete "
+                          "switch (AthleteSelected); stages drop messages of an older revision")
 
 
 class FaultSegment(BaseModel):
@@ -186,6 +190,10 @@ class AnalysisVerdict(Message):
     frames_performing: int = Field(0, ge=0, description="Frames in which the athlete performs the exercise (judged)")
     not_judgeable: list[NotJudgeable] = Field(default_factory=list, description="Faults that cannot be judged from "
                                               "the camera's view during part of the exercise")
+    track_id: int = Field(0, description="Track id of the person judged (tracking.json `athletes`); changes when a "
+                          "user makes another person the athlete")
+    revision: int = Field(0, ge=0, description="0 for the analysis; N after the user's N-th athlete switch. Several "
+                          "verdicts of one analysis: keep the one with the highest revision")
     produced_at: str = Field(default_factory=utc_now)
 
 
@@ -226,6 +234,34 @@ class ModelPublished(Message):
     published_at: str = Field(default_factory=utc_now)
 
 
+class AthleteSelected(Message):
+    """gateway -> tracker (athlete-selections): a user made another tracked person the athlete of a
+    finished analysis. The tracker retargets tracking.json from that person's stored boxes and
+    publishes its clips again with this revision; pose, judge and suggest re-run for them."""
+
+    schema_: Literal["coach.athlete-selection/1"] = Field("coach.athlete-selection/1", alias="schema")
+    analysis_id: str = Field(pattern=r"^[a-f0-9]{32}$")
+    track_id: int = Field(description="A track id of tracking.json `athletes`")
+    revision: int = Field(ge=1, description="1 for the first switch of the analysis, then 2, ...; older ones are dropped")
+    requested_at: str = Field(default_factory=utc_now)
+
+
+class SessionCamera(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    analysis_id: str = Field(pattern=r"^[a-f0-9]{32}$", description="The camera's analysis (done: its poses are stored)")
+    video_key: str = Field(description="Object key of the camera's uploaded video")
+
+
+class SessionAlignmentRequested(Message):
+    """gateway -> the tracker's align worker: every analysis of a multi-camera session is done;
+    put the cameras on one timeline and store sessions/<session_id>/alignment.json."""
+
+    schema_: Literal["coach.session-alignment-requested/1"] = Field("coach.session-alignment-requested/1", alias="schema")
+    session_id: str = Field(pattern=r"^[a-f0-9]{32}$")
+    cameras: list[SessionCamera] = Field(min_length=2, max_length=8, description="In camera order; camera 0 is the reference")
+    requested_at: str = Field(default_factory=utc_now)
+
+
 def topic_models(topics) -> dict[str, type[Message]]:
     """Topic name -> the one model its messages follow."""
     return {
@@ -236,6 +272,8 @@ def topic_models(topics) -> dict[str, type[Message]]:
         topics.results: AnalysisCompleted,
         topics.dead_letters: DeadLetter,
         topics.control: ModelPublished,
+        topics.athlete_selections: AthleteSelected,
+        topics.alignments: SessionAlignmentRequested,
     }
 
 
@@ -250,7 +288,7 @@ def published_schemas() -> dict[str, dict]:
 
     models: list[type[BaseModel]] = [
         AnalysisRequested, TrackedClip, ClipPoses, AnalysisVerdict, AnalysisCompleted, DeadLetter, ModelPublished,
-        AnalysisResult, *DOCUMENT_MODELS,
+        AthleteSelected, SessionAlignmentRequested, AnalysisResult, *DOCUMENT_MODELS,
     ]
     out = {}
     for m in models:

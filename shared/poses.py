@@ -10,7 +10,11 @@ import numpy as np
 
 from shared.documents import ClipPosesDocument, PoseFrame
 from shared.skeleton import NUM_LANDMARKS
-from shared.store import keys
+from shared.store import ObjectNotFound, keys
+
+
+class NotAllPosed(Exception):
+    """A clip's poses are missing or belong to another athlete revision (a switch is under way)."""
 
 
 def keypoints_array(frames: Sequence[PoseFrame]) -> np.ndarray:
@@ -22,9 +26,19 @@ def keypoints_array(frames: Sequence[PoseFrame]) -> np.ndarray:
     return kps
 
 
-def load_sequence(store, aid: str, clip_count: int) -> tuple[list[PoseFrame], np.ndarray]:
-    """All frames of an analysis in order (clips 0..clip_count-1), and their keypoints [N,33,3]."""
+def load_sequence(store, aid: str, clip_count: int,
+                  revision: int | None = None) -> tuple[list[PoseFrame], np.ndarray]:
+    """All frames of an analysis in order (clips 0..clip_count-1), and their keypoints [N,33,3].
+    With `revision`, every clip must have been posed for that athlete revision (else NotAllPosed)."""
     frames: list[PoseFrame] = []
     for k in range(clip_count):
-        frames.extend(ClipPosesDocument.read(store, keys.clip_poses(aid, k)).frames)
+        try:
+            doc = ClipPosesDocument.read(store, keys.clip_poses(aid, k))
+        except ObjectNotFound:
+            if revision is None:
+                raise
+            raise NotAllPosed(f"clip {k} has no poses yet") from None
+        if revision is not None and doc.revision != revision:
+            raise NotAllPosed(f"clip {k} was posed for athlete revision {doc.revision}, not {revision}")
+        frames.extend(doc.frames)
     return frames, keypoints_array(frames)

@@ -23,6 +23,8 @@ class Topics:
     results: str = "results"          # AnalysisCompleted: suggest -> integrators
     dead_letters: str = "dead-letters"  # DeadLetter: any service
     control: str = "control"          # ModelPublished: `coach judge publish` -> every judge worker
+    athlete_selections: str = "athlete-selections"  # AthleteSelected: gateway -> tracker (another person is the athlete)
+    alignments: str = "alignments"    # SessionAlignmentRequested: gateway -> the tracker's align worker
 
     def all(self) -> list[str]:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]

@@ -129,6 +129,11 @@ class keys:
         return f"{cls._check(aid)}/request.json"
 
     @classmethod
+    def selection(cls, aid: str) -> str:
+        """The user's latest athlete switch (gateway): revision, track id, the AthleteSelected sent."""
+        return f"{cls._check(aid)}/selection.json"
+
+    @classmethod
     def watchdog(cls, aid: str) -> str:
         return f"{cls._check(aid)}/watchdog.json"
 
@@ -139,16 +144,30 @@ class keys:
             raise ValueError(f"bad file name {name!r}")
         return f"{cls._check(aid)}/biomech/{name}"
 
-    # -- sessions --------------------------------------------------------------------------
-    @classmethod
-    def session(cls, sid: str) -> str:
+    # -- multi-camera sessions: sessions/<sid>/... ------------------------------------------
+    @staticmethod
+    def _session(sid: str) -> str:
         if not _ID.match(sid or ""):
             raise ValueError(f"not a session id: {sid!r}")
-        return f"sessions/{sid}/session.json"
+        return f"sessions/{sid}"
+
+    @classmethod
+    def session(cls, sid: str) -> str:
+        return f"{cls._session(sid)}/session.json"
 
     @classmethod
     def session_alignment(cls, sid: str) -> str:
-        return cls.session(sid).rsplit("/", 1)[0] + "/alignment.json"
+        return f"{cls._session(sid)}/alignment.json"
+
+    @classmethod
+    def session_alignment_request(cls, sid: str) -> str:
+        """The gateway's record of its alignment requests (when, how often re-driven)."""
+        return f"{cls._session(sid)}/alignment-request.json"
+
+    @classmethod
+    def session_alignment_status(cls, sid: str) -> str:
+        """The align worker's progress on a session."""
+        return f"{cls._session(sid)}/status/align.json"
 
     # -- the model registry ----------------------------------------------------------------
     @staticmethod

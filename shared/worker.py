@@ -91,6 +91,11 @@ class Context:
         self._alive()
         self._sent.append(bus.send(self.producer, topic, message, key, self.trace_id))
 
+    def put_json(self, key: str, doc) -> None:
+        """Store a document as this handler's output; counts as progress, refused once abandoned."""
+        self._alive()
+        self.store.put_json(key, doc)
+
     def status(self, analysis_id: str, state: str, fraction: float, **extra) -> None:
         """Record this stage's progress for the gateway (one object per stage, overwritten)."""
         self._alive()
@@ -116,6 +121,10 @@ class WorkerSpec:
     handle: Handler
     health: Callable[[], dict] = field(default_factory=lambda: dict)
     deadline_s: Optional[float] = None  # no-progress deadline; None: settings.handler_deadline_s
+    group: Optional[str] = None         # consumer group; None: coach-<service> (a second loop of a service needs its own)
+    # How a message that cannot be processed (AnalysisFailed, attempts used up, deadline missed)
+    # reaches the user: fail(msg, ctx, reason). None: the message's analysis is marked failed.
+    fail: Optional[Callable[[Message, Context, str], None]] = None
 
 
 class Worker:
@@ -143,8 +152,9 @@ class Worker:
     # -- main loop ----------------------------------------------------------------------
     def run(self) -> None:
         topic, service = self.spec.topic, self.spec.service
-        self.consumer = bus.make_consumer(self.settings, f"coach-{service}", [topic], client_id=service)
-        self.log.info("consuming", extra=log_fields(topic=topic, group=f"coach-{service}"))
+        group = self.spec.group or f"coach-{service}"
+        self.consumer = bus.make_consumer(self.settings, group, [topic], client_id=service)
+        self.log.info("consuming", extra=log_fields(topic=topic, group=group))
         try:
             while not self.stop.is_set():
                 self.last_poll = time.monotonic()
@@ -325,10 +335,13 @@ class Worker:
 
     def _fail_analysis(self, msg: Message, ctx: Context, reason: str) -> None:
         aid = getattr(msg, "analysis_id", None)
-        if not aid:
+        if not aid and self.spec.fail is None:
             return
-        self.log.warning("analysis failed", extra=log_fields(reason=reason))
+        self.log.warning("analysis failed" if self.spec.fail is None else "message failed", extra=log_fields(reason=reason))
         try:
+            if self.spec.fail is not None:
+                self.spec.fail(msg, ctx, reason)
+                return
             ctx.status(aid, "failed", 0.0, error=reason)
             ctx.emit(self.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="failed", error=reason), aid)
             ctx.flush()
@@ -370,8 +383,10 @@ def _short(exc: BaseException, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def run_service(spec: WorkerSpec, settings: Settings | None = None) -> None:
-    """Entry point of a worker process: logs, /metrics + /healthz, SIGTERM -> graceful stop."""
+def run_service(spec: WorkerSpec, settings: Settings | None = None, also: tuple[WorkerSpec, ...] = ()) -> None:
+    """Entry point of a worker process: logs, /metrics + /healthz, SIGTERM -> graceful stop.
+    `also`: more loops of the same service on other topics (each its own thread, consumer group and
+    one-message-at-a-time loop), stopped with the main one; the process is healthy while all poll."""
     settings = settings or Settings.from_env()
     setup_logging(spec.service, settings.log_level)
     stop = threading.Event()
@@ -379,10 +394,34 @@ def run_service(spec: WorkerSpec, settings: Settings | None = None) -> None:
         signal.signal(sig, lambda *_: stop.set())
     bus.wait_for_broker(settings, timeout_s=60)
     worker = Worker(spec, settings, stop)
-    server = serve_health(settings.metrics_port, worker.health, host=settings.metrics_host)
+    extra = [Worker(s, settings, stop) for s in also]
+
+    def health() -> tuple[bool, dict]:
+        ok, info = worker.health()
+        for w in extra:
+            ok_w, info_w = w.health()
+            ok, info = ok and ok_w, {**info, f"processed_{w.spec.topic}": info_w["processed"]}
+        return ok, info
+
+    def run_extra(w: Worker) -> None:
+        try:
+            w.run()
+        finally:
+            stop.set()   # one loop gone: stop the process so the supervisor restarts all of it
+            if w.exit_code is not None:
+                worker.exit_code = w.exit_code
+
+    threads = [threading.Thread(target=run_extra, args=(w,), name=f"{w.spec.service}-{w.spec.topic}", daemon=True)
+               for w in extra]
+    for th in threads:
+        th.start()
+    server = serve_health(settings.metrics_port, health if extra else worker.health, host=settings.metrics_host)
     logging.getLogger(spec.service).info(
         "started", extra=log_fields(metrics_port=server.server_port, topic=spec.topic))
     worker.run()
+    stop.set()
+    for th in threads:
+        th.join(timeout=15)
     server.shutdown()
     if worker.exit_code is not None:
         # The hung handler's thread cannot be stopped, and interpreter shutdown would join it

@@ -15,7 +15,7 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 @pytest.fixture(scope="session")
 def infra():
     """Broker + object store only (no services): for tests of the platform itself."""
-    from shared.stack import EmbeddedStack, StackPorts
+    from coach.stack import EmbeddedStack, StackPorts
 
     data = Path(tempfile.mkdtemp(prefix="coach-infra-"))
     stack = EmbeddedStack(data, StackPorts.free(), workers={}, with_gateway=False)
@@ -45,7 +45,7 @@ def vtest_video() -> Path:
 @pytest.fixture(scope="session")
 def coach_stack():
     """The whole embedded stack (broker, store, every service, gateway) on free ports."""
-    from shared.stack import EmbeddedStack, StackPorts
+    from coach.stack import EmbeddedStack, StackPorts
 
     data = Path(tempfile.mkdtemp(prefix="coach-stack-"))
     stack = EmbeddedStack(data, StackPorts.free())
@@ -88,19 +88,19 @@ def read_topic():
     return _read_topic
 
 
-def _synthetic_squat_analysis(settings, faults: dict | None = None, camera_yaw_deg: float = 10.0) -> tuple[str, int]:
+def store_synthetic_squat(store, faults: dict | None = None, camera_yaw_deg: float = 10.0):
     """Store what tracker and pose would have stored for a synthetic squat clip (3 repetitions,
-    detector-like noise, blank frames) and send the ClipPoses message: judge and suggest do the rest.
+    detector-like noise, blank frames) in `store` (the real one or shared.testing.MemoryStore).
+    Returns (analysis id, repetitions, the ClipPoses message that hands it to the judge).
     vtest.avi has no squats, and BlazePose does not detect stick figures."""
     import cv2
     import numpy as np
 
     from services.judge.bootstrap_temporal import exercise_clip
-    from shared import bus
     from shared.documents import AnalysisRequest, ChosenAthlete, ClipPosesDocument, PoseFrame, StageStatus, TrackingDocument
     from shared.messages import ClipPoses, VideoInfo, utc_now
     from shared.skeleton import LANDMARK_NAMES
-    from shared.store import ObjectStore, keys
+    from shared.store import keys
 
     W, H = 640, 480
     clip, _ = exercise_clip("squat", np.random.default_rng([97, 0]), faults=faults or {}, fps=30, duration_s=8.0,
@@ -109,7 +109,6 @@ def _synthetic_squat_analysis(settings, faults: dict | None = None, camera_yaw_d
     kps = clip.keypoints
     T = len(kps)
     aid = uuid.uuid4().hex
-    store = ObjectStore(settings)
     video = VideoInfo(fps=clip.fps, width=W, height=H, frames=T)
     store.put_json(keys.request(aid), AnalysisRequest(analysis_id=aid, sport="squat", submitted_at=utc_now(), video=video))
     blank = cv2.imencode(".jpg", np.full((H, W, 3), 90, np.uint8))[1].tobytes()
@@ -125,10 +124,20 @@ def _synthetic_squat_analysis(settings, faults: dict | None = None, camera_yaw_d
                           track_score=1.0, keypoints=rows(kps[t]), keypoints_3d=None) for t in range(T)]))
     for stage in ("tracker", "pose"):
         store.put_json(keys.status(aid, stage), StageStatus(stage=stage, state="done", fraction=1.0, updated_at=utc_now()))
-    producer = bus.make_producer(settings, "test-reps")
-    bus.send(producer, settings.topics.poses, ClipPoses(
+    message = ClipPoses(
         analysis_id=aid, sport="squat", clip_index=0, first_frame=0, frame_count=T, poses_key=keys.clip_poses(aid, 0),
-        pose_model="synthetic", refiner="none", frames_with_pose=int(np.isfinite(kps[:, 0, 0]).sum())), aid).get(timeout=30)
+        pose_model="synthetic", refiner="none", frames_with_pose=int(np.isfinite(kps[:, 0, 0]).sum()))
+    return aid, n_reps, message
+
+
+def _synthetic_squat_analysis(settings, faults: dict | None = None, camera_yaw_deg: float = 10.0) -> tuple[str, int]:
+    """The synthetic squat stored in the stack's store and its ClipPoses sent: judge and suggest do the rest."""
+    from shared import bus
+    from shared.store import ObjectStore
+
+    aid, n_reps, message = store_synthetic_squat(ObjectStore(settings), faults, camera_yaw_deg)
+    producer = bus.make_producer(settings, "test-reps")
+    bus.send(producer, settings.topics.poses, message, aid).get(timeout=30)
     producer.close()
     return aid, n_reps
 

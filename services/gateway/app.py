@@ -19,7 +19,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from services.gateway.auth import install_auth, keyless_allowed
 from services.gateway.deps import HTTP_SECONDS, Deps
 from services.gateway.limits import BodyLimit
-from services.gateway.routes import analyses, ops, sessions, web
+from services.gateway.routes import analyses, athlete, ops, sessions, web
 from shared.settings import Settings
 from shared.store import ObjectStore, StoreUnavailable
 
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # ~10x; event streams are left alone by the middleware.
     app.add_middleware(GZipMiddleware, minimum_size=4096)
     app.include_router(sessions.router)
+    app.include_router(athlete.router)
     # outermost: a body over the limit is refused before anything reads it (multipart overhead allowed)
     per_file = settings.max_upload_mb * 1024 * 1024
     body_limits = {"/v1/analyses": per_file + (1 << 16), "/v1/sessions": sessions.MAX_CAMERAS * per_file + (1 << 16)}

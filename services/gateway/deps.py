@@ -7,9 +7,8 @@ Also the gateway's metrics and the combined analysis status, which several route
 from __future__ import annotations
 
 import re
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from fastapi import HTTPException, Request
@@ -19,8 +18,8 @@ from shared import bus
 from shared.documents import AnalysisRequest
 from shared.settings import Settings
 from shared.sports import SportCatalog, shipped_descriptions
+from shared.status import is_done, stage_statuses
 from shared.store import ObjectNotFound, ObjectStore, StoreUnavailable, keys
-from shared.watchdog import is_done, stage_statuses
 
 STAGES = ("tracker", "pose", "judge", "suggest")
 ID_RE = re.compile(r"^[a-f0-9]{32}$")
@@ -39,9 +38,6 @@ class Deps:
     _producer: Any = None
     _sports: Optional[dict[str, dict]] = None
     _sports_read_at: float = 0.0
-    # sessions whose alignment runs in a background thread of this process
-    aligning: set[str] = field(default_factory=set)
-    aligning_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def producer(self):
         if self._producer is None:

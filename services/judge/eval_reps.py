@@ -174,7 +174,7 @@ def evaluate_videos() -> dict:
             out[name] = {"error": "missing"}
             continue
         t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "shared.cli", "reps", str(path), "--json"],
+        p = subprocess.run([sys.executable, "-m", "coach.cli", "reps", str(path), "--json"],
                            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
         out[name] = json.loads(p.stdout) if p.returncode == 0 else {"error": p.stderr.strip()[-500:]}
         out[name]["seconds"] = round(time.perf_counter() - t0, 1)

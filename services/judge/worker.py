@@ -34,7 +34,7 @@ from services.judge.segments import fault_segments
 from shared.documents import TrackingDocument, VerdictDocument, VerdictFrame
 from shared.messages import AnalysisVerdict, ClipPoses, FaultSegment, ModelPublished, NotJudgeable, VideoInfo
 from shared.observability import FRAMES, log_fields
-from shared.poses import load_sequence
+from shared.poses import NotAllPosed, load_sequence
 from shared.store import ObjectNotFound, ObjectStore, keys
 from shared.worker import AnalysisFailed, Context, WorkerSpec, run_service
 
@@ -193,23 +193,33 @@ class JudgeStage:
             tracking = TrackingDocument.read(ctx.store, keys.tracking(aid))
         except ObjectNotFound:
             tracking = None   # the tracker is still going: more clips will come
+        revision = tracking.revision if tracking else 0
+        if msg.revision < revision:
+            log.info("stale poses dropped", extra=log_fields(revision=msg.revision, current=revision))
+            return
         done = len(ctx.store.list(keys.poses_prefix(aid)))
         if tracking is None or done < tracking.clip_count:
             total = tracking.clip_count if tracking else None
-            ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=total)
+            ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=total, revision=revision)
             return
         started = time.perf_counter()
-        self.judge_analysis(msg, tracking, ctx)
+        try:
+            self.judge_analysis(msg, tracking, ctx)
+        except NotAllPosed as exc:   # after an athlete switch, a clip of the new athlete is still coming
+            ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=tracking.clip_count, revision=revision,
+                       note=str(exc))
+            return
         FRAMES.labels(SERVICE).inc(tracking.frames)
-        ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3))
+        ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision)
 
     def judge_analysis(self, msg: ClipPoses, tracking: TrackingDocument, ctx: Context) -> None:
         from services.judge.reps import exercise_report
         from shared.features import ANGLE_NAMES, joint_angles_deg
 
         aid, fps = msg.analysis_id, float(tracking.fps)
+        revision, track_id = tracking.revision, tracking.athlete.track_id
+        frames, kps = load_sequence(ctx.store, aid, tracking.clip_count, revision)   # NotAllPosed: wait
         pack = self.pack(msg.sport, ctx.store)             # kept for the whole analysis, even if a reload comes
-        frames, kps = load_sequence(ctx.store, aid, tracking.clip_count)
         size = (tracking.width, tracking.height)
         raw = pack.judge(kps, fps, size)                  # [N, n_faults], NaN rows: no pose
         if not np.isfinite(raw).all(axis=1).any():
@@ -244,6 +254,7 @@ class JudgeStage:
                          for fid, s0, e0, view, reason in judged["not_judgeable"]]
         ctx.store.put_json(keys.verdict(aid), VerdictDocument(
             analysis_id=aid, sport=msg.sport, model_version=pack.model_version,
+            track_id=track_id, revision=revision,
             fault_types=list(pack.fault_ids), thresholds=pack.thresholds,
             fault_titles={f.id: f.title for f in pack.faults},
             angle_names=list(ANGLE_NAMES),
@@ -265,7 +276,7 @@ class JudgeStage:
         faults = [FaultSegment(
             type=s["type"], start_frame=at(s["start_frame"]), end_frame=at(s["end_frame"]),
             start_s=round(s["start_frame"] / fps, 3), end_s=round(s["end_frame"] / fps, 3),
-            peak_probability=round(float(s["peak_probability"]), 4),
+            peak_probability=round(float(s["peak_probability"]), 4), track_id=track_id,
         ) for s in segments]
         if judged["finding"]:
             log.info("exercise not performed", extra=log_fields(finding=judged["finding"], **judged["reasons"]))
@@ -276,7 +287,7 @@ class JudgeStage:
             verdict_key=keys.verdict(aid), repetitions=exercise.get("repetitions"), score=exercise.get("score"),
             synthetic=synthetic, label_source=label_source, finding=judged["finding"],
             frames_performing=judged["frames_performing"],
-            not_judgeable=[NotJudgeable(**n) for n in not_judgeable],
+            not_judgeable=[NotJudgeable(**n) for n in not_judgeable], track_id=track_id, revision=revision,
         ), key=aid)
 
 

@@ -2,7 +2,7 @@
 
     coach pose train-refiner [--steps 2000] [--out services/pose/weights/strn.pt] [--T 10] [--layers 3] [--heads 2]
                              [--no-spatial | --no-temporal] [--seed 0] [--threads 2] [--minutes CAP]
-    coach pose eval [--weights PATH] [--json]
+    coach pose eval [--weights PATH] [--json]     (--real: on hand-labelled real frames, services/pose/lab/eval_real.py)
     coach pose ablate [--steps 2000] [--out out/strn-ablations] [--only SLUG ...]
     coach pose tune-smoother [--weights PATH]
     coach pose bench-refiner [--weights PATH] [--fps 30] [--clips 20] [--threads 1 2] [--batch-windows 1 8 64 256] [--json]
@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 W_ACC, W_VEL = 2.0, 0.0  # temporal loss weights of the shipped recipe (see strn_train.strn_loss, docs/pose.md)
-IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def _threads(n: int | None) -> None:
@@ -57,6 +56,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.real:  # hand-labelled real frames: services/pose/lab/eval_real.py
+        from services.pose.lab.eval_real import main
+        return main(["--json"] if args.json else [])
     from services.pose.strn_train import evaluate
 
     _threads(args.threads)
@@ -157,156 +159,6 @@ def cmd_bench(args) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- coach pose run
-
-def pose_file(path: str, refiner_name: str = "strn", boxes_from: str = "tracker", max_frames: int | None = None,
-              chunk: int = 64, pose_model: str = "full") -> dict:
-    """Keypoints of the athlete in an image (raw, whole image) or a video (tracked, crops, refined)."""
-    import cv2
-    import numpy as np
-
-    from services.pose.blazepose import BlazePoseEstimator, PoseSequence
-    from services.pose.refine import make_refiner
-    from shared.skeleton import LANDMARK_NAMES
-    from shared.video import read_frames
-
-    def rows(kp, ok):
-        return None if not ok else {n: [round(float(v), 2) for v in kp[j]] for j, n in enumerate(LANDMARK_NAMES)}
-
-    if Path(path).suffix.lower() in IMAGE_EXT:
-        img = cv2.imread(path)
-        if img is None:
-            raise ValueError(f"{path}: not a readable image")
-        with BlazePoseEstimator(model=pose_model) as est:
-            seq = est.estimate_frames([img])
-        return {"input": path, "kind": "image", "pose_model": est.model_id, "refiner": "none",
-                "frames": [{"index": 0, "keypoints": rows(seq.keypoints_px[0], seq.present[0])}]}
-
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        raise ValueError(f"{path}: not a readable image or video")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    kps, present, boxes = [], [], []
-    with BlazePoseEstimator(model=pose_model) as est:
-        if boxes_from == "pose":  # whole-frame pose -> boxes, held over frames where it found nobody
-            from services.pose.bench import boxes_from_pose
-            frames = read_frames(cap, max_frames)
-            found = boxes_from_pose(est.estimate_frames(frames))
-            held = next((b for b in found if b is not None), None)
-            for b in found:
-                held = b if b is not None else held
-                boxes.append(held)
-            for s in range(0, len(frames), chunk):
-                seq = est.estimate_sequence(frames[s:s + chunk], boxes[s:s + chunk])
-                kps.append(seq.keypoints_px)
-                present.append(seq.present)
-        else:  # the pipeline's tracker (detect, track, verify, re-detect); pose on chunks as tracks become final
-            from services.tracker.tracking import AthleteTracker, NoPersonFound
-
-            tracker, pending, ready = AthleteTracker(), {}, []
-            n = 0
-
-            def flush(final: bool = False) -> None:
-                while len(ready) >= chunk or (final and ready):
-                    part = ready[:chunk]
-                    del ready[:chunk]
-                    frames = [pending.pop(ft.index) for ft in part]
-                    bx = [ft.bbox_px for ft in part]
-                    seq = est.estimate_sequence(frames, bx)
-                    kps.append(seq.keypoints_px)
-                    present.append(seq.present)
-                    boxes.extend(bx)
-
-            while max_frames is None or n < max_frames:
-                ok, f = cap.read()
-                if not ok:
-                    break
-                pending[n] = f
-                n += 1
-                ready.extend(tracker.push(f))
-                flush()
-            try:
-                ready.extend(tracker.finish())
-            except NoPersonFound:
-                ready.extend(type("FT", (), {"index": i, "bbox_px": None})() for i in sorted(pending))
-            flush(final=True)
-    cap.release()
-    if not kps:
-        return {"input": path, "kind": "video", "fps": fps, "pose_model": est.model_id, "refiner": refiner_name,
-                "frames": []}
-    seq = PoseSequence(np.concatenate(kps), np.concatenate(kps), np.concatenate(present))
-    params = {"freq_hz": fps} if refiner_name in ("strn", "one_euro") else {}
-    refined = make_refiner(refiner_name, **params).refine(seq.keypoints_px, seq.present, boxes)
-    return {"input": path, "kind": "video", "fps": fps, "pose_model": est.model_id, "refiner": refiner_name,
-            "boxes": boxes_from,
-            "frames": [{"index": t, "keypoints": rows(refined[t], seq.present[t])} for t in range(len(seq))]}
-
-
-def cmd_run(args) -> int:
-    from services.pose.blazepose import PoseModelError
-    from shared.settings import Settings
-
-    try:
-        doc = pose_file(args.input, args.refiner, args.boxes, args.max_frames,
-                        pose_model=args.pose_model or Settings.from_env().pose_model)
-    except (ValueError, PoseModelError) as exc:
-        print(f"coach pose run: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(doc))
-        return 0
-    n = sum(f["keypoints"] is not None for f in doc["frames"])
-    print(f"{args.input}: {doc['kind']}, {len(doc['frames'])} frames, pose in {n}, {doc['pose_model']}, "
-          f"refiner {doc['refiner']}")
-    for f in doc["frames"]:
-        k = f["keypoints"]
-        print(f"{f['index']:>6}  " + ("-" if k is None else "nose " + ",".join(f"{v:.1f}" for v in k["nose"][:2])
-                                      + "  l_ankle " + ",".join(f"{v:.1f}" for v in k["left_ankle"][:2])))
-    return 0
-
-
-def tracker_boxes(frames) -> list:
-    """The athlete's box per frame from the pipeline's tracker (None where absent): the crops the pose worker sees."""
-    from services.tracker.tracking import AthleteTracker, NoPersonFound
-
-    tracker, found = AthleteTracker(), []
-    for f in frames:
-        found += tracker.push(f)
-    try:
-        found += tracker.finish()
-    except NoPersonFound:
-        return [None] * len(frames)
-    boxes = [None] * len(frames)
-    for ft in found:
-        boxes[ft.index] = ft.bbox_px
-    return boxes
-
-
-def cmd_bench_models(args) -> int:
-    from services.pose.bench import BENCH_VIDEOS, bench_models
-    from services.pose.blazepose import PoseModelError
-
-    boxes_fn = tracker_boxes if args.boxes == "tracker" else None
-    try:
-        rep = [bench_models(v, max_frames=args.max_frames, repeat=args.repeat, boxes_fn=boxes_fn)
-               for v in (args.videos or BENCH_VIDEOS)]
-    except (FileNotFoundError, ValueError, PoseModelError) as exc:
-        print(f"coach pose bench-models: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(rep, indent=2))
-        return 0
-    print(f"{'video':<22}{'size':>10}{'frames':>7}{'model':>7}{'whole ms/f':>12}{'with pose':>10}{'crops ms/f':>12}{'with pose':>10}")
-    for r in rep:
-        print(f"{Path(r['video']).name}: crops around {r['boxes']} boxes on {r['frames_with_box']} frames, "
-              f"median side {r['box_side_px_median']} px")
-        for m, row in r["models"].items():
-            w, c = row["whole"], row["crops"]
-            print(f"{Path(r['video']).name:<22}{r['size']:>10}{r['frames']:>7}{m:>7}{w['ms_per_frame']:>12.1f}"
-                  f"{w['frames_with_pose']:>10}{c['ms_per_frame']:>12.1f}{c['frames_with_pose']:>10}")
-    return 0
-
-
 def register(sub) -> None:
     pose = sub.add_parser("pose", help="pose refinement (STRN): train-refiner, eval, ablate, bench-refiner, run; BlazePose models: bench-models")
     ps = pose.add_subparsers(dest="pose_cmd", required=True)
@@ -335,6 +187,7 @@ def register(sub) -> None:
     ev = ps.add_parser("eval", help="PCK@0.2 and acceleration error on held-out walkers: raw, best filter, STRN")
     ev.add_argument("--weights", default=None, help="checkpoint (default: the shipped services/pose/weights/strn.pt)")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--real", action="store_true", help="lite/full/heavy on hand-labelled real frames (docs/pose.md)")
     ev.add_argument("--threads", type=int, default=2)
     ev.add_argument("--cache", default=None)
     ev.set_defaults(fn=cmd_eval)
@@ -377,7 +230,7 @@ def register(sub) -> None:
     rn.add_argument("--max-frames", type=int, default=None)
     rn.add_argument("--pose-model", default=None, choices=("lite", "full", "heavy"),
                     help="BlazePose landmark model (default: COACH_POSE_MODEL, else full)")
-    rn.set_defaults(fn=cmd_run)
+    # handled by lab/pose_run.py (it needs the tracker): coach/cli.py LAB_COMMANDS
 
     bm = ps.add_parser("bench-models", help="BlazePose lite / full / heavy: ms per frame and frames with a pose, "
                        "on whole frames and on tracked-size crops")
@@ -387,4 +240,4 @@ def register(sub) -> None:
     bm.add_argument("--boxes", choices=("tracker", "pose"), default="tracker",
                     help="crop boxes from the pipeline's tracker (default) or from full's whole-frame pose")
     bm.add_argument("--json", action="store_true")
-    bm.set_defaults(fn=cmd_bench_models)
+    # handled by lab/pose_run.py (it needs the tracker): coach/cli.py LAB_COMMANDS

@@ -35,7 +35,7 @@ import numpy as np
 # The walkers (name -> first frame, frames, first box) and the person-disjoint test / tuning split
 # are the tracker evaluation's (people who stay isolated from others over those frames), so
 # neither evaluation ever tunes on the other's test people.
-from services.tracker.evalset import (SPRITES, TEST_ATHLETES, TUNE_ATHLETES, follow_walker, line_kernel,
+from lab.walkers import (SPRITES, TEST_ATHLETES, TUNE_ATHLETES, follow_walker, line_kernel,
                                      median_background, read_frames)
 from shared.skeleton import LANDMARK_INDEX, LANDMARK_NAMES
 

@@ -17,7 +17,7 @@ from services.pose.refine import make_refiner
 from services.pose.swaps import fix_swaps, relabel_like
 from shared.documents import ClipPosesDocument, LrSwaps, PoseFrame, TrackingDocument
 from shared.messages import ClipPoses, TrackedClip
-from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS
+from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS, log_fields
 from shared.skeleton import LANDMARK_NAMES
 from shared.store import ObjectNotFound, keys
 from shared.worker import Context, WorkerSpec, run_service
@@ -43,6 +43,8 @@ class PoseStage:
     def handle(self, msg: TrackedClip, ctx: Context) -> None:
         aid = msg.analysis_id
         started = time.perf_counter()
+        if _stale(ctx, msg):
+            return
         # Only frames with a box are fetched and decoded; absent frames need no pixels.
         wanted = [f for f in msg.frames if f.bbox_px is not None]
         blobs = dict(zip([f.index for f in wanted], self.fetch.map(lambda f: ctx.store.get_bytes(f.frame_key), wanted)))
@@ -74,8 +76,8 @@ class PoseStage:
         world = relabel_like(seq.world_m, swapped)
         kps = refiner.refine(raw.astype(np.float32), seq.present, boxes)   # [T,33,3]
         doc = ClipPosesDocument(
-            analysis_id=aid, clip_index=msg.clip_index, pose_model=self.pose_model,
-            refiner=self.refiner.name, landmarks=list(LANDMARK_NAMES),
+            analysis_id=aid, clip_index=msg.clip_index, track_id=msg.track_id, revision=msg.revision,
+            pose_model=self.pose_model, refiner=self.refiner.name, landmarks=list(LANDMARK_NAMES),
             seconds=round(time.perf_counter() - started, 4),
             lr_swaps_fixed=LrSwaps(upper=int(swapped[:, 0].sum()), lower=int(swapped[:, 1].sum())),
             frames=[
@@ -88,11 +90,14 @@ class PoseStage:
                 for t, f in enumerate(msg.frames)
             ],
         )
+        if _stale(ctx, msg):   # the athlete was switched while this clip was posed
+            return
         ctx.store.put_json(keys.clip_poses(aid, msg.clip_index), doc)
         ctx.emit(ctx.settings.topics.poses, ClipPoses(
             analysis_id=aid, sport=msg.sport, clip_index=msg.clip_index, track_id=msg.track_id,
             first_frame=msg.frames[0].index, frame_count=len(msg.frames), poses_key=keys.clip_poses(aid, msg.clip_index),
             pose_model=self.pose_model, refiner=self.refiner.name, frames_with_pose=int(seq.present.sum()),
+            revision=msg.revision,
         ), key=aid)
         FRAMES.labels(SERVICE).inc(len(msg.frames))
         # Progress: clips stored so far over the clip count (exact once tracking.json exists).
@@ -102,6 +107,20 @@ class PoseStage:
         except ObjectNotFound:
             total = max(done + 1, -(-(msg.video.frames or 0) // ctx.settings.clip_frames))
         ctx.status(aid, "done" if done >= total else "running", min(1.0, done / total), clips_done=done)
+
+
+def _stale(ctx: Context, msg: TrackedClip) -> bool:
+    """A clip of an athlete the user has since replaced (an older revision than tracking.json's):
+    dropped, so the previous target's poses never mix with the new ones."""
+    try:
+        current = TrackingDocument.read(ctx.store, keys.tracking(msg.analysis_id)).revision
+    except ObjectNotFound:
+        return False   # the tracker has not written it yet: nothing was switched
+    if msg.revision < current:
+        ctx.log.info("stale clip dropped", extra=log_fields(clip_index=msg.clip_index, revision=msg.revision,
+                                                            current=current))
+        return True
+    return False
 
 
 def _rows(a: np.ndarray, digits: int) -> list[list[float] | None]:

@@ -1,7 +1,7 @@
 """The exemplar library as kept in object storage (exemplars/manifest.json + <sport>/<id>.{mp4,npz}).
 
 The starter library ships in services/suggest/exemplars/ (built by the lab command `python -m
-services.judge.render_exemplars build`) and is uploaded once to the store; workers read it from
+lab.exemplars build`) and is uploaded once to the store; workers read it from
 the store, so a library replaced there (same layout) is what every worker serves. Keys:
 shared.store.keys (exemplars_manifest, exemplar).
 """

@@ -2,7 +2,7 @@
 
 The starter library shipped in services/suggest/exemplars/ holds rendered stick-figure clips of
 correct form, not real footage (docs/suggest.md). It is built by lab code,
-`python -m services.judge.render_exemplars build --out services/suggest/exemplars`, from fixed seeds
+`python -m lab.exemplars build --out services/suggest/exemplars`, from fixed seeds
 (a rebuild reproduces it); the service only loads a built library, shipped or replaced by an
 operator (same layout).
 

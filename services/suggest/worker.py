@@ -21,8 +21,8 @@ from shared.documents import (AnalysisRequest, ClipPosesDocument, MalformedDocum
                               TrackingDocument, VerdictDocument)
 from shared.features import frame_features
 from shared.messages import AnalysisCompleted, AnalysisVerdict
-from shared.observability import ANALYSES_COMPLETED, ANALYSIS_SECONDS, FRAMES
-from shared.poses import load_sequence
+from shared.observability import ANALYSES_COMPLETED, ANALYSIS_SECONDS, FRAMES, log_fields
+from shared.poses import NotAllPosed, load_sequence
 from shared.render import H264Writer, draw_label, draw_pose
 from shared.result import AnalysisResult, Artifact
 from shared.skeleton import LANDMARK_NAMES
@@ -76,10 +76,20 @@ class SuggestStage:
     def handle(self, msg: AnalysisVerdict, ctx: Context) -> None:
         aid = msg.analysis_id
         started = time.perf_counter()
-        ctx.status(aid, "running", 0.1)
         tracking = TrackingDocument.read(ctx.store, keys.tracking(aid))
         verdict = VerdictDocument.read(ctx.store, keys.verdict(aid))
-        frames, kps = load_sequence(ctx.store, aid, tracking.clip_count)
+        revision = tracking.revision
+        if msg.revision < revision or verdict.revision != msg.revision:
+            log.info("stale verdict dropped", extra=log_fields(revision=msg.revision, current=revision))
+            return   # the athlete was switched since: a verdict of the new one follows
+        # the revision of the result already stored, kept while this run overwrites the status
+        # (a redelivered verdict must not make a finished analysis look unfinished: shared/status.is_done)
+        ctx.status(aid, "running", 0.1, revision=revision, result_revision=_result_revision(ctx.store, aid))
+        try:
+            frames, kps = load_sequence(ctx.store, aid, tracking.clip_count, revision)
+        except NotAllPosed as exc:
+            log.info("verdict dropped: poses changed under it", extra=log_fields(error=str(exc)))
+            return
         features = frame_features(kps)                                   # [N, F]
         titles = verdict.fault_titles   # from the model that judged (registry versions too)
         fps = msg.video.fps
@@ -127,12 +137,14 @@ class SuggestStage:
             repetitions=msg.repetitions, score=msg.score,   # exercise sports (#5): from the verdict
             judgement={"synthetic": msg.synthetic, "label_source": msg.label_source, "finding": msg.finding,
                        "frames_performing": msg.frames_performing, "not_judgeable": msg.not_judgeable},
+            revision=revision,
         )
         # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
         from services.suggest.biomech_report import attach_biomechanics
         attach_biomechanics(ctx.store, aid, result, frames, fps)
         ctx.store.put_json(keys.result(aid), result)
-        ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3))
+        ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision,
+                   result_revision=revision)
         ctx.emit(ctx.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="done", result_key=keys.result(aid)), key=aid)
         ANALYSES_COMPLETED.labels(SERVICE, "done").inc()
         _observe_end_to_end(ctx.store, aid, msg.sport)
@@ -143,6 +155,17 @@ class SuggestStage:
         judge = StageStatus.read(store, keys.status(aid, "judge"))
         return {"tracker": tracking.seconds, "pose": round(pose_s, 3),
                 "judge": judge.seconds or 0.0, "suggest": round(time.perf_counter() - started, 3)}
+
+
+def _result_revision(store: ObjectStore, aid: str) -> int:
+    """The athlete revision of the stored result (from suggest's last status), -1 when there is none."""
+    try:
+        st = StageStatus.read(store, keys.status(aid, SERVICE))
+    except ObjectNotFound:
+        return -1
+    if st.result_revision is not None:
+        return st.result_revision
+    return 0 if st.state == "done" or store.exists(keys.result(aid)) else -1
 
 
 def _observe_end_to_end(store: ObjectStore, aid: str, sport: str) -> None:

@@ -29,7 +29,7 @@ def _frame_ref(aid: str, ft, fps: float) -> FrameRef:
 
 
 def handle(msg: AnalysisRequested, ctx: Context) -> None:
-    from services.tracker.tracking import NoPersonFound
+    from services.tracker.results import NoPersonFound
 
     aid, s = msg.analysis_id, ctx.settings
     started = time.perf_counter()
@@ -122,7 +122,7 @@ def make_tracker(s, target, fps: float, path: Path | None = None, progress=None)
     COACH_TRACKER_REFINE). "mot" needs the whole clip before it can choose; with refinement it
     reads the video file a second time (frames are not kept in memory)."""
     if s.tracker == "legacy":
-        from services.tracker.tracking import AthleteTracker
+        from services.tracker.athlete import AthleteTracker
         return AthleteTracker(target_bbox_px=target)
     if s.tracker != "mot":
         raise ValueError(f"COACH_TRACKER={s.tracker!r}: expected mot or legacy")
@@ -177,10 +177,15 @@ def _jsonable(obj):
 
 
 def main() -> None:
+    from services.tracker.retarget import handle_selection
+    from shared.messages import AthleteSelected
     from shared.settings import Settings
 
     s = Settings.from_env()
-    run_service(WorkerSpec(SERVICE, s.topics.analyses, AnalysisRequested, handle), s)
+    # athlete switches get their own loop (and group): a short retarget never waits behind a long tracking
+    run_service(WorkerSpec(SERVICE, s.topics.analyses, AnalysisRequested, handle), s,
+                also=(WorkerSpec(SERVICE, s.topics.athlete_selections, AthleteSelected, handle_selection,
+                                 group=f"coach-{SERVICE}-selections"),))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from shared import bus
-from shared.client import wait
+from coach.client import wait
 from shared.messages import AnalysisVerdict
 
 pytestmark = pytest.mark.integration
@@ -199,7 +199,7 @@ def test_coach_analyze_writes_result_and_video(coach_stack, tmp_path, vtest_vide
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(vtest_video), "-frames:v", "80", "-c:v", "libx264",
                     "-pix_fmt", "yuv420p", str(cut)], check=True)
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "shared.cli", "analyze", str(cut), "--sport", "squat", "--out", str(out),
+    run = subprocess.run([sys.executable, "-m", "coach.cli", "analyze", str(cut), "--sport", "squat", "--out", str(out),
                           "--gateway", f"http://127.0.0.1:{coach_stack.ports.gateway}"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
@@ -215,7 +215,9 @@ def test_malformed_messages_on_every_topic_are_dead_lettered_without_harm(coach_
 
     s = coach_stack.settings
     producer = bus.make_producer(s, "fuzzer")
-    topics = {s.topics.analyses: "tracker", s.topics.clips: "pose", s.topics.poses: "judge", s.topics.verdicts: "suggest"}
+    topics = {s.topics.analyses: "tracker", s.topics.clips: "pose", s.topics.poses: "judge", s.topics.verdicts: "suggest",
+              s.topics.athlete_selections: "tracker",
+              s.topics.alignments: "align"}
     marker = uuid.uuid4().hex[:8]
     payloads = [b"\x00\xff garbage", b'{"schema": "coach.analysis-requested/9"}', b"[]", b'{"analysis_id": "../../etc"}']
     for topic in topics:

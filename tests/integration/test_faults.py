@@ -24,7 +24,7 @@ FRAMES = 240
 
 @pytest.fixture(scope="module")
 def fault_stack():
-    from shared.stack import EmbeddedStack, StackPorts
+    from coach.stack import EmbeddedStack, StackPorts
 
     data = Path(tempfile.mkdtemp(prefix="coach-faults-"))
     stack = EmbeddedStack(data, StackPorts.free(), settings_overrides={"clip_frames": 16})

@@ -51,7 +51,7 @@ def test_a_done_analysis_stays_done_while_a_redelivered_message_is_processed_aga
 
 
 def test_the_watchdog_leaves_a_done_analysis_alone_while_it_is_processed_again(store):
-    from shared.watchdog import inspect
+    from coach.watchdog import inspect
 
     aid = uuid.uuid4().hex
     _request(store, aid)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.client import wait
+from coach.client import wait
 
 pytestmark = pytest.mark.integration
 

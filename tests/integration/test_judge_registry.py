@@ -15,7 +15,7 @@ from services.judge.packs import PACKS_ROOT, load_pack
 from services.judge.registry import ModelRegistry
 from services.judge.worker import JudgeStage
 from shared import bus
-from shared.cli import main as coach
+from coach.cli import main as coach
 from shared.documents import ChosenAthlete, ClipPosesDocument, PoseFrame, TrackingDocument
 from shared.messages import AnalysisVerdict, ClipPoses
 from shared.store import ObjectStore, keys

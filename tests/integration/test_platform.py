@@ -85,7 +85,7 @@ def test_poison_messages_are_dead_lettered_and_the_loop_goes_on(echo_worker, rea
 
 def test_stack_restart_loses_nothing(tmp_path, read_topic):
     """Produce, stop the whole embedded stack, start it on the same data dir, consume everything."""
-    from shared.stack import EmbeddedStack, StackPorts
+    from coach.stack import EmbeddedStack, StackPorts
 
     stack = EmbeddedStack(tmp_path / "data", StackPorts.free(), workers={}, with_gateway=False)
     stack.start()
@@ -112,7 +112,7 @@ def test_stack_restart_loses_nothing(tmp_path, read_topic):
 
 
 def test_second_stack_on_taken_ports_refuses_and_names_them(infra, tmp_path):
-    from shared.stack import EmbeddedStack, PortInUse
+    from coach.stack import EmbeddedStack, PortInUse
 
     other = EmbeddedStack(tmp_path / "other", infra.ports, workers={}, with_gateway=False)
     with pytest.raises(PortInUse) as err:
@@ -122,7 +122,7 @@ def test_second_stack_on_taken_ports_refuses_and_names_them(infra, tmp_path):
 
 
 def test_dead_letters_can_be_listed_and_replayed_after_a_fix(echo_worker, read_topic):
-    from shared.dlq import read_dead_letters, replay
+    from coach.dlq import read_dead_letters, replay
 
     s, _ = echo_worker
     producer = bus.make_producer(s, "test")

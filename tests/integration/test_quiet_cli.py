@@ -13,7 +13,7 @@ SCRIPT = """
 import sys
 from pathlib import Path
 from shared.observability import setup_cli_logging
-from shared.stack import EmbeddedStack, StackPorts, console_progress
+from coach.stack import EmbeddedStack, StackPorts, console_progress
 data = Path(sys.argv[1])
 stack = EmbeddedStack(data, StackPorts.free(), workers={}, with_gateway=False)
 setup_cli_logging(stack.data_dir / "logs" / "cli.log", "cli")

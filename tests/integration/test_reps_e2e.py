@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from shared.client import wait
+from coach.client import wait
 from shared.store import ObjectStore, keys
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.client import wait
-from shared.stack import EmbeddedStack, StackPorts, port_free
+from coach.client import wait
+from coach.stack import EmbeddedStack, StackPorts, port_free
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,7 @@ def test_coach_up_with_prometheus_scrapes_every_service(tmp_path):
     offset = _free_offset(gateway)
     ports = StackPorts(gateway=gateway).shifted(offset)
     data = tmp_path / "data"
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--data-dir", str(data), "--port", str(gateway),
+    proc = subprocess.Popen([sys.executable, "-m", "coach.cli", "up", "--data-dir", str(data), "--port", str(gateway),
                              "--port-offset", str(offset), "--with-prometheus"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

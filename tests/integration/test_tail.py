@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _coach(settings, *argv):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COACH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
            "COACH_TOPIC_PREFIX": settings.topic_prefix}
-    return subprocess.run([sys.executable, "-m", "shared.cli", *argv], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "coach.cli", *argv], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def dog_stack():
-    from shared.stack import EmbeddedStack, StackPorts
+    from coach.stack import EmbeddedStack, StackPorts
 
     data = Path(tempfile.mkdtemp(prefix="coach-watchdog-"))
     stack = EmbeddedStack(data, StackPorts.free(), settings_overrides={

@@ -187,7 +187,7 @@ def test_fault_timeline_slider_and_exemplars(browser, base_url, gateway, synthet
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    from shared.client import wait
+    from coach.client import wait
 
     aid, _ = synthetic_squat_analysis(faults={"shallow_depth": 65.0}, camera_yaw_deg=60.0)
     assert wait(gateway, aid, 300)["status"] == "done"
@@ -350,6 +350,38 @@ def test_keypoints_csv(gateway):
     assert float(rows[seg["start_frame"]]["p_shallow_depth"]) == pytest.approx(f["faults"]["shallow_depth"], abs=1e-3)
     assert seg["type"] in rows[seg["start_frame"]]["faults"].split(";")
     assert gateway.get("/v1/analyses/0123456789abcdef0123456789abcdef/keypoints.csv").status_code == 404
+
+
+def test_another_person_made_the_athlete_from_the_page(browser, base_url, gateway):
+    """vtest's walkers: the page lists the other people; a click makes one the athlete, the page
+    follows the re-run and then shows that person's result (issue 15)."""
+    if "aid" not in _shared:
+        pytest.fail("needs the vtest analysis made through the page above")
+    aid = _shared["aid"]
+    before = gateway.get(f"/v1/analyses/{aid}/result").json()
+    others = [a for a in before["athletes"] if not a["is_target"]]
+    assert others, "vtest.avi has several walkers: the result lists the other people"
+    browser.get(base_url + f"#/a/{aid}")
+    wait_for(lambda: visible_text(browser, "#people"), 60, "the list of other people")
+    listed = js(browser, "return [...document.querySelectorAll('#people li')].map(li => +li.dataset.track)")
+    assert sorted(listed) == sorted(a["track_id"] for a in others)
+    new = max(others, key=lambda a: sum(f["bbox_px"] is not None for f in a["frames"]))
+    browser.find_element("css selector", f'#people button[data-track="{new["track_id"]}"]').click()
+
+    def switched():
+        err = visible_text(browser, "#people-error") or visible_text(browser, "#analysis-error")
+        assert not err, err
+        if not visible_text(browser, "#summary"):
+            return None
+        r = gateway.get(f"/v1/analyses/{aid}/result")
+        return r.status_code == 200 and r.json()["athletes"][0]["track_id"] == new["track_id"]
+    wait_for(switched, ANALYSIS_TIMEOUT_S, "the analysis to run again for the new athlete", interval=1)
+    wait_for(lambda: "athlete chosen: chosen by the user" in (visible_text(browser, "#summary") or ""), 60,
+             "the page to show the new athlete's summary")
+    relisted = js(browser, "return [...document.querySelectorAll('#people li')].map(li => +li.dataset.track)")
+    assert before["athletes"][0]["track_id"] in relisted and new["track_id"] not in relisted, \
+        "the old athlete is now among the other people"
+    assert not page_errors(browser)
 
 
 def test_box_drawn_on_the_first_frame_is_sent_in_video_pixels(browser, base_url, coach_stack, vtest_video, tmp_path):

@@ -89,7 +89,7 @@ def test_a_hung_handler_is_dead_lettered_failed_committed_and_its_process_exits(
 
     # A fresh process (what the supervisor starts) goes on with the next message, not the hung
     # one (committed); after the operator fixes the cause, `coach dlq replay` re-drives it.
-    from shared.dlq import read_dead_letters, replay
+    from coach.dlq import read_dead_letters, replay
 
     proc, log = _start(s, tmp_path, "second")
     try:

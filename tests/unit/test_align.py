@@ -52,7 +52,7 @@ def test_motion_alignment_recovers_the_offset_on_real_video_across_frame_rates(c
 
 def test_coach_align_cli_on_short_same_rate_clips(tmp_path, vtest_video, capsys):
     """150-frame clips, both 10 fps: frame i of A is frame i - 20 of B."""
-    from shared.cli import main
+    from coach.cli import main
 
     a = _cut(vtest_video, tmp_path / "a.mp4", 0, 149, "480:576:0:0")
     b = _cut(vtest_video, tmp_path / "b.mp4", 20, 169, "480:576:288:0")

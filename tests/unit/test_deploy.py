@@ -27,11 +27,13 @@ K8S = DEPLOY / "k8s"
 PROM = DEPLOY / "prometheus"
 GRAFANA = DEPLOY / "grafana"
 
-SERVICES = ("gateway", "tracker", "pose", "judge", "suggest", "watchdog")
-WORKERS = ("tracker", "pose", "judge", "suggest")
+SERVICES = ("gateway", "tracker", "pose", "judge", "suggest", "align", "watchdog")
+WORKERS = ("tracker", "pose", "judge", "suggest", "align")
 ENTRY = {s: ["python", "-m", f"services.{s}.worker"] for s in WORKERS} | {
-    "gateway": ["python", "-m", "services.gateway"], "watchdog": ["python", "-m", "shared.watchdog"]}
-CONSUMES = {"tracker": "analyses", "pose": "clips", "judge": "poses", "suggest": "verdicts"}   # Topics fields
+    "align": ["python", "-m", "services.tracker.align_worker"],   # the tracker service's session-alignment worker
+    "gateway": ["python", "-m", "services.gateway"], "watchdog": ["python", "-m", "coach.watchdog"]}
+CONSUMES = {"tracker": "analyses", "pose": "clips", "judge": "poses", "suggest": "verdicts",
+            "align": "alignments"}   # Topics fields
 SETTING_VARS = {f"COACH_{f.name.upper()}" for f in dataclasses.fields(Settings)}
 
 
@@ -257,7 +259,7 @@ def test_dockerignore_keeps_the_context_small():
     lines = [ln.strip() for ln in (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
              if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "**", "ignore everything, then allow what the images copy"
-    assert {"!requirements.lock", "!shared/", "!services/"} <= set(lines)
+    assert {"!requirements.lock", "!shared/", "!services/", "!coach/"} <= set(lines)
 
 
 # ------------------------------------------------------------------------------ Kubernetes
@@ -407,7 +409,7 @@ def _metric_names_in(expr: str) -> set[str]:
 def _exported_metric_names() -> set[str]:
     import services.gateway.app  # noqa: F401  (registers the gateway's metrics)
     import shared.observability  # noqa: F401
-    import shared.watchdog  # noqa: F401
+    import coach.watchdog  # noqa: F401
     from prometheus_client import REGISTRY
 
     names = set()
@@ -467,17 +469,18 @@ def test_grafana_provisions_prometheus_and_a_dashboard_whose_queries_promtool_ac
 
 
 def test_embedded_stack_prometheus_config_scrapes_every_process_and_promtool_accepts_it(tmp_path):
-    from shared.stack import ALERT_RULES, EmbeddedStack, Proc, StackPorts
+    from coach.stack import ALERT_RULES, WORKER_MODULES, EmbeddedStack, Proc, StackPorts
 
-    stack = EmbeddedStack(tmp_path, StackPorts(), {"tracker": 1, "pose": 2, "judge": 1, "suggest": 1}, with_prometheus=True)
+    stack = EmbeddedStack(tmp_path, StackPorts(), {"tracker": 1, "pose": 2, "judge": 1, "suggest": 1, "align": 1},
+                          with_prometheus=True)
     port = 19101
     for svc, n in stack.workers.items():
         for k in range(n):
             name = svc if n == 1 else f"{svc}-{k + 1}"
-            stack.procs.append(Proc(name, [sys.executable, "-m", f"services.{svc}.worker"], {}, tmp_path / "x.log", metrics_port=port))
+            stack.procs.append(Proc(name, [sys.executable, "-m", WORKER_MODULES[svc]], {}, tmp_path / "x.log", metrics_port=port))
             port += 1
     stack.procs.append(Proc("gateway", [sys.executable, "-m", "services.gateway"], {}, tmp_path / "g.log", metrics_port=8000))
-    stack.procs.append(Proc("watchdog", [sys.executable, "-m", "shared.watchdog"], {}, tmp_path / "w.log", metrics_port=port))
+    stack.procs.append(Proc("watchdog", [sys.executable, "-m", "coach.watchdog"], {}, tmp_path / "w.log", metrics_port=port))
     stack.procs.append(Proc("broker", ["tansu"], {}, tmp_path / "b.log"))
     cfg = stack.prometheus_config()
     jobs = {j["job_name"]: j["static_configs"] for j in cfg["scrape_configs"]}
@@ -529,9 +532,8 @@ def test_lag_series_of_a_partition_moved_to_another_worker_is_dropped():
 IMAGE_IMPORTS = {
     "gateway": (["services.gateway.__main__", "services.gateway.app"],
                 "from services.gateway.app import create_app; from shared.settings import Settings; create_app(Settings()); "
-                "from shared.sports import shipped_descriptions; shipped_descriptions(); "
-                "from services.tracker.align import normalized_xcorr; normalized_xcorr([1, 2, 3], [2, 3, 1], 2)"),
-    "tracker": (["services.tracker.worker", "services.tracker.tracking", "services.tracker.detector"],
+                "from shared.sports import shipped_descriptions; shipped_descriptions()"),
+    "tracker": (["services.tracker.worker", "services.tracker.athlete", "services.tracker.mot", "services.tracker.detector"],
                 "from services.tracker.detector import PersonDetector; PersonDetector()"),
     "pose": (["services.pose.worker", "services.pose.blazepose", "services.pose.refine"],
              "from services.pose.worker import PoseStage, report_gpu; PoseStage('strn')"),
@@ -541,7 +543,9 @@ IMAGE_IMPORTS = {
                  "shared.sports", "shared.poses", "services.suggest.biomech_report", "shared.render"],
                 "from services.suggest.biomech_report import _figure; _figure(1); "
                 "from services.suggest.library import load_library; load_library()"),
-    "watchdog": (["shared.watchdog"], ""),
+    "align": (["services.tracker.align_worker", "services.tracker.align"],
+              "from services.tracker.align import normalized_xcorr; normalized_xcorr([1, 2, 3], [2, 3, 1], 2)"),
+    "watchdog": (["coach.watchdog"], ""),
 }
 
 _IMPORT_PROBE = r'''
@@ -595,7 +599,7 @@ def test_each_image_installs_what_its_code_imports(target):
     installed, _ = _image_packages(target)
     top_to_dists = metadata.packages_distributions()
     norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
-    blocked = {top for top, dists in top_to_dists.items() if top not in ("shared", "services")}
+    blocked = {top for top, dists in top_to_dists.items() if top not in ("shared", "services", "coach")}
     allowed = {top for top, dists in top_to_dists.items() if any(norm(d) in installed for d in dists)}
     modules, call = IMAGE_IMPORTS[target]
     arg = json.dumps([sorted(allowed), sorted(blocked), modules, call, target])

@@ -7,34 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from shared.documents import (DOCUMENT_MODELS, AnalysisRequest, ChosenAthlete, ClipPosesDocument, LrSwaps,
-                              MalformedDocument, PoseFrame, StageStatus, TrackingDocument, VerdictDocument,
-                              VerdictFrame)
-from shared.messages import SCHEMA_DIR, AnalysisRequested, Repetition, VideoInfo, published_schemas
+from shared.documents import (DOCUMENT_MODELS, AnalysisRequest, AthleteSelection, ChosenAthlete, ClipPosesDocument,
+                              LrSwaps, MalformedDocument, PoseFrame, SessionAlignment, StageStatus, TrackingDocument,
+                              VerdictDocument, VerdictFrame)
+from shared.messages import SCHEMA_DIR, AnalysisRequested, AthleteSelected, Repetition, VideoInfo, published_schemas
 from shared.poses import keypoints_array, load_sequence
 from shared.skeleton import LANDMARK_NAMES, NUM_LANDMARKS
 from shared.store import ObjectNotFound, keys
+from shared.testing import MemoryStore
 
 AID = "0123456789abcdef" * 2
-
-
-class MemoryStore:
-    """put_json / get_json as ObjectStore does them (models serialised by alias), in memory."""
-
-    def __init__(self):
-        self.objects: dict[str, bytes] = {}
-
-    def put_json(self, key, obj):
-        self.objects[key] = (obj.model_dump_json(by_alias=True) if hasattr(obj, "model_dump_json")
-                             else json.dumps(obj)).encode()
-
-    def get_json(self, key):
-        if key not in self.objects:
-            raise ObjectNotFound(key)
-        return json.loads(self.objects[key])
-
-    def list(self, prefix):
-        return sorted(k for k in self.objects if k.startswith(prefix))
+SID = "fedcba9876543210" * 2
 
 
 def _row(i: int) -> list[float]:
@@ -70,6 +53,16 @@ def _documents() -> dict[str, object]:
             repetitions=[Repetition(index=1, start_frame=0, end_frame=1)], sequence_model_version=None),
         keys.status(AID, "pose"): StageStatus(stage="pose", state="running", fraction=0.5,
                                               updated_at="2026-01-01T00:00:00+00:00", clips_done=2),
+        keys.selection(AID): AthleteSelection(revision=1, track_id=5, previous_track_id=2, requested_at="t", by="local",
+                                              message=AthleteSelected(analysis_id=AID, track_id=5, revision=1)),
+        keys.session_alignment(SID): SessionAlignment(
+            session_id=SID, method="motion", convention="c",
+            cameras=[{"index": 0, "analysis_id": AID, "fps": 25.0, "frames": 100,
+                      "motion": {"offset_s": 0.0, "offset_frames": 0.0, "confidence": 1.0, "vs_camera_0": None},
+                      "presence": {"offset_s": None, "offset_frames": None, "confidence": 1.0, "vs_camera_0": None},
+                      "offset_s": 0.0, "offset_frames": 0.0, "confidence": 1.0}],
+            best_view={"rate_hz": 25.0, "criterion": "c", "segments": [{"camera": 0, "start_s": 0.0, "end_s": 4.0}],
+                       "per_step": [0, None]}, seconds=1.2),
     }
 
 
@@ -110,6 +103,10 @@ OLD = {
                       "size_bytes": 1000, "target_bbox_px": None},
     StageStatus: {"stage": "tracker", "state": "done", "fraction": 1.0, "updated_at": "2026-11-21T00:00:01.000+00:00",
                   "frames": 795, "clip_count": 25, "seconds": 3.2},
+    AthleteSelection: {"revision": 1, "track_id": 5, "previous_track_id": 0, "requested_at": "2026-12-07T00:00:00+00:00",
+                       "by": "local", "message": {"schema": "coach.athlete-selection/1", "analysis_id": AID, "track_id": 5,
+                                                  "revision": 1, "requested_at": "2026-12-07T00:00:00+00:00"}},
+    SessionAlignment: {"schema": "coach.session-alignment/1", "session_id": SID, "error": "alignment failed: camera 1"},
 }
 
 
@@ -177,3 +174,15 @@ def test_load_sequence_concatenates_the_clips_with_nan_where_no_pose():
     assert [f.index for f in frames] == [0, 1, 2] and kps.shape == (3, NUM_LANDMARKS, 3)
     assert np.isnan(kps[1]).all() and np.isnan(kps[0, 0]).all() and kps[2, 1].tolist() == [1.0, 2.0, 0.9]
     assert keypoints_array([]).shape == (0, NUM_LANDMARKS, 3)
+
+
+def test_null_optional_fields_stay_out_of_the_stored_json_as_before():
+    """Readers written before the models test for keys (`"error" in alignment`): a null is not written."""
+    st = json.loads(StageStatus(stage="judge", state="waiting", fraction=0.0, updated_at="t", clip_count=None)
+                    .model_dump_json(by_alias=True))
+    assert "error" not in st and "revision" not in st and st["clip_count"] is None   # a stage's own null is kept
+    done = json.loads(SessionAlignment(session_id=SID, method="motion").model_dump_json(by_alias=True))
+    failed = json.loads(SessionAlignment(session_id=SID, error="alignment failed: x").model_dump_json(by_alias=True))
+    assert "error" not in done and set(failed) == {"schema", "session_id", "error", "cameras"}
+    req = json.loads(AnalysisRequest.parse(OLD[AnalysisRequest]).model_dump_json(by_alias=True))
+    assert "session_id" not in req and "athlete_height_m" not in req

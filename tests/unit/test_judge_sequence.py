@@ -11,8 +11,8 @@ from services.judge import sequence as Q
 from services.judge import synth
 from services.judge.bootstrap_temporal import exercise_clip
 from services.judge.datasets import write_csv
+from coach.cli import main as coach
 from services.judge.packs import PACKS_ROOT
-from shared.cli import main as coach
 from shared.sports import PACK_SPECS
 
 torch.set_num_threads(1)

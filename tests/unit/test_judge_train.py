@@ -10,7 +10,7 @@ from services.judge import synth
 from services.judge.datasets import write_csv
 from services.judge.packs import load_pack_dir
 from services.judge.training import GRID_C
-from shared.cli import main as coach
+from coach.cli import main as coach
 
 PLANK = synth.FAULTS["plank"]
 SKI = synth.FAULTS["ski_aerials"]

@@ -142,7 +142,7 @@ def test_result_json_json_arrays_and_npz_formats(tmp_path):
 
 
 def test_heatmap_png_and_cli_json(tmp_path, capsys):
-    from shared.cli import main
+    from coach.cli import main
 
     pred, gt = _case()
     png = tmp_path / "heat.png"

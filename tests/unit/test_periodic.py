@@ -133,7 +133,7 @@ def test_real_squat_csv_stretch_matches_labels():
 def test_coach_reps_cli(tmp_path, capsys):
     import json
 
-    from shared.cli import main
+    from coach.cli import main
 
     P = noisy(squat_pose(sine_depth(4, 1.5)))
     rows = [None if not np.isfinite(r[:, 0]).any() else np.where(np.isfinite(r), r, 0.0).tolist() for r in P]

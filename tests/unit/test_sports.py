@@ -1,7 +1,6 @@
 """The sport catalogue (shared/sports.py): what the gateway lists and accepts, read without a model."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,40 +9,10 @@ import pytest
 
 from shared.sports import (PACK_SPECS, RegistryError, SportCatalog, describe_meta, shipped_descriptions, shipped_meta,
                            shipped_sports)
-from shared.store import ObjectNotFound, StoreUnavailable, keys
+from shared.store import StoreUnavailable, keys
+from shared.testing import MemoryStore
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class MemoryStore:
-    """The ObjectStore calls the registry and the catalogue make, in memory."""
-
-    def __init__(self):
-        self.d: dict[str, bytes] = {}
-
-    def ensure_bucket(self):
-        pass
-
-    def exists(self, key):
-        return key in self.d
-
-    def put_bytes(self, key, data, content_type="application/octet-stream"):
-        self.d[key] = bytes(data)
-
-    def get_bytes(self, key):
-        if key not in self.d:
-            raise ObjectNotFound(key)
-        return self.d[key]
-
-    def put_json(self, key, doc):
-        self.d[key] = json.dumps(doc).encode()
-
-    def get_json(self, key):
-        return json.loads(self.get_bytes(key))
-
-    def iter_prefixes(self, prefix):
-        return iter(sorted({prefix + k[len(prefix):].split("/")[0] + "/" for k in self.d
-                            if k.startswith(prefix) and "/" in k[len(prefix):]}))
 
 
 def test_the_catalogue_describes_each_shipped_pack_as_the_loaded_pack_does():
@@ -102,7 +71,7 @@ def test_the_judge_runtime_does_not_import_the_synthetic_data_generator():
     code = ("import sys; import services.judge.worker, services.judge.packs, services.judge.registry; "
             "from services.judge.packs import available_packs, load_pack; [load_pack(p) for p in available_packs()]; "
             "from services.suggest import worker, catalog, library, retrieval; "
-            "bad = sorted(m for m in ('services.judge.synth', 'services.judge.render_exemplars') if m in sys.modules); "
+            "bad = sorted(m for m in ('services.judge.synth', 'lab.exemplars') if m in sys.modules); "
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

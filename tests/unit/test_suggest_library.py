@@ -1,4 +1,4 @@
-"""Exemplar library: the build (lab code, services/judge/render_exemplars.py) gives playable MP4s that
+"""Exemplar library: the build (lab code, lab/exemplars.py) gives playable MP4s that
 match their stored keypoints and reproduces the shipped library; the service loads what was built."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.judge.render_exemplars import EXEMPLARS, SIZE, build, make_exemplar
+from lab.exemplars import EXEMPLARS, SIZE, build, make_exemplar
 from services.suggest.library import DEFAULT_ROOT, load_library
 from services.suggest.retrieval import suggest
 from shared.features import FEATURE_NAMES

@@ -8,7 +8,14 @@ import os
 import numpy as np
 import pytest
 
-from services.tracker.evaluation import Track, plain_config, pr_curve, run_tracker, thresholds_from, vot_lt
+from services.tracker.lab.evaluation import (
+    Track,
+    plain_config,
+    pr_curve,
+    run_tracker,
+    thresholds_from,
+    vot_lt,
+)
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
 needs_media = pytest.mark.skipif(not os.path.exists(f"{DATA}/vtest.avi"), reason="apt-get install opencv-doc")
@@ -66,7 +73,7 @@ def test_sequences_are_averaged_before_f_is_maximised():
 @pytest.fixture(scope="module")
 def sprites(tmp_path_factory):
     """The sprite library, built from vtest.avi into a fresh cache (~7 s)."""
-    from services.tracker import evalset
+    from services.tracker.lab import evalset
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("COACH_TRACKER_EVAL_CACHE", str(tmp_path_factory.mktemp("tracker-eval")))
@@ -75,9 +82,9 @@ def sprites(tmp_path_factory):
 
 @needs_media
 def test_sprites_are_real_walk_cycles_cut_to_their_masks(sprites):
-    from services.tracker import evalset
+    from lab import walkers
 
-    assert set(sprites) == set(evalset.SPRITES)
+    assert set(sprites) == set(walkers.SPRITES)
     for name, s in sprites.items():
         assert len(s) >= 20, name                                   # a walk cycle, not one cut-out
         for p, m in zip(s.patches, s.masks):
@@ -88,7 +95,7 @@ def test_sprites_are_real_walk_cycles_cut_to_their_masks(sprites):
         h = min(m.shape[0] for m in s.masks)
         w = min(m.shape[1] for m in s.masks)
         assert not all(np.array_equal(s.masks[0][:h, :w], m[:h, :w]) for m in s.masks[1:])
-    assert not set(evalset.TUNE_ATHLETES) & set(evalset.TEST_ATHLETES)
+    assert not set(walkers.TUNE_ATHLETES) & set(walkers.TEST_ATHLETES)
 
 
 @needs_media
@@ -96,7 +103,7 @@ def test_sprites_are_real_walk_cycles_cut_to_their_masks(sprites):
 def test_ground_truth_is_the_bounds_of_the_visible_pasted_person(sprites, case):
     """Unblurred cases: the ground-truth box is exactly the bounds of the pixels the target changes
     (render with and without it); mostly hidden or outside the frame -> None."""
-    from services.tracker import evalset
+    from services.tracker.lab import evalset
 
     seq = evalset.make_sequence(case, 0, sprites)
     seen = hidden = 0
@@ -120,7 +127,7 @@ def test_ground_truth_is_the_bounds_of_the_visible_pasted_person(sprites, case):
 
 @needs_media
 def test_unoccluded_box_equals_the_scaled_mask_placed_at_its_foot_point(sprites):
-    from services.tracker import evalset
+    from services.tracker.lab import evalset
 
     seq = evalset.make_sequence("fast_motion", 0, sprites)          # nobody crosses the athlete early on
     a = seq.actors[0]
@@ -141,7 +148,7 @@ def test_unoccluded_box_equals_the_scaled_mask_placed_at_its_foot_point(sprites)
 
 @needs_media
 def test_sequences_are_deterministic_and_split_by_athlete(sprites):
-    from services.tracker import evalset
+    from services.tracker.lab import evalset
 
     a = evalset.make_sequence("crowd", 100, sprites)
     b = evalset.make_sequence("crowd", 100, sprites)
@@ -161,10 +168,10 @@ def test_full_tracker_reports_the_exit_and_finds_the_athlete_again(sprites):
     """The athlete walks out of the frame for ~38 frames while two people stay in view, then comes
     back: the plain tracker keeps a box on someone or something; the full one says "absent" and
     re-detects the athlete."""
-    from services.tracker import evalset
+    from services.tracker.config import TrackerConfig
     from services.tracker.detector import PersonDetector
-    from services.tracker.evaluation import overlaps
-    from services.tracker.tracking import TrackerConfig
+    from services.tracker.lab import evalset
+    from services.tracker.lab.evaluation import overlaps
 
     seq = evalset.make_sequence("exit_reentry", 1, sprites)
     rendered = list(seq)

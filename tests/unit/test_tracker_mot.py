@@ -14,11 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
+from services.tracker.geometry import iou_xywh
 from services.tracker.mot import choice as ch
 from services.tracker.mot.association import assign, iou_matrix
 from services.tracker.mot.kalman import BoxKalman
 from services.tracker.mot.multi import MotConfig, MultiTracker, Obs, Track
-from services.tracker.tracking import NoPersonFound, iou_xywh
+from services.tracker.results import NoPersonFound
 from shared.video import read_frames
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
@@ -88,8 +89,8 @@ def _track(tid: int, frames: range, x0: float, colour, fps_step: float = 4.0) ->
     """A synthetic track walking right; its appearance one flat colour."""
     frame = np.zeros((200, 200, 3), np.uint8)
     frame[:] = colour
-    from services.tracker.mot import appearance as app
     from services.tracker.detector import Detection
+    from services.tracker.mot import appearance as app
     desc = app.describe(frame, np.array([50, 20, 40, 120], float), np.ones(136))
     first = frames[0]
     tr = Track(tid, first, Detection(np.array([x0, 100, 40, 120], np.float32), 0.95), desc)
@@ -266,15 +267,15 @@ def test_nobody_raises_no_person_found(detector):
 
 @pytest.fixture(scope="module")
 def sprites():
-    from services.tracker import evalset
+    from services.tracker.lab import evalset
     if not os.path.exists(evalset.VTEST):
         pytest.skip("apt-get install opencv-doc")
     return evalset.load_sprites()
 
 
 def _run_seq(case: str, seed: int, sprites, detector):
-    from services.tracker import evalset
-    from services.tracker.evaluation import identity_switches, run_tracker
+    from services.tracker.lab import evalset
+    from services.tracker.lab.evaluation import identity_switches, run_tracker
     seq = evalset.make_sequence(case, seed, sprites)
     rendered = [seq.render(t)[:2] for t in range(seq.n_frames)]
     r = run_tracker(seq, None, detector, [(f, b[0]) for f, b in rendered], kind="mot")

@@ -63,7 +63,7 @@ def test_tracking_json_lists_everyone_kept_with_the_choice_first():
     """tracking.json's `athletes` / `choice` from the tracker (no video needed: a stand-in tracker)."""
     import numpy as np
 
-    from services.tracker.tracking import AthleteChoice
+    from services.tracker.results import AthleteChoice
     from services.tracker.worker import people_doc
 
     class Stub:

@@ -10,10 +10,12 @@ Every video becomes an ordinary analysis, created exactly as POST /v1/analyses d
 checks, same request.json plus `session_id` / `camera` / `athlete_height_m`, same
 AnalysisRequested on `analyses`), so the pipeline knows nothing about sessions. The session
 document lives at sessions/<sid>/session.json. The alignment needs the videos decoded once more
-(optical flow, services/tracker/align.py); the first GET that finds every analysis done starts
-that in a background thread of the gateway and answers "aligning"; the result is stored at
-sessions/<sid>/alignment.json (deterministic key: a second gateway replica computing it too just
-writes the same document again).
+(optical flow), long CPU work that stays out of the gateway: the first GET that finds every
+analysis done publishes a SessionAlignmentRequested on `alignments` and answers "aligning"; the
+tracker's align worker (services/tracker/align_worker.py) stores sessions/<sid>/alignment.json,
+which the gateway only reads. The request is recorded (sessions/<sid>/alignment-request.json); one
+that shows no progress for COACH_STALL_TIMEOUT_S is published again, COACH_MAX_REDRIVES times, then
+the session fails with the stage it was stuck in, so no session stays "aligning" forever.
 
 Timeline convention: camera c's frame j shows the common-timeline time offset_s + j / fps_c,
 the timeline starting (t = 0) with the earliest camera; offset_frames = offset_s * fps_c.
@@ -23,22 +25,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-import threading
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from services.gateway.alignment import compute_alignment
 from services.gateway.auth import caller_of
 from services.gateway.deps import ID_RE, REJECTED, SUBMITTED, Deps, analysis_status, get_deps
 from services.gateway.openapi import V1, errors
 from services.gateway.uploads import (UploadRejected, new_analysis_id, probe_video, request_record, save_upload,
                                       stored_content_type)
 from shared import bus
-from shared.messages import AnalysisRequested, utc_now
+from shared.documents import SessionAlignment, StageStatus
+from shared.messages import AnalysisRequested, SessionAlignmentRequested, SessionCamera, utc_now
 from shared.store import ObjectNotFound, ObjectStore, keys
+from shared.worker import is_transient
 
 log = logging.getLogger("gateway.sessions")
 MAX_CAMERAS = 8
@@ -54,27 +58,67 @@ def load_session(store: ObjectStore, sid: str) -> dict:
         raise HTTPException(404, f"no session {sid}") from None
 
 
-def align_in_background(deps: Deps, session: dict) -> None:
-    """Start the alignment of a finished session once per gateway process."""
-    sid, store = session["id"], deps.store
-    with deps.aligning_lock:
-        if sid in deps.aligning:
-            return
-        deps.aligning.add(sid)
+def _get(store: ObjectStore, key: str) -> Optional[dict]:
+    try:
+        return store.get_json(key)
+    except ObjectNotFound:
+        return None
 
-    def work():
-        try:
-            doc = compute_alignment(store, session)
-        except Exception as exc:   # noqa: BLE001 - reported to the client through the document
-            log.exception("session alignment failed", extra={"session_id": sid})
-            doc = {"schema": "coach.session-alignment/1", "session_id": sid, "error": f"alignment failed: {exc}"}
-        try:
-            store.put_json(keys.session_alignment(sid), doc)
-        finally:
-            with deps.aligning_lock:
-                deps.aligning.discard(sid)
 
-    threading.Thread(target=work, name=f"align-{sid[:8]}", daemon=True).start()
+def _ts(text: str) -> float:
+    t = datetime.fromisoformat(text)
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _alignment(store: ObjectStore, sid: str) -> Optional[SessionAlignment]:
+    try:
+        return SessionAlignment.read(store, keys.session_alignment(sid))
+    except ObjectNotFound:
+        return None
+
+
+def _align_status(store: ObjectStore, sid: str) -> Optional[StageStatus]:
+    try:
+        return StageStatus.read(store, keys.session_alignment_status(sid))
+    except ObjectNotFound:
+        return None
+
+
+def request_alignment(deps: Deps, session: dict) -> Optional[SessionAlignment]:
+    """Ask the align worker for a finished session's alignment: once, then again only when the
+    request shows no progress for stall_timeout_s (max_redrives times), then fail the session
+    (returns the failed alignment document it stored). Two replicas asking at once cost a second
+    identical computation, nothing else."""
+    sid, store, s = session["id"], deps.store, deps.settings
+    record = _get(store, keys.session_alignment_request(sid))
+    if record is not None:
+        worker = _align_status(store, sid)
+        last = max([_ts(r["at"]) for r in record["requests"]] + ([_ts(worker.updated_at)] if worker else []))
+        idle = round(time.time() - last)
+        if idle < s.stall_timeout_s:
+            return None
+        if len(record["requests"]) > s.max_redrives:
+            stage = "the align worker" if worker else "the alignments queue"
+            failed = SessionAlignment(session_id=sid, error=f"alignment failed: stalled in {stage}: no progress for "
+                                                            f"{idle} s after {len(record['requests']) - 1} re-drive(s)")
+            store.put_json(keys.session_alignment(sid), failed)
+            log.error("session alignment stalled; failed", extra={"session_id": sid})
+            return failed
+    msg = SessionAlignmentRequested(session_id=sid, cameras=[
+        SessionCamera(analysis_id=c["analysis_id"], video_key=c["video_key"]) for c in session["cameras"]])
+    try:
+        bus.send(deps.producer(), s.topics.alignments, msg, sid, bus.new_trace_id()).get(timeout=30)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        # the broker is away: nothing is recorded, so the next GET asks again
+        log.warning("alignment request not acknowledged; the next GET retries", extra={"session_id": sid})
+        return None
+    record = record or {"requests": []}
+    record["requests"].append({"at": utc_now()})
+    store.put_json(keys.session_alignment_request(sid), record)
+    log.info("session alignment requested", extra={"session_id": sid, "request": len(record["requests"])})
+    return None
 
 @router.post("/v1/sessions", status_code=202, responses=errors(*V1, 400, 413, 422, 429))
 async def create_session(http_request: Request, videos: list[UploadFile] = File(...), sport: str = Form(None),
@@ -145,17 +189,14 @@ def get_session(sid: str, deps: Deps = Depends(get_deps)):
         status = "failed"
         error = "; ".join(f"camera {c['index']} ({c['filename']}): {s['error']}" for c, s in failed)
     elif all(s["status"] == "done" for s in states):
-        try:
-            alignment = store.get_json(keys.session_alignment(sid))
-        except ObjectNotFound:
-            alignment = None
-        if alignment is None:
+        doc = _alignment(store, sid) or request_alignment(deps, session)
+        if doc is None:
             status = "aligning"
-            align_in_background(deps, session)
-        elif "error" in alignment:
-            status, error, alignment = "failed", alignment["error"], None
+        elif doc.error is not None:
+            status, error = "failed", doc.error
         else:
-            status = "done"
+            # as stored (what was not written stays out), without the unset error
+            status, alignment = "done", doc.model_dump(by_alias=True, exclude_unset=True, exclude={"error"})
     elif all(s["status"] == "queued" for s in states):
         status = "queued"
     else:

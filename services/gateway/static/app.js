@@ -1,6 +1,6 @@
 /* AI Coach web page: upload a clip, follow the analysis, review faults against exemplars.
    Vanilla JS, no build step, no downloads: everything comes from the gateway that serves this file.
-   API: GET /v1/sports, POST /v1/analyses, GET /v1/analyses[/{id}[/events|/result|/video|/keypoints.csv]]. */
+   API: GET /v1/sports, POST /v1/analyses, POST /v1/analyses/{id}/athlete, GET /v1/analyses[/{id}[/events|/result|/video|/keypoints.csv]]. */
 "use strict";
 (function () {
 
@@ -523,6 +523,7 @@ function buildResult(r) {
   show($("#stages-card"), false);
   show($("#result"), true);
   renderSummary();
+  renderPeople();
   renderScore();
   setupPlayer();
   renderTimeline();
@@ -591,6 +592,42 @@ function renderSummary() {
   ];
   const timings = Object.entries(r.timings_s || {}).map(([k, v]) => `${k} ${fmt(v, 1)} s`).join(", ");
   fill($("#summary"), ...parts.flat(Infinity), timings ? el("span", { class: "muted small" }, el("br"), `Processing: ${timings}`) : "");
+}
+
+// Everybody else the tracker followed (issue 15): each can be made the athlete; the analysis then
+// runs again for that person (POST /v1/analyses/{id}/athlete) and the page follows it like an upload.
+function renderPeople() {
+  const A = state.A, others = (A.r.athletes || []).filter((a) => !a.is_target);
+  show($("#people-card"), others.length > 0);
+  show($("#people-error"), false);
+  fill($("#people"), others.map((p) => {
+    const seen = p.frames.filter((f) => f.bbox_px).map((f) => f.index);
+    const span = seen.length ? ` (${fmt(seen[0] / A.fps, 1)}–${fmt(seen[seen.length - 1] / A.fps, 1)} s)` : "";
+    const button = el("button", { type: "button", class: "make-athlete", "data-track": p.track_id }, "Make this the athlete");
+    button.addEventListener("click", () => makeAthlete(A.id, p.track_id, button));
+    return el("li", { "data-track": p.track_id }, el("span", null, `Person ${p.track_id}: seen in ${seen.length} frames${span}`), " ", button);
+  }));
+}
+async function makeAthlete(id, trackId, button) {
+  button.disabled = true;
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (apiKey()) headers.Authorization = "Bearer " + apiKey();
+  let resp;
+  try {
+    resp = await fetch(`/v1/analyses/${id}/athlete`, { method: "POST", headers, body: JSON.stringify({ track_id: trackId }) });
+  } catch (e) {
+    resp = null;
+  }
+  if (!resp || !resp.ok) {
+    button.disabled = false;
+    setText($("#people-error"), `Could not make person ${trackId} the athlete: ` +
+      (resp ? await errorText(resp) : "cannot reach the AI Coach server."));
+    show($("#people-error"), true);
+    return;
+  }
+  if (state.aid !== id) return;
+  stopAnalysis();
+  openAnalysis(id);   // progress, then the result with the new athlete first
 }
 
 // What the judge could and could not say (#16): a finding when the exercise never happened, the

@@ -1,6 +1,6 @@
 """Appearance of a person: colour histograms of the whole box and of its two halves.
 
-The 136 hue-saturation / grey bins of `tracking.colour_bins` (clothes), square-rooted and
+The 136 hue-saturation / grey bins of `appearance.colour_bins` (clothes), square-rooted and
 normalised, so the Bhattacharyya coefficient of two descriptors is their dot product. Upper /
 lower halves tell a red shirt over jeans from the reverse; a body upside down (a flip) has
 them swapped, so halves are compared both ways and the better kept. Bins common in the whole
@@ -11,7 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..tracking import N_BINS, _crop, colour_bins
+from ..appearance import N_BINS, colour_bins
+from ..geometry import crop
 
 
 def scene_weights(frame: np.ndarray) -> np.ndarray:
@@ -25,7 +26,7 @@ def describe(frame: np.ndarray, box: np.ndarray, weights: np.ndarray) -> np.ndar
     """(3, 136) sqrt-normalised histograms (whole, upper half, lower half) of the box's inner part
     (middle 60% of the width, 5..95% of the height: the edges are background); None off-frame."""
     x, y, w, h = (float(v) for v in box)
-    patch = _crop(frame, x + 0.2 * w, y + 0.05 * h, x + 0.8 * w, y + 0.95 * h)
+    patch = crop(frame, x + 0.2 * w, y + 0.05 * h, x + 0.8 * w, y + 0.95 * h)
     if patch.shape[0] < 6 or patch.shape[1] < 3:
         return None
     if patch.shape[0] > 64:                   # colours do not need every pixel of a big athlete
@@ -88,7 +89,7 @@ def search(frame: np.ndarray, desc: np.ndarray, weights: np.ndarray, c: np.ndarr
     correlation filter do not. -> the best box (x, y, w, h) or None. desc: the track's (3, 136)."""
     s = min(1.0, 40.0 / max(h, 1.0))                       # work with the person ~40 px tall
     x1, y1 = c[0] - radius - w / 2, c[1] - radius - h / 2
-    patch = _crop(frame, x1, y1, c[0] + radius + w / 2, c[1] + radius + h / 2)
+    patch = crop(frame, x1, y1, c[0] + radius + w / 2, c[1] + radius + h / 2)
     x1, y1 = max(x1, 0.0), max(y1, 0.0)
     if patch.shape[0] < h * 0.5 or patch.shape[1] < w * 0.5:
         return None

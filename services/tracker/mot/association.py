@@ -18,10 +18,6 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area, 1e-9)
 
 
-def centre(b: np.ndarray) -> np.ndarray:
-    return np.array([b[0] + b[2] / 2, b[1] + b[3] / 2], np.float64)
-
-
 def assign(score: np.ndarray, min_score: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
     """Hungarian assignment maximising `score` (N, M); pairs under min_score are not matched.
     -> (matches [(row, col)], unmatched rows, unmatched cols)."""

@@ -5,7 +5,7 @@ seen); finish() chooses the athlete by the policy and returns one FrameTrack per
 in order. Memory: boxes only, no frames are buffered.
 
 Refinement (`reread` given, `refine=True`): once the athlete is chosen, the single-target tracker
-(tracking.AthleteTracker: local tracker + online verifier + re-detection, better at telling one
+(athlete.AthleteTracker: local tracker + online verifier + re-detection, better at telling one
 walker from a lookalike) follows them from their first box over a second read of the frames;
 its boxes win where it has one, the multi-person track fills the frames it reports lost (a flip,
 a long absence), at a twentieth of its confidence.
@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..detector import PersonDetector
-from ..tracking import AthleteChoice, FrameTrack, NoPersonFound, PersonBox
+from ..geometry import clip_box
+from ..results import AthleteChoice, FrameTrack, NoPersonFound, PersonBox
 from . import appearance as app
 from . import choice as ch
 from .association import iou_matrix
@@ -65,7 +66,6 @@ class MotAthleteTracker:
             raise ValueError(f"expected BGR uint8 (H,W,3), got {frame.dtype} {frame.shape}")
         if self._n == 0 and self.target is not None:
             hgt, wid = frame.shape[:2]
-            from ..tracking import clip_box
             if clip_box(self.target, wid, hgt) is None:
                 raise ValueError(f"target_bbox_px {self.target.tolist()} is outside the {wid}x{hgt} frame")
         self._size = (frame.shape[1], frame.shape[0])
@@ -129,7 +129,7 @@ class MotAthleteTracker:
 
     def _refined(self, out: list[FrameTrack], athlete: Track) -> list[FrameTrack]:
         """Second pass: the single-target tracker from the athlete's first box; fuse (module doc)."""
-        from ..tracking import AthleteTracker
+        from ..athlete import AthleteTracker
 
         start = min(athlete.history)
         box0 = self.target if self.policy == "box" else athlete.history[start].box

@@ -2,7 +2,7 @@
 
 Per frame:
 1. every track's Kalman filter predicts its box; confirmed tracks also run a local tracker
-   (KCF, `tracking.LocalTracker`), the bridge for frames where the detector misses them
+   (KCF, `local_tracker.LocalTracker`), the bridge for frames where the detector misses them
    (back to the camera, motion blur, upside down in a flip);
 2. detection on a budget (`_plan`): the whole image (tiles for small people) on a schedule, when
    something moves where no track is (background subtraction), while nobody is tracked, or while a
@@ -21,15 +21,17 @@ left and came back after the lost buffer), and fills short gaps by interpolation
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from ..background import ForegroundModel
 from ..detector import Detection, PersonDetector
-from ..tracking import ForegroundModel, LocalTracker, clip_box
+from ..geometry import centre, clip_box
+from ..local_tracker import LocalTracker
 from . import appearance as app
-from .association import assign, centre, iou_matrix
+from .association import assign, iou_matrix
 from .kalman import BoxKalman
 
 

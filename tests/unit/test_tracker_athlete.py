@@ -7,9 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
+from services.tracker.athlete import AthleteTracker
+from services.tracker.background import ForegroundModel
+from services.tracker.config import TrackerConfig
 from services.tracker.detector import PersonDetector
-from services.tracker.tracking import (AthleteTracker, ForegroundModel, NoPersonFound, TrackerConfig, Verifier, centre,
-                                       iou_xywh)
+from services.tracker.geometry import centre, iou_xywh
+from services.tracker.results import NoPersonFound
+from services.tracker.verifier import Verifier
 from shared.video import read_frames
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"

@@ -1,6 +1,6 @@
 """Why tracking matters to pose: BlazePose on the tracker's tubelet crops vs on whole frames.
 
-    python -m services.tracker.posecheck [VIDEO] [--frames 150] [--start 0] [--target x,y,w,h] [--json]
+    python -m lab.posecheck [VIDEO] [--frames 150] [--start 0] [--target x,y,w,h] [--json]
 
 Runs AthleteTracker over the first frames of a video (default vtest.avi: people ~40x90 px in
 768x576), then services/pose/blazepose.py's BlazePoseEstimator twice on the same frames:
@@ -39,8 +39,7 @@ def run(video: str = DEFAULT_VIDEO, n_frames: int = 150, min_frames: int = 30, s
     import cv2
 
     from services.pose.blazepose import BlazePoseEstimator
-
-    from .tracking import AthleteTracker
+    from services.tracker.athlete import AthleteTracker
 
     cap = cv2.VideoCapture(video)
     for _ in range(start):

@@ -1,4 +1,4 @@
-"""Speed of the tracker on a video: `python -m services.tracker.bench VIDEO [--frames N] [--tracker legacy|mot|mot-alone]`.
+"""Speed of the tracker on a video: `python -m services.tracker.lab.bench VIDEO [--frames N] [--tracker legacy|mot|mot-alone]`.
 
 Prints JSON: frames, fps_detect_first (whole-image detections per second on the first
 frame: tiles included), fps_track (frames per second through the tracker, first-frame
@@ -17,8 +17,9 @@ import time
 
 import cv2
 
-from .detector import PersonDetector
-from .tracking import AthleteTracker, TrackerConfig
+from ..athlete import AthleteTracker
+from ..config import TrackerConfig
+from ..detector import PersonDetector
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
     if args.tracker == "legacy":
         tracker = AthleteTracker(cfg, detector=detector)
     else:
-        from .mot import MotAthleteTracker
+        from ..mot import MotAthleteTracker
         tracker = MotAthleteTracker(detector=detector, fps=fps, reread=lambda: iter(frames),
                                     refine=args.tracker == "mot", legacy_config=cfg)
     passes0 = detector.passes

@@ -28,8 +28,8 @@ def gateway_url(url: str | None, data_dir: str | None, quiet: bool = False):
         return
     if url:
         raise AnalysisError(f"no AI Coach gateway answers at {url}")
+    from coach.stack import EmbeddedStack, StackPorts, console_progress
     from shared.observability import setup_cli_logging
-    from shared.stack import EmbeddedStack, StackPorts, console_progress
 
     settings = Settings.from_env()
     stack = EmbeddedStack(Path(data_dir or settings.data_dir), StackPorts())

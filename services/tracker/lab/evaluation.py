@@ -21,11 +21,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence as Seq
+from typing import Iterable
+from typing import Sequence as Seq
 
 import numpy as np
 
-from .tracking import AthleteTracker, TrackerConfig, iou_xywh
+from ..athlete import AthleteTracker
+from ..config import TrackerConfig
+from ..geometry import iou_xywh
 
 
 def overlaps(pred: Seq[np.ndarray | None], gt: Seq[np.ndarray | None]) -> np.ndarray:
@@ -116,7 +119,7 @@ def run_tracker(seq, config, detector, frames: list | None = None, kind: str = "
     gts = [gt0]
     target = tuple(float(v) for v in gt0)
     if kind == "mot":
-        from .mot import MotAthleteTracker
+        from ..mot import MotAthleteTracker
         rendered = frames if frames is not None else list(seq)
         frames_gt = iter(rendered)
         first, _ = next(frames_gt)
@@ -218,8 +221,8 @@ def evaluate(split: str = "test", cases: tuple[str, ...] | None = None, config: 
     """Trackers on a split of the evaluation set: the `coach tracker eval` document.
     trackers: "plain" (local tracker alone), "full" (the single-target tracker: verifier,
     re-detection), "mot" (tracking by detection of everyone, services/tracker/mot)."""
+    from ..detector import PersonDetector
     from . import evalset
-    from .detector import PersonDetector
 
     cases = tuple(cases or evalset.CASES)
     detector = detector or PersonDetector()

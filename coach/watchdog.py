@@ -7,7 +7,7 @@ is overwritten with the same result. After `max_redrives` re-drives it is marked
 the stage it was stuck in. State lives in the store (analyses/<id>/watchdog.json), so the
 watchdog can restart or run beside another copy.
 
-Run: `python -m shared.watchdog` (the embedded stack starts one).
+Run: `python -m coach.watchdog` (the embedded stack starts one).
 """
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ from datetime import datetime, timezone
 from prometheus_client import Counter
 
 from shared import bus
-from shared.documents import AnalysisRequest, MalformedDocument, StageStatus
+from shared.documents import AnalysisRequest, AthleteSelection, MalformedDocument, StageStatus
 from shared.messages import AnalysisCompleted, utc_now
 from shared.observability import log_fields, serve_health, setup_logging
 from shared.settings import Settings
+from shared.status import is_done, stage_statuses
 from shared.store import ObjectNotFound, ObjectStore, keys
 
 log = logging.getLogger("watchdog")
@@ -34,25 +35,6 @@ ACTIONS = Counter("coach_watchdog_actions_total", "Stalled analyses re-driven or
 def _ts(text: str) -> float:
     t = datetime.fromisoformat(text)
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
-
-
-def stage_statuses(store: ObjectStore, aid: str) -> dict[str, StageStatus]:
-    """stage -> its status document, for the stages that have written one."""
-    stages = {}
-    for key in store.list(keys.status_prefix(aid)):
-        doc = StageStatus.read(store, key)
-        stages[doc.stage] = doc
-    return stages
-
-
-def is_done(store: ObjectStore, aid: str, stages: dict[str, StageStatus]) -> bool:
-    """Finished with a result. Not only suggest's "done": a redelivered verdict (at-least-once)
-    makes suggest run again and write "running" over it, while the result document, written only
-    once complete, is already there."""
-    suggest = stages.get("suggest")
-    if suggest is None:      # suggest never ran: no result can exist (and no store call while running)
-        return False
-    return suggest.state == "done" or store.exists(keys.result(aid))
 
 
 def inspect(store: ObjectStore, aid: str) -> dict | None:
@@ -78,6 +60,12 @@ class Watchdog:
             self._producer = bus.make_producer(self.settings, "watchdog")
         return self._producer
 
+    def _selection(self, aid: str) -> AthleteSelection | None:
+        try:
+            return AthleteSelection.read(self.store, keys.selection(aid))
+        except ObjectNotFound:
+            return None
+
     def recent_ids(self, limit: int = 500) -> list[str]:
         return self.store.analysis_ids()[-limit:]   # ids are time-ordered: the newest analyses
 
@@ -100,14 +88,21 @@ class Watchdog:
             stage, idle = state["stage"], round(state["idle_s"])
             request: AnalysisRequest = state["request"]
             if len(wd["redrives"]) < s.max_redrives and request.message is not None:
-                msg = request.message
+                # after an athlete switch the switch is re-driven (tracking is done; re-tracking
+                # would bring back the policy's athlete), else the whole analysis
+                selection = self._selection(aid)
+                if selection is not None and selection.message is not None:
+                    topic, msg = s.topics.athlete_selections, selection.message
+                else:
+                    topic, msg = s.topics.analyses, request.message
                 wd["redrives"].append({"at": utc_now(), "stage": stage, "idle_s": idle})
                 self.store.put_json(wd_key, wd)
                 # a status touch restarts the idle clock: the re-drive gets a full timeout
                 self.store.put_json(keys.status(aid, "tracker"), StageStatus(
                     stage="tracker", state="queued", fraction=0.0, updated_at=utc_now(),
-                    note=f"re-driven by the watchdog after {idle} s without progress in {stage}"))
-                bus.send(self.producer(), s.topics.analyses, msg, aid).get(timeout=30)
+                    note=f"re-driven by the watchdog after {idle} s without progress in {stage}",
+                    revision=msg.revision if topic == s.topics.athlete_selections else None))
+                bus.send(self.producer(), topic, msg, aid).get(timeout=30)
                 ACTIONS.labels("redrive", stage).inc()
                 log.warning("re-driving stalled analysis", extra=log_fields(
                     analysis_id=aid, stage=stage, idle_s=idle, redrive=len(wd["redrives"])))

@@ -12,8 +12,8 @@ import sys
 from collections import Counter
 
 from shared.messages import (
-    AnalysisCompleted, AnalysisRequested, AnalysisVerdict, ClipPoses, DeadLetter, Message, ModelPublished,
-    TrackedClip, topic_models,
+    AnalysisCompleted, AnalysisRequested, AnalysisVerdict, AthleteSelected, ClipPoses, DeadLetter, Message,
+    ModelPublished, SessionAlignmentRequested, TrackedClip, topic_models,
 )
 from shared.settings import Settings
 
@@ -32,6 +32,8 @@ def summarize(m: Message) -> str:
             line += f"  score={m.score.value:.0f}"
         if m.synthetic:
             line += "  (criteria-based models)"
+        if m.revision:
+            line += f"  athlete=track {m.track_id} (switch {m.revision})"
         return line
     if isinstance(m, AnalysisCompleted):
         tail = m.result_key if m.status == "done" else f"error: {m.error}"
@@ -47,6 +49,10 @@ def summarize(m: Message) -> str:
                 f"posed {m.frames_with_pose}/{m.frame_count}  {m.pose_model}+{m.refiner}")
     if isinstance(m, DeadLetter):
         return f"dead-letter  {m.service}  from {m.source_topic} {m.partition}:{m.offset}  attempts={m.attempts}  {m.error}"
+    if isinstance(m, AthleteSelected):
+        return f"athlete  {m.analysis_id}  track={m.track_id}  revision={m.revision}"
+    if isinstance(m, SessionAlignmentRequested):
+        return f"align  session {m.session_id}  cameras={len(m.cameras)}"
     if isinstance(m, ModelPublished):
         return f"model  {m.sport}  version={m.version}"
     return m.model_dump_json(by_alias=True)
@@ -93,7 +99,7 @@ def cmd_tail(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("tail", help="follow a topic's messages as readable lines (verdicts, results, …)")
-    p.add_argument("topic", help="verdicts, results, analyses, clips, poses, dead-letters or control")
+    p.add_argument("topic", help="verdicts, results, analyses, clips, poses, dead-letters, control or athlete-selections")
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest message, not the newest")
     p.add_argument("--json", action="store_true", help="print each validated message as one JSON line")
     p.add_argument("--max", type=int, default=0, help="stop after N messages")

@@ -13,12 +13,12 @@ from shared.settings import Settings
 
 
 def cmd_up(args) -> int:
+    from coach.stack import EmbeddedStack, PortInUse, StackPorts, console_progress
     from shared.observability import setup_cli_logging
-    from shared.stack import EmbeddedStack, PortInUse, StackPorts, console_progress
 
     settings = Settings.from_env()
     ports = StackPorts(gateway=args.port).shifted(args.port_offset)
-    workers = {"tracker": 1, "pose": args.pose_workers, "judge": 1, "suggest": 1}
+    workers = {"tracker": 1, "pose": args.pose_workers, "judge": 1, "suggest": 1, "align": 1}
     stack = EmbeddedStack(Path(args.data_dir or settings.data_dir), ports, workers,
                           with_prometheus=getattr(args, "with_prometheus", False))
     # Library retries while the broker starts go to the log file; the console gets progress lines.
@@ -44,7 +44,7 @@ def cmd_up(args) -> int:
 
 
 def cmd_ps(args) -> int:
-    from shared.stack import read_state
+    from coach.stack import read_state
 
     state = read_state(Path(args.data_dir or Settings.from_env().data_dir))
     if state is None:
@@ -68,20 +68,24 @@ def cmd_schemas(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from shared.client import analyze_cli
+    from coach.client import analyze_cli
 
     return analyze_cli(args)
 
 
 def cmd_bench(args) -> int:
-    from shared.client import bench_cli
+    from coach.client import bench_cli
 
     return bench_cli(args)
 
 
 # Modules that add their own sub-commands: each has `register(subparsers)`. A service's
 # commands live beside its code (e.g. `coach judge train` in services/judge/cli.py).
-COMMAND_MODULES: list[str] = ["shared.dlq", "shared.tail", "services.gateway.auth", "services.judge.cli", "services.pose.cli", "services.pose.strn_cli", "services.suggest.cli", "services.tracker.cli"]
+COMMAND_MODULES: list[str] = ["coach.dlq", "coach.tail", "services.gateway.auth", "services.judge.cli", "services.pose.cli", "services.pose.strn_cli", "services.suggest.cli", "services.tracker.cli", "services.tracker.lab.cli"]
+# Sub-commands whose code needs two services (the tracker and pose): the parser is the service's,
+# the handler is in the top-level lab/ package, which no service imports ("module:function").
+LAB_COMMANDS: dict[tuple[str, str], str] = {("pose", "run"): "lab.pose_run:cmd_run",
+                                            ("pose", "bench-models"): "lab.pose_run:cmd_bench_models"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     args = build_parser().parse_args(argv)
+    route = LAB_COMMANDS.get((args.cmd, getattr(args, f"{args.cmd}_cmd", None)))
+    if route:
+        import importlib
+
+        module, fn = route.split(":")
+        return getattr(importlib.import_module(module), fn)(args)
     return args.fn(args)
 
 

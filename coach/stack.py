@@ -28,9 +28,13 @@ from shared.store import ObjectStore
 
 log = logging.getLogger("stack")
 
-WORKER_SERVICES = ("tracker", "pose", "judge", "suggest")
+WORKER_SERVICES = ("tracker", "pose", "judge", "suggest", "align")
+# The module each worker process runs; `align` is the tracker service's second worker (session
+# alignment, consuming `alignments`), a process of its own so long alignments never hold up tracking.
+WORKER_MODULES = {s: f"services.{s}.worker" for s in WORKER_SERVICES} | {"align": "services.tracker.align_worker"}
 ALERT_RULES = Path(__file__).resolve().parents[1] / "deploy" / "prometheus" / "alerts.yml"
 BROKER_BUCKET_SUFFIX = "-broker-log"
+_JOBS = {module: name for name, module in WORKER_MODULES.items()}   # Prometheus job of a worker process
 
 
 class PortInUse(RuntimeError):
@@ -228,12 +232,12 @@ class EmbeddedStack:
             for k in range(count):
                 name = service if count == 1 else f"{service}-{k + 1}"
                 port = self.ports.metrics_base + i
-                self._add(Proc(name, [sys.executable, "-m", f"services.{service}.worker"],
+                self._add(Proc(name, [sys.executable, "-m", WORKER_MODULES[service]],
                                {**env, "COACH_METRICS_PORT": str(port)}, logs / f"{name}.log", metrics_port=port))
                 i += 1
         if self.with_gateway and self.with_watchdog:
             port = self.ports.metrics_base + i
-            self._add(Proc("watchdog", [sys.executable, "-m", "shared.watchdog"],
+            self._add(Proc("watchdog", [sys.executable, "-m", "coach.watchdog"],
                            {**env, "COACH_METRICS_PORT": str(port)}, logs / "watchdog.log", metrics_port=port))
         if self.with_gateway:
             self._add(Proc("gateway", [sys.executable, "-m", "services.gateway"], env, logs / "gateway.log",
@@ -252,7 +256,7 @@ class EmbeddedStack:
         jobs: dict[str, list[dict]] = {}
         for p in self.procs:
             if p.metrics_port:
-                service = p.argv[-1].split(".")[1] if p.argv[-1].startswith("services.") else p.name
+                service = _JOBS.get(p.argv[-1]) or (p.argv[-1].split(".")[1] if p.argv[-1].startswith("services.") else p.name)
                 jobs.setdefault(service, []).append(
                     {"targets": [f"127.0.0.1:{p.metrics_port}"], "labels": {"instance": p.name}})
         config: dict = {

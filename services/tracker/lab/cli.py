@@ -1,0 +1,125 @@
+"""`coach tracker ...`: measure the athlete tracker like a long-term tracker.
+
+  coach tracker eval [--split test|tune|all] [--cases a,b] [--trackers plain,full,mot] [--json]
+      VOT-LT precision / recall / F-score of the athlete's track, identity switches per sequence,
+      on the built evaluation set (services/tracker/lab/evalset.py, rendered on the fly), per case and
+      overall, and frames per second: plain (local tracker only), full (single-target tracker:
+      + verification + re-detection), mot (multi-person tracker + refinement of the athlete) and
+      mot_alone (its athlete track before refinement), with MOTA / IDF1 over all people.
+  coach tracker evalset --out DIR [--split ...] [--cases ...]
+      write the evaluation sequences as MP4 with their ground truth drawn (eyeballing), plus
+      ground_truth.json (per sequence, per frame: the target's box or null).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+TRACKER_DOC = __doc__
+
+
+def _cases(arg: str | None) -> tuple[str, ...] | None:
+    from .evalset import CASES
+
+    if not arg:
+        return None
+    cases = tuple(c.strip() for c in arg.split(",") if c.strip())
+    bad = [c for c in cases if c not in CASES]
+    if bad:
+        raise SystemExit(f"coach tracker: unknown case(s) {', '.join(bad)}; cases: {', '.join(CASES)}")
+    return cases
+
+
+def cmd_eval(args) -> int:
+    import cv2
+
+    from ..config import TrackerConfig
+    from .evaluation import evaluate
+
+    cv2.setNumThreads(args.threads)
+    cases = _cases(args.cases)
+
+    trackers = tuple(t.strip() for t in args.trackers.split(",") if t.strip())
+
+    def progress(row: dict) -> None:
+        if not args.quiet:
+            scores = "  ".join(f"{m} F {row[m]['f_score']:.3f}" for m in trackers + ("mot_alone",) if m in row)
+            print(f"  {row['sequence']:<16} {scores}  ({row['frames']} frames, target absent in {row['absent_frames']})",
+                  file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    out = evaluate(args.split, cases, TrackerConfig(local_tracker=args.local_tracker), progress=progress,
+                   trackers=trackers)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    out["machine"] = {"cpus": os.cpu_count(), "load_1min_after": round(os.getloadavg()[0], 2),
+                      "opencv_threads": args.threads, "local_tracker": args.local_tracker}
+    if not args.per_sequence:
+        out.pop("per_sequence")
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    modes = [m for m in ("plain", "full", "mot", "mot_alone") if m in out]
+    print(f"split {out['split']}: {out['sequences']} sequences, {out['frames']} frames "
+          f"(fps: {out['fps']}; {out['machine']['cpus']} CPUs, load {out['machine']['load_1min_after']})")
+    print(f"{'':<14}" + "".join(f"{m + ' P':>12}{'R':>7}{'F':>7}" for m in modes))
+    rows = [("all", [out[m] for m in modes])]
+    if "hard" in out:
+        rows.append(("hard cases", [out["hard"][m] for m in modes]))
+    rows += [(c, [v[m] for m in modes]) for c, v in out["cases"].items()]
+    for name, vals in rows:
+        print(f"{name:<14}" + "".join(f"{v['precision']:>12.3f}{v['recall']:>7.3f}{v['f_score']:>7.3f}" for v in vals))
+    print("identity switches per sequence: " + ", ".join(f"{m} {out[m]['id_switches_per_sequence']}" for m in modes))
+    if "all_people" in out.get("mot", {}):
+        print(f"all people (mot): {out['mot']['all_people']}")
+    return 0
+
+
+def cmd_evalset(args) -> int:
+    from . import evalset
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cases = _cases(args.cases) or evalset.CASES
+    sprites = evalset.load_sprites()
+    seeds = evalset.SPLITS["tune"] + evalset.SPLITS["test"] if args.split == "all" else evalset.SPLITS[args.split]
+    truth = {}
+    for case in cases:
+        for seed in seeds:
+            seq = evalset.make_sequence(case, seed, sprites)
+            evalset.write_preview(seq, str(out / f"{seq.name}.mp4"))
+            truth[seq.name] = {"case": case, "seed": seed, "split": seq.split, "size": list(seq.size),
+                               "athlete": seq.actors[0].sprite,
+                               "boxes": [None if b is None else [float(v) for v in b] for b in seq.ground_truth()]}
+            print(out / f"{seq.name}.mp4")
+    (out / "ground_truth.json").write_text(json.dumps(truth))
+    return 0
+
+
+def register(sub) -> None:
+    tr = sub.add_parser("tracker", help="evaluate the athlete tracker (VOT-LT precision/recall/F-score)",
+                        description=TRACKER_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = tr.add_subparsers(dest="tracker_cmd", required=True)
+
+    ev = sub.add_parser("eval", help="plain vs full tracker on the built evaluation set")
+    ev.add_argument("--split", default="test", choices=("test", "tune", "all"),
+                    help="test: the held-out seeds (default); tune: the seeds used for tuning")
+    ev.add_argument("--cases", help="comma-separated subset of the cases (default: all)")
+    ev.add_argument("--local-tracker", default="kcf", choices=("kcf", "csrt"))
+    ev.add_argument("--trackers", default="plain,full,mot",
+                    help="comma-separated: plain (local tracker alone), full (single-target tracker), mot "
+                         "(multi-person tracker + refinement; mot_alone, without it, comes with it)")
+    ev.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: the one-core figure)")
+    ev.add_argument("--per-sequence", action="store_true", help="also list every sequence")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    ev.add_argument("--quiet", action="store_true", help="no per-sequence progress on stderr")
+    ev.set_defaults(fn=cmd_eval)
+
+    es = sub.add_parser("evalset", help="write the evaluation sequences as MP4 with their ground truth")
+    es.add_argument("--out", required=True)
+    es.add_argument("--split", default="test", choices=("test", "tune", "all"))
+    es.add_argument("--cases")
+    es.set_defaults(fn=cmd_evalset)
