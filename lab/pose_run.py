@@ -15,7 +15,7 @@ from pathlib import Path
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def pose_file(path: str, refiner_name: str = "strn", boxes_from: str = "tracker", max_frames: int | None = None,
+def pose_file(path: str, refiner_name: str = "one_euro", boxes_from: str = "tracker", max_frames: int | None = None,
               chunk: int = 64, pose_model: str = "full") -> dict:
     """Keypoints of the athlete in an image (raw, whole image) or a video (tracked, crops, refined)."""
     import cv2

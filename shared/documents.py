@@ -172,9 +172,18 @@ class LrSwaps(_Part):
     lower: int = Field(0, ge=0)
 
 
+class RawTail(_Part):
+    """The clip's last raw poses (as BlazePose gave them, before refinement): the next clip's refiner
+    context across the clip boundary."""
+    first_index: int = Field(ge=0, description="Frame index of the first row")
+    keypoints: list[Optional[Keypoints]] = Field(description="One row of landmarks per frame; null: no pose")
+
+
 class ClipPosesDocument(Document):
     """analyses/<id>/poses/clip-NNNNN.json, written by the pose stage: every frame of one clip
     (frames without the athlete or without a pose have null keypoints)."""
+    model_config = ConfigDict(validate_assignment=True)
+    omit_when_null: ClassVar[frozenset[str]] = frozenset({"raw_tail"})
 
     schema_: Literal["coach.clip-poses-document/1"] = Field("coach.clip-poses-document/1", alias="schema")
     analysis_id: str
@@ -186,7 +195,9 @@ class ClipPosesDocument(Document):
     landmarks: list[str] = Field(default_factory=list, description="Landmark order of the keypoint rows")
     seconds: float = Field(0.0, ge=0)
     lr_swaps_fixed: Optional[LrSwaps] = Field(None, description="Frames whose left/right halves were swapped back")
+    context_frames: int = Field(0, ge=0, description="Raw poses of the previous clip the refiner saw first")
     frames: list[PoseFrame]
+    raw_tail: Optional[RawTail] = Field(None, description="Written when the refiner takes context (the STRN)")
 
 
 # ---------------------------------------------------------------------------- verdict.json

@@ -91,7 +91,9 @@ class Settings:
     # "mot": once chosen, the athlete is followed again by the single-target tracker (a second read
     # of the video), fused with their multi-person track (docs/tracker.md)
     tracker_refine: bool = True
-    refiner: str = "strn"             # pose refinement: "strn" (STRN + post-pass, services/pose/strn.py) | "one_euro" | "none"
+    # pose refinement: "one_euro" | "strn" (STRN + post-pass, services/pose/strn.py) | "none". One-Euro by
+    # default: on hand-labelled real frames the STRN hurt fast motion (docs/pose.md, "Default refiner")
+    refiner: str = "one_euro"
     strn_weights: str = ""            # the STRN checkpoint; empty: the shipped services/pose/weights/strn.pt
     default_sport: str = "squat"
     # Embedded stack

@@ -108,6 +108,43 @@ _REFINERS: dict[str, Callable[..., Refiner]] = {
 }
 
 
+def context_frames(refiner: Refiner) -> int:
+    """Frames of the previous clip's raw poses worth prepending to a clip (see refine_clip): the span of
+    one STRN window at the refiner's frame rate (T frames, dilated above the training rate); 0 for
+    refiners that gain nothing from it (none; One-Euro restarts per clip as it always has)."""
+    cfg = getattr(refiner, "cfg", None)
+    if cfg is None:
+        return 0
+    fps = getattr(refiner, "freq_hz", None)
+    return cfg.T * (max(1, round(fps / cfg.fps)) if fps else 1)
+
+
+def refine_clip(refiner: Refiner, keypoints_px: np.ndarray, present: np.ndarray,
+                boxes_px: Sequence[np.ndarray | None],
+                context: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """What the pose worker does to one clip's raw BlazePose poses: left/right swaps undone over the clip
+    (services/pose/swaps.py), then the refiner. -> (refined [T, 33, 3], swapped [T, 2] (upper, lower)).
+
+    context: (raw keypoints [C, 33, 3], present [C]) of the frames just before the clip (the previous
+    clip's tail, as BlazePose gave them), or None. With it, swaps and refinement see those frames too,
+    so the clip's first frames are refined as if the clip boundary were not there; only the clip's own
+    frames are returned. The evaluation (strn_train.evaluate) calls this same function."""
+    from services.pose.swaps import fix_swaps
+
+    kps = np.asarray(keypoints_px, dtype=np.float32)
+    present = np.asarray(present, dtype=bool)
+    boxes = list(boxes_px)
+    c = 0
+    if context is not None and len(context[0]):
+        c = len(context[0])
+        kps = np.concatenate([np.asarray(context[0], np.float32), kps])
+        present = np.concatenate([np.asarray(context[1], bool), present])
+        boxes = [None] * c + boxes
+    fixed, swapped = fix_swaps(kps)
+    out = refiner.refine(fixed.astype(np.float32), present, boxes)
+    return out[c:], swapped[c:]
+
+
 def make_refiner(name: str, **params: Any) -> Refiner:
     """'none' | 'one_euro' | 'strn'; params go to the refiner's constructor (e.g. freq_hz=video fps,
     which both one_euro and strn take; strn also weights=, device=)."""

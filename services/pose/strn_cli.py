@@ -2,7 +2,7 @@
 
     coach pose train-refiner [--steps 2000] [--out services/pose/weights/strn.pt] [--T 10] [--layers 3] [--heads 2]
                              [--no-spatial | --no-temporal] [--seed 0] [--threads 2] [--minutes CAP]
-    coach pose eval [--weights PATH] [--json]     (--real: on hand-labelled real frames, services/pose/lab/eval_real.py)
+    coach pose eval [--weights PATH] [--labels full|heavy] [--clip-frames N] [--json]   (--real: on hand-labelled real frames, services/pose/lab/eval_real.py)
     coach pose ablate [--steps 2000] [--out out/strn-ablations] [--only SLUG ...]
     coach pose tune-smoother [--weights PATH]
     coach pose bench-refiner [--weights PATH] [--fps 30] [--clips 20] [--threads 1 2] [--batch-windows 1 8 64 256] [--json]
@@ -49,8 +49,10 @@ def cmd_train(args) -> int:
     from services.pose.strn_train import train_and_save
 
     _threads(args.threads)
-    summary = train_and_save(_config(args), Path(args.out), args.steps, args.minutes, args.seed,
-                             Path(args.cache) if args.cache else None, log=_log, **_loss_kw(args))
+    out = Path(args.out or ("services/pose/weights/strn.pt" if args.labels == "full" else f"out/strn-{args.labels}.pt"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = train_and_save(_config(args), out, args.steps, args.minutes, args.seed,
+                             Path(args.cache) if args.cache else None, log=_log, labels=args.labels, **_loss_kw(args))
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -62,13 +64,17 @@ def cmd_eval(args) -> int:
     from services.pose.strn_train import evaluate
 
     _threads(args.threads)
-    rep = evaluate(args.weights, Path(args.cache) if args.cache else None)
+    kw = {"clip_frames": args.clip_frames} if args.clip_frames else {}
+    rep = evaluate(args.weights, Path(args.cache) if args.cache else None, labels=args.labels, **kw)
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0
-    print(f"test walkers {', '.join(rep['data']['test_walkers'])}: {rep['data']['test_frames_scored']} frames scored")
+    pr = rep["protocol"]
+    print(f"test walkers {', '.join(rep['data']['test_walkers'])}: {rep['data']['test_frames_scored']} frames scored; "
+          f"labels: {pr['labels_model']}; clips of {pr['clip_frames']} frames as the worker refines them")
     print(f"{'condition':<12}{'method':<26}{'PCK@0.2':>9}{'accel':>9}{'accel px':>10}")
-    for cond, d in [("all", {k: rep[k] for k in ("raw", "best_filter", "refined", "strn_only")}),
+    keys = ("raw", "one_euro_shipped", "best_filter", "refined", "strn_only", "refined_context", "refined_whole_run")
+    for cond, d in [("all", {k: rep[k] for k in keys}),
                     *rep["by_degradation"].items()]:
         for k, m in d.items():
             label = {"best_filter": f"best filter ({rep['best_filter']['name']})",
@@ -181,7 +187,10 @@ def register(sub) -> None:
 
     tr = ps.add_parser("train-refiner", help="train the STRN on BlazePose runs of real video (bounded run)")
     model_args(tr, 3, 2, 2000)
-    tr.add_argument("--out", default="services/pose/weights/strn.pt")
+    tr.add_argument("--out", default=None, help="default: services/pose/weights/strn.pt for --labels full, "
+                                                "out/strn-LABELS.pt otherwise (the shipped weights are not overwritten)")
+    tr.add_argument("--labels", default="full", choices=("full", "heavy"),
+                    help="pseudo ground truth to learn: BlazePose full (the base model itself) or heavy on the clean frames")
     tr.set_defaults(fn=cmd_train)
 
     ev = ps.add_parser("eval", help="PCK@0.2 and acceleration error on held-out walkers: raw, best filter, STRN")
@@ -190,6 +199,11 @@ def register(sub) -> None:
     ev.add_argument("--real", action="store_true", help="lite/full/heavy on hand-labelled real frames (docs/pose.md)")
     ev.add_argument("--threads", type=int, default=2)
     ev.add_argument("--cache", default=None)
+    ev.add_argument("--labels", default="full", choices=("full", "heavy"),
+                    help="pseudo ground truth: BlazePose full (the base model itself, default) or heavy on the clean frames")
+    ev.add_argument("--clip-frames", type=int, default=None,
+                    help="clip length the worker's clips are cut at (default: COACH clip_frames, 32); "
+                         "11 = the time span of a 32-frame clip of 30 fps video")
     ev.set_defaults(fn=cmd_eval)
 
     ab = ps.add_parser("ablate", help="paper tables 6-8: spatial/temporal, T, layers x heads (bounded runs)")
@@ -224,7 +238,7 @@ def register(sub) -> None:
     rn = ps.add_parser("run", help="keypoints per frame of an image (raw) or a video (tracked athlete, refined)")
     rn.add_argument("input")
     rn.add_argument("--json", action="store_true")
-    rn.add_argument("--refiner", default="strn", help="strn (default) | one_euro | none")
+    rn.add_argument("--refiner", default="one_euro", help="one_euro (default, as the pipeline) | strn | none")
     rn.add_argument("--boxes", choices=("tracker", "pose"), default="tracker",
                     help="crop boxes from the pipeline's tracker (default) or from the whole-frame pose")
     rn.add_argument("--max-frames", type=int, default=None)

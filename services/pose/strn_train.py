@@ -22,12 +22,17 @@ from clean / blurred / occluded / both frames; split by person). Here:
                   raw model, classic filters tuned on validation, the STRN alone and the shipped
                   pipeline (STRN + post-pass), per degradation.
 
-Frames: a frame counts for PCK where the ground truth has a pose and the input has one (nobody
-fills frames where the model found no pose: refiners keep absent frames absent); acceleration
-over triplets of consecutive such frames. The same frames for every method.
+Protocol (docs/pose.md): the refiner is scored as the pose worker runs it: each walker run is cut
+at the video's clip boundaries (frame index multiple of COACH clip_frames, 32) and every clip goes
+through services.pose.refine.refine_clip (left/right swap fix, then the refiner at the video's fps)
+on its own; whole-run refinement is a secondary row. Every frame where the labels have a pose counts
+for PCK: a frame where the prediction has none is wrong on every joint (coverage is reported
+apart). Acceleration error over triplets of consecutive frames where both have a pose. Labels: the
+recipe's own (BlazePose full, the base model itself) or another model's (labels="heavy").
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -39,9 +44,10 @@ import numpy as np
 import torch
 
 from services.pose import strn_data as D
-from services.pose.refine import OneEuroRefiner
+from services.pose.refine import IdentityRefiner, OneEuroRefiner, context_frames, make_refiner, refine_clip
 from services.pose.strn import (JOINT_IDX, JOINTS, STRN, StrnConfig, StrnRefiner, decode, load_model, render, save_model,
                                 savgol, segments, to_heatmap, window_inputs)
+from shared.settings import Settings
 from shared.skeleton import LANDMARK_INDEX
 
 # The paper's 13 evaluation joints and its table groups.
@@ -58,6 +64,7 @@ LR_A = np.array([LANDMARK_INDEX[f"left_{j}"] for j in _PAIRS])
 LR_B = np.array([LANDMARK_INDEX[f"right_{j}"] for j in _PAIRS])
 EVAL_CONDITIONS = ("clean", "blur", "occlusion", "mixed", "swap_drop")
 FPS = 10.0  # vtest.avi
+CLIP_FRAMES = Settings().clip_frames  # the tracker cuts a video into clips of this many frames for the pose worker
 
 
 @dataclass
@@ -70,21 +77,74 @@ class Run:
     gt: np.ndarray          # [n, 33, 3] px
     gt_present: np.ndarray  # [n]
     box: np.ndarray         # [n, 4] walker box x, y, w, h (PCK / accel normalisation)
+    first_frame: int = 0    # video frame of the run's first frame (where the worker's clips are cut)
 
 
-def load_runs(split: str, cache: Path | None = None, eval_conditions: bool = False) -> list[Run]:
+def load_runs(split: str, cache: Path | None = None, eval_conditions: bool = False, labels: str = "full") -> list[Run]:
     """Every run of a split. eval_conditions adds "swap_drop": the clean run with dropped detections
-    and left/right swaps at fixed seeds (for evaluation; training draws its own on the fly)."""
+    and left/right swaps at fixed seeds (for evaluation; training draws its own on the fly).
+    labels: whose pseudo ground truth ("full": the recipe's own, the base model itself; "heavy")."""
+    walkers = D.load_walkers(split, cache)
+    lab = D.load_labels(labels, list(walkers), cache) if labels != "full" else walkers
     runs = []
-    for name, a in D.load_walkers(split, cache).items():
+    for name, a in walkers.items():
+        gt, gtp, first = lab[name]["gt"], lab[name]["gt_present"], int(a["first_frame"])
         for v in D.VARIANTS:
             for s in D.DEGRADED_SEEDS if v != "clean" else (0,):
-                runs.append(Run(name, v, a[f"{v}/{s}"], a[f"{v}/{s}/present"], a["gt"], a["gt_present"], a["box"]))
+                runs.append(Run(name, v, a[f"{v}/{s}"], a[f"{v}/{s}/present"], gt, gtp, a["box"], first))
         if eval_conditions:
             rng = np.random.default_rng([sum(map(ord, name)), 7])
             k, p = D.degrade_keypoints(a["clean/0"], a["clean/0/present"], rng)
-            runs.append(Run(name, "swap_drop", k, p, a["gt"], a["gt_present"], a["box"]))
+            runs.append(Run(name, "swap_drop", k, p, gt, gtp, a["box"], first))
     return runs
+
+
+# ---------------------------------------------------------------- the worker's clips
+
+def clip_spans(first_frame: int, n: int, clip_frames: int = CLIP_FRAMES) -> list[tuple[int, int]]:
+    """[start, end) of the pieces of a run of n frames starting at video frame first_frame that fall in
+    the worker's clips (the tracker cuts the video at frame indices that are multiples of clip_frames)."""
+    cuts = [t for t in range(1, n) if (first_frame + t) % clip_frames == 0]
+    edges = [0, *cuts, n]
+    return list(itertools.pairwise(edges))
+
+
+def clipwise(run: Run, refiner, context: bool = False, clip_frames: int = CLIP_FRAMES) -> np.ndarray:
+    """The run's keypoints as the pose worker outputs them: every clip of the video through refine_clip on
+    its own, the clip's frames outside the run absent (the walker is not tracked there), so the refiner's
+    windows fall where they fall in the worker. context: each clip also gets the previous clip's last
+    context_frames(refiner) raw frames (the worker's carry-over; absent frames where the run had not begun)."""
+    out = np.array(run.kps, dtype=np.float32, copy=True)
+    n, c = len(run.kps), (context_frames(refiner) if context else 0)
+
+    def frames(v0: int, v1: int) -> tuple[np.ndarray, np.ndarray]:  # video frames [v0, v1) as run arrays
+        k = np.full((v1 - v0, *run.kps.shape[1:]), np.nan, np.float32)
+        p = np.zeros(v1 - v0, bool)
+        lo, hi = max(v0, run.first_frame), min(v1, run.first_frame + n)
+        if hi > lo:
+            k[lo - v0:hi - v0] = run.kps[lo - run.first_frame:hi - run.first_frame]
+            p[lo - v0:hi - v0] = run.present[lo - run.first_frame:hi - run.first_frame]
+        return k, p
+
+    for s, e in clip_spans(run.first_frame, n, clip_frames):
+        c0 = (run.first_frame + s) // clip_frames * clip_frames  # the video clip holding run frames [s, e)
+        k, p = frames(c0, c0 + clip_frames)
+        ctx = frames(max(0, c0 - c), c0) if c and c0 > 0 else None
+        if ctx is not None and not ctx[1].any():
+            ctx = None  # nothing posed before the clip: the worker would find no useful context either
+        o = run.first_frame + s - c0
+        out[s:e] = refine_clip(refiner, k, p, [None] * clip_frames, ctx)[0][o:o + e - s]
+    return out
+
+
+class _Filter:
+    """A classic filter (fn(kps, present) -> kps) as a Refiner, so it goes through refine_clip like the rest."""
+
+    def __init__(self, name: str, params: dict):
+        self.name, self.params = name, params
+
+    def refine(self, kps, present, boxes):
+        return _filter_fn(self.name, self.params)(kps, present)
 
 
 # ---------------------------------------------------------------- training samples
@@ -206,13 +266,13 @@ def strn_loss(outs: list[torch.Tensor], gt_uv: torch.Tensor, mask: torch.Tensor,
 
 def train(cfg: StrnConfig, minutes: float = 30.0, max_steps: int = 2000, batch: int = 16, lr: float = 5e-3,
           seed: int = 0, cache: Path | None = None, eval_every: int = 250, log: Callable[[str], None] = print,
-          coord: str = "l2", w_hm: float = 0.5, w_acc: float = 2.0, w_vel: float = 0.0):
+          coord: str = "l2", w_hm: float = 0.5, w_acc: float = 2.0, w_vel: float = 0.0, labels: str = "full"):
     """Train one STRN for max_steps (the cosine schedule shrinks to fit if `minutes` would run out first);
     returns (model with the best validation weights, history dict)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    train_runs = load_runs("train", cache)
-    val_runs = load_runs("val", cache, eval_conditions=True)
+    train_runs = load_runs("train", cache, labels=labels)  # labels: whose pseudo ground truth the STRN learns
+    val_runs = load_runs("val", cache, eval_conditions=True, labels=labels)
     weights = np.array([r.present.sum() for r in train_runs], float)
     weights /= weights.sum()
     model = STRN(cfg)
@@ -268,8 +328,11 @@ def quick_val(model: STRN, runs: list[Run]) -> dict:
 # ---------------------------------------------------------------- metrics
 
 def run_metrics(run: Run, pred: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-run sums: correct [13] and counted frames for PCK, accel error sum and triplet count."""
-    ok = run.gt_present & run.present
+    """Per-run sums: correct [13] and counted frames for PCK, accel error sum and triplet count.
+    Every frame with ground truth counts for PCK; a frame where the prediction has no pose (or a
+    joint is missing) is wrong there. Acceleration and left-right spread: frames where both have one."""
+    posed = run.present & np.isfinite(pred[:, EVAL_IDX, :2]).any(axis=(1, 2))
+    ok = run.gt_present & posed
     scale = np.max(run.box[:, 2:], axis=1)  # [n] max(h, w)
     d = np.linalg.norm(pred[:, EVAL_IDX, :2] - run.gt[:, EVAL_IDX, :2], axis=-1)  # [n, 13]
     good = (d <= 0.2 * scale[:, None]) & np.isfinite(d)
@@ -278,7 +341,8 @@ def run_metrics(run: Run, pred: np.ndarray) -> dict[str, np.ndarray]:
     ae = np.linalg.norm(acc(pred[:, EVAL_IDX, :2]) - acc(run.gt[:, EVAL_IDX, :2]), axis=-1) / scale[1:-1, None]
     ae = np.where(np.isfinite(ae), ae, 0.0)  # (ok frames are finite)
     lr = lambda x: np.linalg.norm(x[:, LR_A, :2] - x[:, LR_B, :2], axis=-1)[ok] / scale[ok, None]  # noqa: E731
-    return {"correct": good[ok].sum(0), "frames": int(ok.sum()), "accel_sum": float(ae[trip].sum()),
+    return {"correct": good[run.gt_present].sum(0), "frames": int(run.gt_present.sum()), "covered": int(ok.sum()),
+            "accel_sum": float(ae[trip].sum()),
             "accel_px_sum": float((ae * scale[1:-1, None])[trip].sum()), "triplets": int(trip.sum()) * len(EVAL_IDX),
             "lr_pred": float(np.nansum(lr(pred))), "lr_gt": float(np.nansum(lr(run.gt)))}
 
@@ -296,6 +360,7 @@ def pooled(runs: list[Run], preds: list[np.ndarray]) -> dict:
         i += len(names)
     return {"pck02": round(float(per_joint.mean()), 4), "accel": round(sum(m["accel_sum"] for m in ms) / trip, 5),
             "accel_px": round(sum(m["accel_px_sum"] for m in ms) / trip, 3), "frames": frames, "groups": groups,
+            "coverage": round(sum(m["covered"] for m in ms) / max(frames, 1), 4),
             "lr_ratio": round(sum(m["lr_pred"] for m in ms) / max(sum(m["lr_gt"] for m in ms), 1e-9), 3)}
 
 
@@ -329,28 +394,35 @@ FILTER_GRIDS: dict[str, list[dict]] = {
 }
 
 
-def apply_filter(name: str, params: dict, run: Run) -> np.ndarray:
+def _filter_fn(name: str, params: dict):
     if name == "one_euro":
-        return OneEuroRefiner(freq_hz=FPS, **params).refine(run.kps, run.present, [None] * len(run.kps))
+        return lambda k, p: OneEuroRefiner(freq_hz=FPS, **params).refine(k, p, [None] * len(k))
     if name == "butterworth":
-        return butterworth(run.kps, run.present, **params)
-    return savgol(run.kps, run.present, **params)
+        return lambda k, p: butterworth(k, p, **params)
+    return lambda k, p: savgol(k, p, **params)
 
 
-def tune_filters(val_runs: list[Run], min_lr_ratio: float = 0.0) -> dict[str, dict]:
-    """Each filter's parameters with the best validation PCK@0.2 (then lowest accel error), all conditions pooled;
-    with min_lr_ratio, only among settings keeping the validation lr_ratio >= it (the post-pass's guard)."""
-    best = {}
+def apply_filter(name: str, params: dict, run: Run, whole: bool = False) -> np.ndarray:
+    """The filter on the run as the worker would apply it (clip by clip, after the swap fix), or on the whole run."""
+    if whole:
+        return _filter_fn(name, params)(run.kps, run.present)
+    return clipwise(run, _Filter(name, params))
+
+
+def tune_filters(val_runs: list[Run], min_lr_ratio: float = 0.0, also: tuple[float, ...] = ()) -> dict[str, dict] | list:
+    """Each filter's parameters with the best validation PCK@0.2 (then lowest accel error), all conditions pooled,
+    applied as the worker would (clip by clip); with min_lr_ratio, only among settings keeping the validation
+    lr_ratio >= it (the post-pass's guard). also: more guards scored on the same grid (then a list is returned)."""
+    guards = (min_lr_ratio, *also)
+    best = [{} for _ in guards]
     for name, grid in FILTER_GRIDS.items():
-        scored = []
-        for params in grid:
-            m = pooled(val_runs, [apply_filter(name, params, r) for r in val_runs])
-            if m["lr_ratio"] >= min_lr_ratio:
-                scored.append(((m["pck02"], -m["accel"]), params, m))
-        if scored:
-            (_, params, m) = max(scored, key=lambda x: x[0])
-            best[name] = {"params": params, "val": {"pck02": m["pck02"], "accel": m["accel"], "lr_ratio": m["lr_ratio"]}}
-    return best
+        scored = [(params, pooled(val_runs, [apply_filter(name, params, r) for r in val_runs])) for params in grid]
+        for out, g in zip(best, guards):
+            ok = [((m["pck02"], -m["accel"]), p, m) for p, m in scored if m["lr_ratio"] >= g]
+            if ok:
+                (_, params, m) = max(ok, key=lambda x: x[0])
+                out[name] = {"params": params, "val": {"pck02": m["pck02"], "accel": m["accel"], "lr_ratio": m["lr_ratio"]}}
+    return best if also else best[0]
 
 
 SMOOTHER_GRID = [dict(window=w, poly=p) for w in (3, 5, 7, 9, 11, 15) for p in (1, 2) if p < w - 1]
@@ -417,35 +489,70 @@ def _brief(m: dict) -> dict:
     return {"pck02": m["pck02"], "accel": m["accel"], "accel_px": m["accel_px"], "lr_ratio": m["lr_ratio"]}
 
 
-def evaluate(weights: str | None = None, cache: Path | None = None, model: STRN | None = None) -> dict:
-    """The held-out report: raw, best classic filter (tuned on validation), STRN; overall and per degradation."""
-    val_runs, test_runs = load_runs("val", cache, True), load_runs("test", cache, True)
-    refiner = StrnRefiner(freq_hz=FPS, weights=weights, model=model)  # the shipped pipeline (+ post-pass)
-    t0 = time.perf_counter()
-    refined = refiner.refine_batch([(r.kps, r.present, None) for r in test_runs])
-    secs = time.perf_counter() - t0
-    alone = StrnRefiner(freq_hz=FPS, model=refiner.model, smooth=False)
-    strn_only = alone.refine_batch([(r.kps, r.present, None) for r in test_runs])
-    n_frames = sum(len(r.kps) for r in test_runs)
-    tuned = tune_filters(val_runs)
-    best_name = max(tuned, key=lambda n: (tuned[n]["val"]["pck02"], -tuned[n]["val"]["accel"]))
-    guarded = tune_filters(val_runs, MIN_LR_RATIO)  # the same left/right guard as the post-pass
-    g_name = max(guarded, key=lambda n: (guarded[n]["val"]["pck02"], -guarded[n]["val"]["accel"]))
-    methods = {"raw": [r.kps for r in test_runs], "refined": refined, "strn_only": strn_only,
-               "guarded": [apply_filter(g_name, guarded[g_name]["params"], r) for r in test_runs]}
+def _methods(test_runs: list[Run], refiner: StrnRefiner, alone: StrnRefiner, tuned: dict, best_name: str,
+             guarded: dict, g_name: str, clip_frames: int) -> dict[str, list[np.ndarray]]:
+    """Every method's predictions on the test runs, as the worker produces them (clip by clip)."""
+    cw = lambda ref, **kw: [clipwise(r, ref, clip_frames=clip_frames, **kw) for r in test_runs]
+    out = {"raw": [r.kps for r in test_runs], "swap_fix_only": cw(IdentityRefiner()),
+           "one_euro_shipped": cw(OneEuroRefiner(freq_hz=FPS)), "refined": cw(refiner), "strn_only": cw(alone),
+           "refined_context": cw(refiner, context=True), "strn_only_context": cw(alone, context=True),
+           "guarded": cw(_Filter(g_name, guarded[g_name]["params"]))}
     for name, t in tuned.items():
-        methods[name] = [apply_filter(name, t["params"], r) for r in test_runs]
+        out[name] = cw(_Filter(name, t["params"]))
+    return out
+
+
+def evaluate(weights: str | None = None, cache: Path | None = None, model: STRN | None = None,
+             labels: str = "full", clip_frames: int = CLIP_FRAMES) -> dict:
+    """The held-out report, scored as the pose worker runs (clip by clip, see the module docstring) against
+    the labels of `labels`: raw, the worker's other refiners, the best classic filter (tuned on validation),
+    the STRN (alone, shipped, with the previous clip as context); whole-run refinement as a secondary row;
+    overall and per degradation."""
+    val_runs, test_runs = load_runs("val", cache, True, labels), load_runs("test", cache, True, labels)
+    # the shipped pipeline (+ post-pass), built as the worker builds it (COACH_REFINER=strn, the video's fps)
+    refiner = StrnRefiner(freq_hz=FPS, model=model) if model is not None else \
+        make_refiner("strn", freq_hz=FPS, weights=weights)
+    alone = StrnRefiner(freq_hz=FPS, model=refiner.model, smooth=False)
+    t0 = time.perf_counter()
+    whole = refiner.refine_batch([(r.kps, r.present, None) for r in test_runs])
+    secs = time.perf_counter() - t0
+    n_frames = sum(len(r.kps) for r in test_runs)
+    tuned, guarded = tune_filters(val_runs, 0.0, also=(MIN_LR_RATIO,))  # the same left/right guard as the post-pass
+    best_name = max(tuned, key=lambda n: (tuned[n]["val"]["pck02"], -tuned[n]["val"]["accel"]))
+    g_name = max(guarded, key=lambda n: (guarded[n]["val"]["pck02"], -guarded[n]["val"]["accel"]))
+    methods = _methods(test_runs, refiner, alone, tuned, best_name, guarded, g_name, clip_frames)
+    methods["refined_whole_run"] = whole
+    methods["strn_only_whole_run"] = alone.refine_batch([(r.kps, r.present, None) for r in test_runs])
     res = {k: by_condition(test_runs, v) for k, v in methods.items()}
     raw, best, ref = res["raw"], res[best_name], res["refined"]
     floor = accel_floor(test_runs)
+    brief = lambda k: {**_brief(res[k]["all"]), "coverage": res[k]["all"]["coverage"]}
+    persons = D.persons(D.SPLITS["test"])
     report = {
-        "raw": _brief(raw["all"]),
-        "best_filter": dict(name=best_name, params=tuned[best_name]["params"], **_brief(best["all"])),
+        "protocol": {
+            "labels": labels, "labels_model": f"BlazePose {labels} on the clean frames (median of 3 crops)",
+            "clip_frames": clip_frames, "fps": FPS,
+            "clips": "each walker run cut where the video's frame index is a multiple of clip_frames, every clip "
+                     "refined alone through services.pose.refine.refine_clip (swap fix + refiner), as the pose worker does",
+            "missing_prediction": "a frame with ground truth and no predicted pose is wrong on every joint; "
+                                  "coverage = share of such frames that have a pose",
+            "test_persons": persons,
+            "identity_leaks": D.identity_leaks()},
+        "raw": brief("raw"),
+        "swap_fix_only": brief("swap_fix_only"),
+        "one_euro_shipped": dict(params={"min_cutoff": 1.0, "beta": 10.0}, **brief("one_euro_shipped")),
+        "best_filter": dict(name=best_name, params=tuned[best_name]["params"], **brief(best_name)),
         "refined": dict(pipeline=("strn + savgol(window %d, poly %d @ %g fps)" % (
             refiner.smoother["window"], refiner.smoother.get("poly", 1), refiner.cfg.fps)) if refiner.smoother else "strn",
-            **_brief(ref["all"])),
-        "strn_only": _brief(res["strn_only"]["all"]),
-        "best_filter_lr_guarded": dict(name=g_name, params=guarded[g_name]["params"], **_brief(res["guarded"]["all"]),
+            **brief("refined")),
+        "strn_only": brief("strn_only"),
+        "refined_context": dict(note=f"previous clip's last {context_frames(refiner)} raw frames as context",
+                                **brief("refined_context")),
+        "strn_only_context": brief("strn_only_context"),
+        "refined_whole_run": dict(note="secondary: whole walker runs refined at once (not what the worker does)",
+                                  **brief("refined_whole_run")),
+        "strn_only_whole_run": brief("strn_only_whole_run"),
+        "best_filter_lr_guarded": dict(name=g_name, params=guarded[g_name]["params"], **brief("guarded"),
                                        blur=_brief(res["guarded"]["blur"]),
                                        note=f"best classic filter among settings with val lr_ratio >= {MIN_LR_RATIO}, "
                                             "the constraint the shipped post-pass is tuned under"),
@@ -455,17 +562,19 @@ def evaluate(weights: str | None = None, cache: Path | None = None, model: STRN 
             "accel_at_most_half_of_raw": ref["all"]["accel"] <= 0.5 * raw["all"]["accel"],
             "accel_ratio_refined_to_raw": round(ref["all"]["accel"] / raw["all"]["accel"], 3),
             "accel_ratio_strn_only_to_raw": round(res["strn_only"]["all"]["accel"] / raw["all"]["accel"], 3),
+            "accel_ratio_best_filter_to_raw": round(best["all"]["accel"] / raw["all"]["accel"], 3),
             "accel_floor": floor,
-            "accel_floor_note": "accel error of a zero-acceleration prediction (the pseudo ground truth's own "
+            "accel_floor_note": "accel error of a zero-acceleration prediction (the labels' own frame-to-frame "
                                 "jitter): no smooth prediction scores much below it; half of raw is "
                                 + ("below" if 0.5 * raw["all"]["accel"] < floor else "above") + " it",
             "excess_accel_ratio_refined_to_raw": round(max(ref["all"]["accel"] - floor, 0) / max(raw["all"]["accel"] - floor, 1e-9), 3),
         },
-        "by_degradation": {c: {"raw": _brief(raw[c]), "best_filter": _brief(best[c]), "refined": _brief(ref[c]),
-                               "strn_only": _brief(res["strn_only"][c])} for c in EVAL_CONDITIONS},
+        "by_degradation": {c: {k: _brief(res[k][c]) for k in ("raw", best_name, "refined", "strn_only", "refined_context")}
+                           for c in EVAL_CONDITIONS},
         "filters": {n: dict(params=t["params"], val=t["val"], test=_brief(res[n]["all"]),
                             test_blur=_brief(res[n]["blur"])) for n, t in tuned.items()},
-        "groups": {k: res[k]["all"]["groups"] for k in ("raw", best_name, "refined", "strn_only")},
+        "groups": {k: res[k]["all"]["groups"] for k in ("raw", "one_euro_shipped", best_name, "refined", "strn_only",
+                                                        "refined_context", "refined_whole_run")},
         "data": {"test_walkers": list(D.SPLITS["test"]), "val_walkers": list(D.SPLITS["val"]),
                  "test_runs": len(test_runs), "test_frames_scored": res["raw"]["all"]["frames"],
                  "units": "pck02: fraction of the 13 paper joints within 0.2 x max(box h, w); accel: mean |2nd difference "
@@ -573,15 +682,16 @@ def _train_meta(hist: dict) -> dict:
 
 
 def train_and_save(cfg: StrnConfig, out: Path, steps: int, minutes_cap: float = 60.0, seed: int = 0,
-                   cache: Path | None = None, log: Callable[[str], None] = print, **train_kw) -> dict:
-    model, hist = train(cfg, minutes=minutes_cap, max_steps=steps, seed=seed, cache=cache, log=log, **train_kw)
+                   cache: Path | None = None, log: Callable[[str], None] = print, labels: str = "full", **train_kw) -> dict:
+    model, hist = train(cfg, minutes=minutes_cap, max_steps=steps, seed=seed, cache=cache, log=log, labels=labels, **train_kw)
     meta = {"data": f"strn_data recipe v{D.RECIPE_VERSION}: vtest.avi walkers, train split "
                     f"{len(D.SPLITS['train'])} walkers, selected on the {len(D.SPLITS['val'])} val walkers",
+            "labels": f"BlazePose {labels} on the clean frames",
             "train": _train_meta(hist), "seed": seed, "steps": steps, "train_kw": train_kw,
             "command": f"coach pose train-refiner --T {cfg.T} --layers {cfg.layers} --heads {cfg.heads} --steps {steps}"
                        f" --w-acc {train_kw.get('w_acc', 2.0)} --w-vel {train_kw.get('w_vel', 0.0)}"
-                       f" --seed {seed}"}
-    meta["smoother"] = tune_smoother(model, load_runs("val", cache, True))
+                       f" --seed {seed} --labels {labels} --out {out}"}
+    meta["smoother"] = tune_smoother(model, load_runs("val", cache, True, labels))
     save_model(model, out, meta)
     load_model.cache_clear()
     return {"weights": str(out), "bytes": out.stat().st_size, **meta}

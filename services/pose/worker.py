@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from services.pose.refine import make_refiner
-from services.pose.swaps import fix_swaps, relabel_like
-from shared.documents import ClipPosesDocument, LrSwaps, PoseFrame, TrackingDocument
+from services.pose.refine import context_frames, make_refiner, refine_clip
+from services.pose.swaps import relabel_like
+from shared.documents import ClipPosesDocument, LrSwaps, PoseFrame, RawTail, TrackingDocument
 from shared.messages import ClipPoses, TrackedClip
 from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS, log_fields
 from shared.skeleton import LANDMARK_NAMES
@@ -70,16 +70,21 @@ class PoseStage:
             # one_euro's cut-offs are in Hz; the STRN dilates its windows and scales its post-pass to the
             # clip's frame rate (its weights are loaded once and cached, so this is cheap per clip)
             refiner = make_refiner(self.refiner_name, freq_hz=msg.video.fps, **self.refiner_params)
-        # left/right swaps of the single-frame model, undone over the clip (services/pose/swaps.py);
-        # the 3D landmarks of a relabelled half are relabelled with it
-        raw, swapped = fix_swaps(seq.keypoints_px)                    # [T,33,3], [T,2]
+        # left/right swaps of the single-frame model undone over the clip (services/pose/swaps.py), then
+        # the refiner: refine_clip, the same function the evaluation scores (docs/pose.md, protocol);
+        # the 3D landmarks of a relabelled half are relabelled with it. The STRN also sees the previous
+        # clip's last raw poses, stored with that clip, so the boundary does not cut its windows
+        # (absent when that clip is not stored yet: clips may arrive out of order; then none is used).
+        n_ctx = context_frames(refiner)
+        context = _previous_tail(ctx.store, aid, msg, n_ctx) if n_ctx else None
+        kps, swapped = refine_clip(refiner, seq.keypoints_px, seq.present, boxes, context)   # [T,33,3], [T,2]
         world = relabel_like(seq.world_m, swapped)
-        kps = refiner.refine(raw.astype(np.float32), seq.present, boxes)   # [T,33,3]
         doc = ClipPosesDocument(
             analysis_id=aid, clip_index=msg.clip_index, track_id=msg.track_id, revision=msg.revision,
             pose_model=self.pose_model, refiner=self.refiner.name, landmarks=list(LANDMARK_NAMES),
             seconds=round(time.perf_counter() - started, 4),
             lr_swaps_fixed=LrSwaps(upper=int(swapped[:, 0].sum()), lower=int(swapped[:, 1].sum())),
+            context_frames=0 if context is None else len(context[1]),
             frames=[
                 PoseFrame(
                     index=f.index, t_s=f.t_s, bbox_px=f.bbox_px,
@@ -92,6 +97,10 @@ class PoseStage:
         )
         if _stale(ctx, msg):   # the athlete was switched while this clip was posed
             return
+        if n_ctx:   # the raw (unrefined, as BlazePose gave them) poses the next clip takes as context
+            tail = range(max(0, len(msg.frames) - n_ctx), len(msg.frames))
+            doc.raw_tail = RawTail(first_index=msg.frames[tail[0]].index,
+                                   keypoints=[_rows(seq.keypoints_px[t], 3) if seq.present[t] else None for t in tail])
         ctx.store.put_json(keys.clip_poses(aid, msg.clip_index), doc)
         ctx.emit(ctx.settings.topics.poses, ClipPoses(
             analysis_id=aid, sport=msg.sport, clip_index=msg.clip_index, track_id=msg.track_id,
@@ -121,6 +130,29 @@ def _stale(ctx: Context, msg: TrackedClip) -> bool:
                                                             current=current))
         return True
     return False
+
+
+def _previous_tail(store, aid: str, msg: TrackedClip, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The last n raw poses of the clip just before this one, from its stored document, if it is stored and
+    ends where this clip starts; None otherwise (first clip, not stored yet, or stored without a tail)."""
+    if msg.clip_index == 0:
+        return None
+    try:
+        prev = ClipPosesDocument.read(store, keys.clip_poses(aid, msg.clip_index - 1))
+    except ObjectNotFound:
+        return None
+    if prev.revision != msg.revision:   # another athlete's clip (before a switch): not context
+        return None
+    tail = prev.raw_tail
+    if not tail or tail.first_index + len(tail.keypoints) != msg.frames[0].index:
+        return None
+    rows = tail.keypoints[-n:]
+    kps = np.full((len(rows), len(LANDMARK_NAMES), 3), np.nan, np.float32)
+    for t, r in enumerate(rows):
+        if r is not None:
+            kps[t] = np.array([p if p is not None else [np.nan] * 3 for p in r], np.float32)
+    present = np.array([r is not None for r in rows], bool)
+    return (kps, present) if present.any() else None
 
 
 def _rows(a: np.ndarray, digits: int) -> list[list[float] | None]:

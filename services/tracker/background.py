@@ -36,9 +36,11 @@ class ForegroundModel:
     def apply(self, frame: np.ndarray) -> None:
         hgt, wid = frame.shape[:2]
         self.scale = min(1.0, self.width / float(wid))
-        small = cv2.resize(frame, (max(1, int(round(wid * self.scale))), max(1, int(round(hgt * self.scale)))),
-                           interpolation=cv2.INTER_AREA) if self.scale < 1.0 else frame
-        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        # grey first, then the resize: a third of the pixels to average (the same image to 1 grey level)
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        if self.scale < 1.0:
+            gray = cv2.resize(gray, (max(1, int(round(wid * self.scale))), max(1, int(round(hgt * self.scale)))),
+                              interpolation=cv2.INTER_AREA)
         if self.static:
             g = gray.astype(np.float32)
             if self._prev is not None and self._prev.shape == g.shape:
@@ -71,3 +73,15 @@ class ForegroundModel:
         if x2 <= x1 or y2 <= y1:
             return None
         return float(self.mask[y1:y2, x1:x2].mean())
+
+    def blobs(self, min_area_px: float) -> list[np.ndarray] | None:
+        """Boxes (x, y, w, h, frame px) of the moving regions of at least `min_area_px` frame
+        pixels (fragments of one person closer than ~2 px at the model's scale joined); None
+        when the model has no opinion (see `share`)."""
+        if not self.reliable:
+            return None
+        m = cv2.dilate(self.mask.astype(np.uint8), np.ones((3, 3), np.uint8))
+        n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        s = 1.0 / self.scale
+        min_area = min_area_px * self.scale * self.scale
+        return [stats[i, :4].astype(np.float32) * s for i in range(1, n) if stats[i, 4] >= min_area]

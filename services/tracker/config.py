@@ -49,6 +49,14 @@ class TrackerConfig:
     verify_context: float = 2.0       # local verification window = this x the box's long side
     redetect_interval: int = 5        # while lost, whole-image re-detection every N frames...
     redetect_interval_long: int = 10  # ...every M frames once lost for more than 30 frames
+    # Re-detection budget (docs/tracker.md, "Per-frame costs"): every redetect_full_every-th
+    # re-detection of a loss (the first included; 0: all) runs every tile; the others only tiles
+    # that can hold a reachable athlete (redetect_reach) and, with a static camera, a person on a
+    # moving region (redetect_motion: blobs of at least redetect_blob_area x the athlete's box area).
+    redetect_reach: bool = True
+    redetect_motion: bool = True
+    redetect_full_every: int = 3
+    redetect_blob_area: float = 0.1
     local_search_frames: int = 15     # while lost, also one local detector pass per frame around the prediction, for this long
     learn_interval: int = 2           # add a positive (+ negatives around it) to the verifier every N confident frames
     refit_interval: int = 5           # retrain the verifier at most every N frames

@@ -15,6 +15,7 @@ that are upscaled to 224 px.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -138,6 +139,22 @@ class Detection:
     face_px: np.ndarray | None = None         # (4,) x, y, w, h of the face box the model regresses
 
 
+@dataclass(frozen=True)
+class Tile:
+    """A square of the frame the model runs on: [x0, x0 + side) x [y0, y0 + side), frame px
+    (outside the frame: zero padding); only bodies >= min_body px tall are kept (None: any)."""
+    x0: float
+    y0: float
+    side: float
+    min_body: float | None = None
+
+    def distance(self, p: np.ndarray) -> float:
+        """From point p (x, y) to the nearest point of the square (0 inside)."""
+        dx = max(self.x0 - p[0], 0.0, p[0] - self.x0 - self.side)
+        dy = max(self.y0 - p[1], 0.0, p[1] - self.y0 - self.side)
+        return float(np.hypot(dx, dy))
+
+
 @dataclass
 class DetectorConfig:
     # The graph uses 0.2 for its single best pose; over many tiles 0.5 already finds people in
@@ -242,32 +259,43 @@ class PersonDetector:
         return np.array([hip[0] - ex, hip[1] - ey, 2 * ex, 2 * ey], dtype=np.float32)
 
     # -- public ---------------------------------------------------------------------------
-    def detect(self, frame_bgr: np.ndarray, person_height: float | None = None,
-               min_score: float | None = None) -> list[Detection]:
-        """All people in a BGR frame (H,W,3 uint8), full-body boxes in frame pixels.
-
-        person_height: look only for people about that tall (px): one tile size, chosen so that
-        they come out ~110 px tall in the model input (re-detection of a known athlete: 16 passes
-        instead of 42 at 640x480 for a 150 px athlete). min_score: instead of config.score_thresh
-        (the multi-person tracker's low-score detections)."""
-        hgt, wid = frame_bgr.shape[:2]
-        dets: list[Detection] = []
+    def tiles(self, wid: int, hgt: int, person_height: float | None = None) -> list[Tile]:
+        """The squares `detect` runs the model on for a wid x hgt frame (see `detect`)."""
         fracs = self.config.tile_fracs
         whole = self.config.whole_frame
         if person_height is not None:
             frac = min(max(self.config.tile_per_height * float(person_height) / min(hgt, wid), min(self.config.tile_fracs)), 1.0)
             fracs, whole = ((frac,) if frac < 0.75 else ()), frac >= 0.5
+        out = []
         if whole:
             side = float(max(hgt, wid))    # letterbox: keep aspect, centred, zero padded
-            dets += self._run_square(frame_bgr, (wid - side) / 2, (hgt - side) / 2, side, min_score=min_score)
+            out.append(Tile((wid - side) / 2, (hgt - side) / 2, side, None))
         for frac in fracs:
             tile = max(32, int(round(frac * min(hgt, wid))))
             # Tiles larger than the smallest are there for larger people: a small person in one
             # comes out ~50 px in the model input, with a badly scaled box that would not merge
             # with its good box from the small tiles (vtest.avi frame 0: a 52x143 ghost of a 32x90 man).
             min_body = self.config.min_body_frac * tile if frac > min(self.config.tile_fracs) + 1e-6 else None
-            for x0, y0 in tile_origins(wid, hgt, tile, self.config.tile_overlap):
-                dets += self._run_square(frame_bgr, x0, y0, float(tile), min_body, min_score)
+            out += [Tile(x0, y0, float(tile), min_body) for x0, y0 in tile_origins(wid, hgt, tile, self.config.tile_overlap)]
+        return out
+
+    def detect(self, frame_bgr: np.ndarray, person_height: float | None = None,
+               min_score: float | None = None,
+               select: Callable[[list[Tile]], list[Tile]] | None = None) -> list[Detection]:
+        """All people in a BGR frame (H,W,3 uint8), full-body boxes in frame pixels.
+
+        person_height: look only for people about that tall (px): one tile size, chosen so that
+        they come out ~110 px tall in the model input (re-detection of a known athlete: 16 passes
+        instead of 42 at 640x480 for a 150 px athlete). min_score: instead of config.score_thresh
+        (the multi-person tracker's low-score detections). select: picks the tiles to run among
+        `tiles()` (a re-detection's budget: only where the athlete can be, or where something moves)."""
+        hgt, wid = frame_bgr.shape[:2]
+        tiles = self.tiles(wid, hgt, person_height)
+        if select is not None:
+            tiles = select(tiles)
+        dets: list[Detection] = []
+        for t in tiles:
+            dets += self._run_square(frame_bgr, t.x0, t.y0, t.side, t.min_body, min_score)
         return self._merge(dets, wid, hgt)
 
     def detect_in_region(self, frame_bgr: np.ndarray, bbox_px: np.ndarray, context: float = 2.0,

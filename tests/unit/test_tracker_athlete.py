@@ -147,6 +147,49 @@ def test_foreground_model_sees_what_moves_and_gives_up_on_a_moving_camera():
     assert not fg.static and fg.share(person(x)) is None and fg.share(np.array([350, 150, 30, 80], float)) is None
 
 
+def test_foreground_blobs_are_the_moving_regions():
+    rng = np.random.default_rng(0)
+    scene = cv2.GaussianBlur(rng.integers(0, 255, (300, 500, 3), dtype=np.uint8), (5, 5), 0)
+    fg = ForegroundModel(width=250)
+    assert fg.blobs(100) is None                               # no opinion yet
+    for t in range(20):
+        frame = scene.copy()
+        x = 50 + 8 * t
+        frame[100:180, x:x + 30] = (20, 20, 30)
+        fg.apply(frame)
+    blobs = fg.blobs(0.1 * 30 * 80)
+    assert len(blobs) == 1, blobs
+    assert iou_xywh(blobs[0], np.array([x, 100, 30, 80], float)) > 0.5
+    assert fg.blobs(10 * 30 * 80) == []                        # smaller than asked for
+
+
+def test_redetection_budget_runs_tiles_near_the_athlete_and_on_what_moves(frames, detector):
+    """Lost right after being seen: the 1st, 4th, ... re-detection of a loss sweep every tile; the
+    others only tiles within reach of her last box that can hold a person on a moving region."""
+    tracker = AthleteTracker(target_bbox_px=WOMAN, detector=detector)
+    run(tracker, frames[:30])
+    tr = tracker._track
+    c = centre(tr.box)
+    tiles = detector.tiles(768, 576, tr.h)
+    tr.t = tr.last_seen + 1
+    tr._redetects = 0
+    assert tr._budget(tiles, 768, 576) == tiles                # 1st: the full sweep
+    reach = [t for t in tiles if t.distance(c) <= tr._reach()]
+    assert 0 < len(reach) < len(tiles)
+    second = tr._budget(tiles, 768, 576)
+    assert set(second) <= set(reach) and len(second) < len(reach)
+    # her own region moves: a tile holding her whole is run
+    x, y, w, h = tr.box
+    assert any(t.x0 <= x and t.y0 <= y and x + w <= t.x0 + t.side and y + h <= t.y0 + t.side for t in second)
+    assert tr._budget(tiles, 768, 576) == second           # 3rd: gated again
+    assert tr._budget(tiles, 768, 576) == tiles            # 4th: a full sweep (someone standing still)
+    # a still scene (the same frame over and over): nothing moves, only the full sweeps run
+    tr._redetects = 1
+    for _ in range(40):
+        tr.fg.apply(frames[29])
+    assert tr._budget(tiles, 768, 576) == []
+
+
 def test_verifier_forgets_positives_learnt_since(frames):
     v = Verifier()
     box = np.array(WOMAN, np.float32)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.tracker.detector import (NUM_ANCHORS, PersonDetector, decode, iou_xyxy, ssd_anchors,
+from services.tracker.detector import (NUM_ANCHORS, PersonDetector, Tile, decode, iou_xyxy, ssd_anchors,
                                        tile_origins, weighted_nms)
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
@@ -78,6 +78,13 @@ def test_tiles_cover_the_whole_frame_with_overlap():
     assert (0.0, 0.0) in tiles and (576.0, 384.0) in tiles
 
 
+def test_tile_distance_is_zero_inside_and_euclidean_outside():
+    t = Tile(100.0, 50.0, 192.0)
+    assert t.distance(np.array([150.0, 100.0])) == 0.0
+    assert t.distance(np.array([100.0 + 192 + 30, 100.0])) == pytest.approx(30.0)
+    assert t.distance(np.array([70.0, 10.0])) == pytest.approx(50.0)        # 30 left, 40 above
+
+
 # ------------------------------------------------------------------ the real model on real media
 
 @pytest.fixture(scope="module")
@@ -109,6 +116,26 @@ def test_finds_the_three_small_people_in_vtest_first_frame(detector):
     # nobody on the empty lawn (lower half: cloth, tripod, grass)
     assert all(d.bbox_px[1] + d.bbox_px[3] / 2 < 350 for d in dets), [d.bbox_px.round() for d in dets]
     assert all(0.0 < d.score <= 1.0 for d in dets)
+
+
+@needs_media
+def test_detect_runs_only_the_selected_tiles(detector):
+    ok, frame = cv2.VideoCapture(VTEST).read()
+    assert ok
+    tiles = detector.tiles(768, 576, person_height=85.0)
+    assert len(tiles) == 35 and all(t.side == 192 for t in tiles)          # 1/3 of 576, no whole-frame pass
+    man = np.array(FRAME0_PEOPLE[0], float)
+    centre = man[:2] + man[2:] / 2
+
+    def near(ts):
+        return [t for t in ts if t.distance(centre) == 0.0]
+
+    n0 = detector.passes
+    dets = detector.detect(frame, person_height=85.0, select=near)
+    assert detector.passes - n0 == len(near(tiles)) < len(tiles)
+    assert any(xywh_iou(man, d.bbox_px) > 0.4 for d in dets)
+    # the other two people are in none of those tiles
+    assert not any(xywh_iou(p, d.bbox_px) > 0.4 for p in FRAME0_PEOPLE[1:] for d in dets)
 
 
 @needs_media

@@ -6,12 +6,20 @@ detection and the selection window included), s_per_frame, detector_passes (mode
 all: the budget) and, for legacy, fps_track_steady (after the selection). mot: the
 multi-person tracker + the single-target refinement of the athlete (a second read of the
 frames, included); mot-alone: without it.
+
+CPU time (`time.process_time()`, this process only: wall time means little on a machine
+shared with other jobs): `cpu_ms_per_frame` through the tracker, and `cpu_ms_per_frame_parts`,
+the same split by part (exclusive: a part's time excludes the parts it calls; `rest` is the
+tracker's own Python: Kalman, gating, bookkeeping), measured by wrapping each part's entry
+points for the run (`--no-parts` turns it off: the wrappers cost ~1 us a call).
 Pin it to one core with `taskset -c 0` to measure the one-core figure.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import functools
 import json
 import time
 
@@ -21,6 +29,68 @@ from ..athlete import AthleteTracker
 from ..config import TrackerConfig
 from ..detector import PersonDetector
 
+# part -> (module, class, methods): the entry points of each part of the single-target tracker.
+PARTS = {
+    "detector_whole_image": ("detector", "PersonDetector", ("detect",)),
+    "detector_window": ("detector", "PersonDetector", ("detect_in_region",)),
+    "local_tracker": ("local_tracker", "LocalTracker", ("init", "update")),
+    "verifier_features": ("verifier", "Verifier", ("features",)),
+    "verifier_fit": ("verifier", "Verifier", ("fit",)),
+    "verifier_search": ("verifier", "Verifier", ("search",)),
+    "background": ("background", "ForegroundModel", ("apply", "share")),
+    "other_people": ("people", "TemplateTracker", ("__init__", "update")),
+    "appearance": ("appearance", "AppearanceModel", ("__init__", "similarity", "update")),
+}
+
+
+class PartClock:
+    """Exclusive CPU time per part: nested calls of other parts are charged to them."""
+
+    def __init__(self):
+        self.cpu = collections.Counter()
+        self.calls = collections.Counter()
+        self._stack: list[list] = []          # [part, start, time spent in nested parts]
+
+    def wrap(self, part: str, fn):
+        @functools.wraps(fn)
+        def timed(*a, **k):
+            entry = [part, time.process_time(), 0.0]
+            self._stack.append(entry)
+            try:
+                return fn(*a, **k)
+            finally:
+                self._stack.pop()
+                spent = time.process_time() - entry[1]
+                self.cpu[part] += spent - entry[2]
+                self.calls[part] += 1
+                if self._stack:
+                    self._stack[-1][2] += spent
+        return timed
+
+    @contextlib.contextmanager
+    def installed(self):
+        import importlib
+
+        saved = []
+        for part, (mod, cls, methods) in PARTS.items():
+            klass = getattr(importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.{mod}"), cls)
+            for m in methods:
+                orig = klass.__dict__[m]
+                saved.append((klass, m, orig))
+                inner = orig.__func__ if isinstance(orig, (staticmethod, classmethod)) else orig
+                w = self.wrap(part, inner)
+                setattr(klass, m, type(orig)(w) if isinstance(orig, (staticmethod, classmethod)) else w)
+        try:
+            yield self
+        finally:
+            for klass, m, orig in saved:
+                setattr(klass, m, orig)
+
+    def per_frame_ms(self, total_cpu: float, frames: int) -> dict:
+        out = {p: round(1000 * self.cpu[p] / frames, 2) for p in PARTS}
+        out["rest"] = round(1000 * (total_cpu - sum(self.cpu.values())) / frames, 2)
+        return out
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,6 +99,7 @@ def main() -> None:
     ap.add_argument("--local-tracker", default=TrackerConfig.local_tracker, choices=("kcf", "csrt"))
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (the detector uses 1)")
     ap.add_argument("--tracker", default="legacy", choices=("legacy", "mot", "mot-alone"))
+    ap.add_argument("--no-parts", action="store_true", help="no per-part CPU times (no wrappers)")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
 
@@ -58,15 +129,17 @@ def main() -> None:
         from ..mot import MotAthleteTracker
         tracker = MotAthleteTracker(detector=detector, fps=fps, reread=lambda: iter(frames),
                                     refine=args.tracker == "mot", legacy_config=cfg)
+    clock = PartClock()
     passes0 = detector.passes
     out, t_first = [], None
-    t0 = time.perf_counter()
-    for f in frames:
-        out += tracker.push(f)
-        if t_first is None and tracker.choice is not None:
-            t_first, n_first = time.perf_counter(), len(out)
-    out += tracker.finish()
-    t1 = time.perf_counter()
+    with contextlib.nullcontext() if args.no_parts else clock.installed():
+        t0, c0 = time.perf_counter(), time.process_time()
+        for f in frames:
+            out += tracker.push(f)
+            if t_first is None and tracker.choice is not None:
+                t_first, n_first = time.perf_counter(), len(out)
+        out += tracker.finish()
+        t1, c1 = time.perf_counter(), time.process_time()
     steady = (len(out) - n_first) / (t1 - t_first) if t_first is not None and len(out) > n_first else None
     print(json.dumps({
         "frames": len(frames),
@@ -76,6 +149,10 @@ def main() -> None:
         "fps_detect_first": round(fps_detect, 2),
         "fps_track": round(len(frames) / (t1 - t0), 1),
         "s_per_frame": round((t1 - t0) / len(frames), 4),
+        "cpu_ms_per_frame": round(1000 * (c1 - c0) / len(frames), 2),
+        "fps_cpu": round(len(frames) / (c1 - c0), 1),
+        "cpu_ms_per_frame_parts": None if args.no_parts else clock.per_frame_ms(c1 - c0, len(frames)),
+        "calls": None if args.no_parts else dict(clock.calls),
         "detector_passes": detector.passes - passes0,
         "fps_track_steady": None if steady is None or args.tracker != "legacy" else round(steady, 1),
         "states": dict(collections.Counter(ft.state for ft in out)),
