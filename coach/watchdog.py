@@ -17,13 +17,14 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from shared import bus
-from shared.messages import AnalysisCompleted, AnalysisRequested, AthleteSelected, utc_now
 from prometheus_client import Counter
 
+from shared import bus
+from shared.documents import AnalysisRequest, AthleteSelection, MalformedDocument, StageStatus
+from shared.messages import AnalysisCompleted, utc_now
 from shared.observability import log_fields, serve_health, setup_logging
 from shared.settings import Settings
-from shared.status import is_done, requested_revision
+from shared.status import is_done, stage_statuses
 from shared.store import ObjectNotFound, ObjectStore, keys
 
 log = logging.getLogger("watchdog")
@@ -37,17 +38,14 @@ def _ts(text: str) -> float:
 
 
 def inspect(store: ObjectStore, aid: str) -> dict | None:
-    """State of one analysis: None when finished (done/failed), else its stuck stage and idle seconds."""
-    request = store.get_json(keys.request(aid))
-    stages = {}
-    for key in store.list(keys.status_prefix(aid)):
-        doc = store.get_json(key)
-        stages[doc["stage"]] = doc
-    if any(d["state"] == "failed" for d in stages.values()) or is_done(store, aid, stages):
+    """State of one analysis: None when finished (done/failed), else its request, stuck stage and idle seconds."""
+    request = AnalysisRequest.read(store, keys.request(aid))
+    stages = stage_statuses(store, aid)
+    if any(d.state == "failed" for d in stages.values()) or is_done(store, aid, stages):
         return None
-    last = max([_ts(request["submitted_at"])] + [_ts(d["updated_at"]) for d in stages.values()])
+    last = max([_ts(request.submitted_at)] + [_ts(d.updated_at) for d in stages.values()])
     # the first stage not done is where it is stuck
-    stage = next((s for s in STAGES if stages.get(s, {}).get("state") != "done"), "suggest")
+    stage = next((s for s in STAGES if s not in stages or stages[s].state != "done"), "suggest")
     return {"request": request, "stage": stage, "idle_s": time.time() - last}
 
 
@@ -62,15 +60,14 @@ class Watchdog:
             self._producer = bus.make_producer(self.settings, "watchdog")
         return self._producer
 
-    def _selection(self, aid: str) -> dict | None:
+    def _selection(self, aid: str) -> AthleteSelection | None:
         try:
-            return self.store.get_json(keys.selection(aid))
+            return AthleteSelection.read(self.store, keys.selection(aid))
         except ObjectNotFound:
             return None
 
     def recent_ids(self, limit: int = 500) -> list[str]:
-        ids = [p.rstrip("/").split("/")[-1] for p in self.store.iter_prefixes("analyses/")]
-        return ids[-limit:]   # ids are time-ordered: the newest analyses
+        return self.store.analysis_ids()[-limit:]   # ids are time-ordered: the newest analyses
 
     def check_once(self) -> list[tuple[str, str]]:
         """One pass; returns (analysis id, action) for each analysis acted on."""
@@ -79,31 +76,32 @@ class Watchdog:
         for aid in self.recent_ids():
             try:
                 state = inspect(self.store, aid)
-            except (ObjectNotFound, ValueError, KeyError):
+            except (ObjectNotFound, MalformedDocument, ValueError):
                 continue   # half-written or foreign prefix
             if state is None or state["idle_s"] < s.stall_timeout_s:
                 continue
-            wd_key = f"analyses/{aid}/watchdog.json"
+            wd_key = keys.watchdog(aid)
             try:
                 wd = self.store.get_json(wd_key)
             except ObjectNotFound:
                 wd = {"redrives": []}
             stage, idle = state["stage"], round(state["idle_s"])
-            if len(wd["redrives"]) < s.max_redrives and "message" in state["request"]:
+            request: AnalysisRequest = state["request"]
+            if len(wd["redrives"]) < s.max_redrives and request.message is not None:
                 # after an athlete switch the switch is re-driven (tracking is done; re-tracking
                 # would bring back the policy's athlete), else the whole analysis
                 selection = self._selection(aid)
-                if selection is not None:
-                    topic, msg = s.topics.athlete_selections, AthleteSelected.model_validate(selection["message"])
+                if selection is not None and selection.message is not None:
+                    topic, msg = s.topics.athlete_selections, selection.message
                 else:
-                    topic, msg = s.topics.analyses, AnalysisRequested.model_validate(state["request"]["message"])
+                    topic, msg = s.topics.analyses, request.message
                 wd["redrives"].append({"at": utc_now(), "stage": stage, "idle_s": idle})
                 self.store.put_json(wd_key, wd)
                 # a status touch restarts the idle clock: the re-drive gets a full timeout
-                self.store.put_json(keys.status(aid, "tracker"), {
-                    "stage": "tracker", "state": "queued", "fraction": 0.0, "updated_at": utc_now(),
-                    "note": f"re-driven by the watchdog after {idle} s without progress in {stage}",
-                    **({"revision": msg.revision} if selection is not None else {})})
+                self.store.put_json(keys.status(aid, "tracker"), StageStatus(
+                    stage="tracker", state="queued", fraction=0.0, updated_at=utc_now(),
+                    note=f"re-driven by the watchdog after {idle} s without progress in {stage}",
+                    revision=msg.revision if topic == s.topics.athlete_selections else None))
                 bus.send(self.producer(), topic, msg, aid).get(timeout=30)
                 ACTIONS.labels("redrive", stage).inc()
                 log.warning("re-driving stalled analysis", extra=log_fields(
@@ -112,8 +110,8 @@ class Watchdog:
             else:
                 reason = (f"stalled in {stage}: no progress for {idle} s"
                           + (f" after {len(wd['redrives'])} re-drive(s)" if wd["redrives"] else ""))
-                self.store.put_json(keys.status(aid, stage), {
-                    "stage": stage, "state": "failed", "fraction": 0.0, "updated_at": utc_now(), "error": reason})
+                self.store.put_json(keys.status(aid, stage), StageStatus(
+                    stage=stage, state="failed", fraction=0.0, updated_at=utc_now(), error=reason))
                 bus.send(self.producer(), s.topics.results,
                          AnalysisCompleted(analysis_id=aid, status="failed", error=reason), aid).get(timeout=30)
                 ACTIONS.labels("fail", stage).inc()

@@ -3,8 +3,9 @@
 Messages carry references (object keys) to frames and artifacts in object storage, never the
 bulk data itself. Each model has a `schema` field "coach.<name>/<version>"; a consumer that
 sees a version it does not know dead-letters the message instead of guessing. The JSON
-Schemas in shared/schemas/ are generated from these models (`coach schemas --write`) and a
-test fails when they drift, so integrators can rely on them.
+Schemas in shared/schemas/ are generated from these models (`coach schemas`), with those of the
+stored documents (shared/result.py, shared/documents.py), and a test fails when they drift, so
+integrators can rely on them.
 
 Units are in the names: `_px` pixels of the original video, `_s` seconds, `_m` metres.
 """
@@ -280,12 +281,14 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 
 
 def published_schemas() -> dict[str, dict]:
-    """File name -> JSON Schema, for every message model and the result document."""
-    from shared.result import AnalysisResult  # the result document is versioned the same way
+    """File name -> JSON Schema, for every message model, the result document and the documents the
+    services hand each other through the store (shared/documents.py)."""
+    from shared.documents import DOCUMENT_MODELS  # stored documents are versioned the same way
+    from shared.result import AnalysisResult
 
     models: list[type[BaseModel]] = [
         AnalysisRequested, TrackedClip, ClipPoses, AnalysisVerdict, AnalysisCompleted, DeadLetter, ModelPublished,
-        AthleteSelected, SessionAlignmentRequested, AnalysisResult,
+        AthleteSelected, SessionAlignmentRequested, AnalysisResult, *DOCUMENT_MODELS,
     ]
     out = {}
     for m in models:

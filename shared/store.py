@@ -32,14 +32,45 @@ class StoreUnavailable(ConnectionError):
     """The object store did not answer after retries (transient: the message is retried)."""
 
 
+class StoreError(RuntimeError):
+    """The object store answered a definite no other than a missing object (access denied, no such
+    bucket...). `code` is the S3 error code. The storage SDK's own exceptions never leave this module."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
 class keys:
-    """Every object key the system writes. Only validated ids reach these functions."""
+    """Every object key the system writes, and the only place one is built. Only validated names
+    reach these functions (an id, sport, version or file name that is not one raises ValueError).
+
+        analyses/<id>/...                    one analysis (source, frames, documents, status, result)
+        sessions/<sid>/session.json          a multi-camera session, and its alignment.json
+        models/<sport>/<version>/<file>      the judge's model registry; models/<sport>/current.json
+        exemplars/manifest.json, <path>      the suggest service's exemplar library
+        auth/keys/<sha256>.json              API keys (hashed)
+    """
+
+    SPORT_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+    VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+    _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    _DIGEST_RE = re.compile(r"^[a-f0-9]{64}$")
 
     @staticmethod
     def _check(analysis_id: str) -> str:
-        if not _ID.match(analysis_id):
+        if not _ID.match(analysis_id or ""):
             raise ValueError(f"not an analysis id: {analysis_id!r}")
         return f"analyses/{analysis_id}"
+
+    @staticmethod
+    def analyses_prefix() -> str:
+        return "analyses/"
+
+    @staticmethod
+    def analysis_id_of(prefix: str) -> str:
+        """The id in a listed analyses/<id>/ prefix (not checked: a foreign prefix gives a foreign name)."""
+        return prefix.rstrip("/").split("/")[-1]
 
     @classmethod
     def source(cls, aid: str, ext: str) -> str:
@@ -101,10 +132,22 @@ class keys:
     def selection(cls, aid: str) -> str:
         """The user's latest athlete switch (gateway): revision, track id, the AthleteSelected sent."""
         return f"{cls._check(aid)}/selection.json"
-    # multi-camera sessions: sessions/<sid>/...
+
+    @classmethod
+    def watchdog(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/watchdog.json"
+
+    @classmethod
+    def biomech(cls, aid: str, name: str) -> str:
+        """A biomechanics artifact (plots, CSV) beside the result."""
+        if not cls._FILE_RE.match(name or ""):
+            raise ValueError(f"bad file name {name!r}")
+        return f"{cls._check(aid)}/biomech/{name}"
+
+    # -- multi-camera sessions: sessions/<sid>/... ------------------------------------------
     @staticmethod
     def _session(sid: str) -> str:
-        if not _ID.match(sid):
+        if not _ID.match(sid or ""):
             raise ValueError(f"not a session id: {sid!r}")
         return f"sessions/{sid}"
 
@@ -125,6 +168,58 @@ class keys:
     def session_alignment_status(cls, sid: str) -> str:
         """The align worker's progress on a session."""
         return f"{cls._session(sid)}/status/align.json"
+
+    # -- the model registry ----------------------------------------------------------------
+    @staticmethod
+    def models_prefix() -> str:
+        return "models/"
+
+    @classmethod
+    def _sport(cls, sport: str) -> str:
+        if not cls.SPORT_RE.match(sport or ""):
+            raise ValueError(f"not a sport name: {sport!r}")
+        return f"models/{sport}"
+
+    @classmethod
+    def model_versions_prefix(cls, sport: str) -> str:
+        return f"{cls._sport(sport)}/"
+
+    @classmethod
+    def model_file(cls, sport: str, version: str, name: str) -> str:
+        """models/<sport>/<version>/<name> (pack.json, model.joblib, report.json, a phase model...)."""
+        if not cls.VERSION_RE.match(version or ""):
+            raise ValueError(f"not a model version: {version!r}")
+        if not cls._FILE_RE.match(name or ""):
+            raise ValueError(f"bad file name {name!r}")
+        return f"{cls._sport(sport)}/{version}/{name}"
+
+    @classmethod
+    def model_current(cls, sport: str) -> str:
+        return f"{cls._sport(sport)}/current.json"
+
+    # -- the exemplar library --------------------------------------------------------------
+    @staticmethod
+    def exemplars_manifest() -> str:
+        return "exemplars/manifest.json"
+
+    @classmethod
+    def exemplar(cls, path: str) -> str:
+        """exemplars/<path>: a clip or its data, path relative to the library (as in its manifest)."""
+        parts = (path or "").split("/")
+        if any(p in ("", ".", "..") for p in parts) or any(ord(c) < 32 or c == "\\" for c in path):
+            raise ValueError(f"bad exemplar path {path!r}")
+        return f"exemplars/{path}"
+
+    # -- API keys --------------------------------------------------------------------------
+    @staticmethod
+    def api_keys_prefix() -> str:
+        return "auth/keys/"
+
+    @classmethod
+    def api_key(cls, digest: str) -> str:
+        if not cls._DIGEST_RE.match(digest or ""):
+            raise ValueError("not a key digest")
+        return f"auth/keys/{digest}.json"
 
 
 def _public_client(settings: Settings) -> Minio | None:
@@ -164,7 +259,8 @@ class ObjectStore:
                 return fn()
             except S3Error as exc:
                 if exc.code not in _TRANSIENT_CODES:
-                    raise  # the store answered a definite no (missing key, denied...): not transient
+                    # the store answered a definite no (missing key, denied...): not transient
+                    raise StoreError(exc.code, exc.message) from exc
                 err: Exception = exc
             except (ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError) as exc:
                 err = exc  # unreachable, restarting, or answering 5xx: worth retrying
@@ -178,7 +274,7 @@ class ObjectStore:
         if not self._retry(lambda: self.client.bucket_exists(self.bucket)):
             try:
                 self._retry(lambda: self.client.make_bucket(self.bucket))
-            except S3Error as exc:  # a concurrent creator won
+            except StoreError as exc:  # a concurrent creator won
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
 
@@ -195,7 +291,7 @@ class ObjectStore:
             except S3Error as exc:
                 if exc.code in ("NoSuchKey", "NoSuchObject"):
                     raise ObjectNotFound(key) from None
-                raise
+                raise   # _retry tells transient from definite
             finally:
                 if resp is not None:
                     resp.close()
@@ -218,7 +314,7 @@ class ObjectStore:
     def get_file(self, key: str, path: Path) -> Path:
         try:
             self._retry(lambda: self.client.fget_object(self.bucket, key, str(path)))
-        except S3Error as exc:
+        except StoreError as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject"):
                 raise ObjectNotFound(key) from None
             raise
@@ -228,19 +324,31 @@ class ObjectStore:
         try:
             self._retry(lambda: self.client.stat_object(self.bucket, key))
             return True
-        except S3Error as exc:
+        except StoreError as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
                 return False
             raise
 
+    def _listing(self, prefix: str, recursive: bool) -> list:
+        try:
+            return self._retry(lambda: list(self.client.list_objects(self.bucket, prefix, recursive=recursive)))
+        except StoreError as exc:
+            if exc.code == "NoSuchBucket":   # nothing was ever stored: nothing to list
+                return []
+            raise
+
     def list(self, prefix: str) -> list[str]:
-        return self._retry(lambda: [o.object_name for o in self.client.list_objects(self.bucket, prefix, recursive=True)])
+        return [o.object_name for o in self._listing(prefix, recursive=True)]
 
     def iter_prefixes(self, prefix: str) -> Iterator[str]:
         """Immediate 'sub-folders' under prefix (non-recursive listing)."""
-        for o in self._retry(lambda: list(self.client.list_objects(self.bucket, prefix, recursive=False))):
+        for o in self._listing(prefix, recursive=False):
             if o.is_dir:
                 yield o.object_name
+
+    def analysis_ids(self) -> list[str]:
+        """Ids of the stored analyses, oldest first (ids are time-ordered)."""
+        return [keys.analysis_id_of(p) for p in self.iter_prefixes(keys.analyses_prefix())]
 
     def delete_prefix(self, prefix: str) -> int:
         names = self.list(prefix)

@@ -1,7 +1,7 @@
 """Run a worker's handler without a broker or an object store (in the manner of bytewax.testing).
 
     store = MemoryStore()
-    store.put_json(keys.tracking(aid), {...})
+    store.put_json(keys.tracking(aid), TrackingDocument(...))   # shared/documents.py
     ctx = handler_context("judge", store)
     stage.handle(message, ctx)
     [(topic, key, verdict)] = ctx.emitted()
@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.messages import Message, topic_models
 from shared.settings import Settings
-from shared.store import ObjectNotFound
+from shared.store import ObjectNotFound, keys
 from shared.worker import Context
 
 
@@ -72,6 +72,9 @@ class MemoryStore:
 
     def list(self, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
+
+    def analysis_ids(self) -> list[str]:
+        return [keys.analysis_id_of(p) for p in self.iter_prefixes(keys.analyses_prefix())]
 
     def iter_prefixes(self, prefix: str) -> Iterator[str]:
         seen = set()

@@ -37,6 +37,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from pydantic import ValidationError
 
 from shared import bus
+from shared.documents import StageStatus
 from shared.messages import AnalysisCompleted, DeadLetter, Message, utc_now
 from shared.observability import (
     ANALYSES_COMPLETED, CONSUMER_LAG, DEAD_LETTERS, ERRORS, IN_FLIGHT, MESSAGES, PROCESSING_SECONDS,
@@ -90,7 +91,7 @@ class Context:
         self._alive()
         self._sent.append(bus.send(self.producer, topic, message, key, self.trace_id))
 
-    def put_json(self, key: str, doc: dict) -> None:
+    def put_json(self, key: str, doc) -> None:
         """Store a document as this handler's output; counts as progress, refused once abandoned."""
         self._alive()
         self.store.put_json(key, doc)
@@ -98,10 +99,8 @@ class Context:
     def status(self, analysis_id: str, state: str, fraction: float, **extra) -> None:
         """Record this stage's progress for the gateway (one object per stage, overwritten)."""
         self._alive()
-        self.store.put_json(keys.status(analysis_id, self.service), {
-            "stage": self.service, "state": state, "fraction": round(float(fraction), 4),
-            "updated_at": utc_now(), **extra,
-        })
+        self.store.put_json(keys.status(analysis_id, self.service), StageStatus(
+            stage=self.service, state=state, fraction=round(float(fraction), 4), updated_at=utc_now(), **extra))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Block until every emitted message is acknowledged; raise if one failed."""

@@ -97,6 +97,7 @@ def store_synthetic_squat(store, faults: dict | None = None, camera_yaw_deg: flo
     import numpy as np
 
     from services.judge.bootstrap_temporal import exercise_clip
+    from shared.documents import AnalysisRequest, ChosenAthlete, ClipPosesDocument, PoseFrame, StageStatus, TrackingDocument
     from shared.messages import ClipPoses, VideoInfo, utc_now
     from shared.skeleton import LANDMARK_NAMES
     from shared.store import keys
@@ -109,23 +110,20 @@ def store_synthetic_squat(store, faults: dict | None = None, camera_yaw_deg: flo
     T = len(kps)
     aid = uuid.uuid4().hex
     video = VideoInfo(fps=clip.fps, width=W, height=H, frames=T)
-    store.put_json(keys.request(aid), {"analysis_id": aid, "sport": "squat", "submitted_at": utc_now(),
-                                       "video": video.model_dump(), "video_key": f"analyses/{aid}/source.mp4"})
+    store.put_json(keys.request(aid), AnalysisRequest(analysis_id=aid, sport="squat", submitted_at=utc_now(), video=video))
     blank = cv2.imencode(".jpg", np.full((H, W, 3), 90, np.uint8))[1].tobytes()
     for t in range(T):
         store.put_bytes(keys.frame(aid, t), blank, "image/jpeg")
-    store.put_json(keys.tracking(aid), {"analysis_id": aid, "frames": T, "fps": clip.fps, "width": W, "height": H,
-                                        "clip_count": 1, "clip_frames": T,
-                                        "athlete": {"track_id": 0, "reason": "synthetic", "candidates": []}, "seconds": 0.0})
-    rows = lambda k: None if not np.isfinite(k).all() else [[round(float(v), 3) for v in r] for r in k]
-    store.put_json(keys.clip_poses(aid, 0), {
-        "analysis_id": aid, "clip_index": 0, "pose_model": "synthetic", "refiner": "none",
-        "landmarks": list(LANDMARK_NAMES), "seconds": 0.0,
-        "frames": [{"index": t, "t_s": round(t / clip.fps, 4), "bbox_px": [100.0, 40.0, 440.0, 420.0],
-                    "track_state": "tracked", "track_score": 1.0, "keypoints": rows(kps[t]), "keypoints_3d": None}
-                   for t in range(T)]})
+    store.put_json(keys.tracking(aid), TrackingDocument(
+        analysis_id=aid, frames=T, fps=clip.fps, width=W, height=H, clip_count=1, clip_frames=T,
+        athlete=ChosenAthlete(track_id=0, reason="synthetic"), seconds=0.0))
+    rows = lambda k: None if not np.isfinite(k).all() else [[round(float(v), 3) for v in r] for r in k]  # noqa: E731
+    store.put_json(keys.clip_poses(aid, 0), ClipPosesDocument(
+        analysis_id=aid, clip_index=0, pose_model="synthetic", refiner="none", landmarks=list(LANDMARK_NAMES), seconds=0.0,
+        frames=[PoseFrame(index=t, t_s=round(t / clip.fps, 4), bbox_px=[100.0, 40.0, 440.0, 420.0], track_state="tracked",
+                          track_score=1.0, keypoints=rows(kps[t]), keypoints_3d=None) for t in range(T)]))
     for stage in ("tracker", "pose"):
-        store.put_json(keys.status(aid, stage), {"stage": stage, "state": "done", "fraction": 1.0, "updated_at": utc_now()})
+        store.put_json(keys.status(aid, stage), StageStatus(stage=stage, state="done", fraction=1.0, updated_at=utc_now()))
     message = ClipPoses(
         analysis_id=aid, sport="squat", clip_index=0, first_frame=0, frame_count=T, poses_key=keys.clip_poses(aid, 0),
         pose_model="synthetic", refiner="none", frames_with_pose=int(np.isfinite(kps[:, 0, 0]).sum()))

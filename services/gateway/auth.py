@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from shared.documents import AnalysisRequest
 from shared.messages import utc_now
 from shared.settings import Settings
 from shared.store import ObjectNotFound, ObjectStore, StoreUnavailable, keys
 
-PREFIX = "auth/keys/"
 LOCAL = "local"
 _ANALYSIS_PATH = re.compile(r"^/v1/analyses/([a-f0-9]{32})(/|$)")
 _SESSION_PATH = re.compile(r"^/v1/sessions/([a-f0-9]{32})(/|$)")
@@ -65,7 +65,7 @@ class KeyRing:
         secret = "coach_" + secrets.token_urlsafe(32)
         digest = _digest(secret)
         key_id = digest[:12]
-        self.store.put_json(PREFIX + f"{digest}.json", {"key_id": key_id, "name": name[:100], "created_at": utc_now(),
+        self.store.put_json(keys.api_key(digest), {"key_id": key_id, "name": name[:100], "created_at": utc_now(),
                                                          "revoked": False})
         return key_id, secret
 
@@ -75,7 +75,7 @@ class KeyRing:
         if hit and time.monotonic() - hit[0] < self.cache_s:
             return hit[1]
         try:
-            record = self.store.get_json(PREFIX + f"{digest}.json")
+            record = self.store.get_json(keys.api_key(digest))
         except ObjectNotFound:
             record = None
         if record and record.get("revoked"):
@@ -84,10 +84,10 @@ class KeyRing:
         return record
 
     def list(self) -> list[dict]:
-        return [self.store.get_json(k) for k in self.store.list(PREFIX)]
+        return [self.store.get_json(k) for k in self.store.list(keys.api_keys_prefix())]
 
     def revoke(self, key_id: str) -> bool:
-        for k in self.store.list(PREFIX):
+        for k in self.store.list(keys.api_keys_prefix()):
             rec = self.store.get_json(k)
             if rec["key_id"] == key_id:
                 self.store.put_json(k, {**rec, "revoked": True, "revoked_at": utc_now()})
@@ -124,9 +124,10 @@ def keyless_allowed(settings: Settings) -> bool:
 
 def owner_of(store: ObjectStore, kind: str, ident: str) -> str | None:
     """The key id that created an analysis or session; None if it does not exist."""
-    key = keys.request(ident) if kind == "analysis" else keys.session(ident)
     try:
-        return store.get_json(key).get("owner", LOCAL)
+        if kind == "analysis":
+            return AnalysisRequest.read(store, keys.request(ident)).owner or LOCAL
+        return store.get_json(keys.session(ident)).get("owner", LOCAL)
     except ObjectNotFound:
         return None
 

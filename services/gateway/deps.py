@@ -15,8 +15,10 @@ from fastapi import HTTPException, Request
 from prometheus_client import Counter, Histogram
 
 from shared import bus
+from shared.documents import AnalysisRequest
 from shared.settings import Settings
-from shared.status import is_done
+from shared.sports import SportCatalog, shipped_descriptions
+from shared.status import is_done, stage_statuses
 from shared.store import ObjectNotFound, ObjectStore, StoreUnavailable, keys
 
 STAGES = ("tracker", "pose", "judge", "suggest")
@@ -48,18 +50,17 @@ class Deps:
             self._producer = None   # a later request (app started again, as in tests) makes a new one
 
     def sports(self) -> dict[str, dict]:
-        """{sport: description}: the judge's model registry (models/<sport>/current.json), re-read at
-        most every 10 s so a `coach judge publish` shows here without a restart; shipped packs for
-        sports it lacks, and the last answer (or the shipped packs) while the store is unreachable."""
+        """{sport: description}: the sport catalogue as the model registry has it (the current
+        version of each sport, models/<sport>/current.json), re-read at most every 10 s so a `coach
+        judge publish` shows here without a restart; shipped packs for sports it lacks, and the last
+        answer (or the shipped packs) while the store is unreachable. No model is loaded."""
         now = time.monotonic()
         if self._sports is None or now - self._sports_read_at > SPORTS_CACHE_S:
-            from services.judge.registry import ModelRegistry
             try:
-                self._sports = ModelRegistry(self.store).describe_all()
+                self._sports = SportCatalog(self.store).describe_all()
             except StoreUnavailable:
                 if self._sports is None:
-                    from services.judge.packs import available_packs, load_pack
-                    self._sports = {name: load_pack(name).describe() for name in available_packs()}
+                    self._sports = shipped_descriptions()
             self._sports_read_at = now
         return self._sports
 
@@ -85,17 +86,14 @@ def check_id(aid: str) -> str:
 def analysis_status(store: ObjectStore, aid: str) -> dict:
     """Combine the per-stage status objects into the status a client sees."""
     try:
-        request = store.get_json(keys.request(aid))
+        request = AnalysisRequest.read(store, keys.request(aid))
     except ObjectNotFound:
         raise HTTPException(404, f"no analysis {aid}") from None
-    stages = {}
-    for key in store.list(keys.status_prefix(aid)):
-        doc = store.get_json(key)
-        stages[doc["stage"]] = doc
-    progress = {st: float(stages[st]["fraction"]) if st in stages else 0.0 for st in STAGES}
-    failed = [d for d in stages.values() if d["state"] == "failed"]
+    stages = stage_statuses(store, aid)
+    progress = {st: float(stages[st].fraction) if st in stages else 0.0 for st in STAGES}
+    failed = [d for d in stages.values() if d.state == "failed"]
     if failed:
-        status, error = "failed", failed[0].get("error") or "failed"
+        status, error = "failed", failed[0].error or "failed"
     elif is_done(store, aid, stages):   # also while a redelivered message is processed again
         status, error = "done", None
         progress = {st: 1.0 for st in STAGES}
@@ -103,8 +101,8 @@ def analysis_status(store: ObjectStore, aid: str) -> dict:
         status, error = "running", None
     else:
         status, error = "queued", None
-    return {"id": aid, "status": status, "progress": progress, "error": error, "sport": request["sport"],
-            "submitted_at": request["submitted_at"], "video": request["video"]}
+    return {"id": aid, "status": status, "progress": progress, "error": error, "sport": request.sport,
+            "submitted_at": request.submitted_at, "video": request.video.model_dump()}
 
 
 def done_status(store: ObjectStore, aid: str) -> dict:

@@ -13,6 +13,7 @@ import cv2
 from fastapi import HTTPException, UploadFile
 
 from services.gateway.deps import REJECTED
+from shared.documents import AnalysisRequest
 from shared.messages import AnalysisRequested, VideoInfo
 from shared.settings import Settings
 
@@ -109,10 +110,11 @@ async def save_upload(video: UploadFile, directory: Path, stem: str, settings: S
     return path, ext, size
 
 
-def request_record(msg: AnalysisRequested, filename: str | None, size: int, owner: str, **extra) -> dict:
-    """analyses/<id>/request.json: what was asked, by whom, and the message to re-drive it with."""
-    return {"analysis_id": msg.analysis_id, "sport": msg.sport, "submitted_at": msg.submitted_at,
-            "video": msg.video.model_dump(), "filename": (filename or "")[:200], "size_bytes": size,
-            "target_bbox_px": msg.target_bbox_px,
-            "message": msg.model_dump(mode="json", by_alias=True),   # lets the watchdog re-drive a stalled analysis
-            "owner": owner, **extra}
+def request_record(msg: AnalysisRequested, filename: str | None, size: int, owner: str, **extra) -> AnalysisRequest:
+    """analyses/<id>/request.json: what was asked, by whom, and the message to re-drive it with
+    (extra: what a session attaches, e.g. session_id, camera, athlete_height_m)."""
+    return AnalysisRequest(analysis_id=msg.analysis_id, sport=msg.sport, submitted_at=msg.submitted_at,
+                           video=msg.video, filename=(filename or "")[:200], size_bytes=size,
+                           target_bbox_px=msg.target_bbox_px,
+                           message=msg,   # lets the watchdog re-drive a stalled analysis
+                           owner=owner, **extra)

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.judge.features import moving_median
 from services.judge.segments import _runs
+from shared.features import moving_median
 from shared.skeleton import LANDMARK_INDEX as LI
 
 MIN_CONF = 0.3

@@ -44,9 +44,9 @@ def _clip(sport: str, frames: int, seed: int = 0):
 
 
 def bench_pack(sport: str, frames: int, repeats: int) -> dict:
-    from services.judge.features import ANGLE_NAMES, joint_angles_deg
     from services.judge.packs import PACKS_ROOT, load_pack
     from services.judge.segments import fault_segments
+    from shared.features import ANGLE_NAMES, joint_angles_deg
 
     load_pack(sport)                      # first load also imports scikit-learn's modules
     t0 = time.perf_counter()

@@ -3,7 +3,7 @@
     python -m services.judge.bootstrap [--sport NAME ...] [--out services/judge/packs] [--doc docs/judge.md]
 
 Labels are bootstrapped from explicit biomechanical criteria on synthetic 3D poses
-(services.judge.synth.FAULT_CRITERIA), not from expert annotation. Sequences are split
+(shared.sports.FAULT_CRITERIA), not from expert annotation. Sequences are split
 train / validation / test (60 / 20 / 20) by sequence, so frames of one clip never straddle
 splits. Per fault: StandardScaler + SVC(C=2, RBF) with Platt probabilities as in the paper (Sec. 6.3),
 trained on a frame subsample of the train split; the decision threshold is the one in 0.2-0.8
@@ -25,7 +25,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from services.judge import synth
-from services.judge.packs import PACK_SPECS, PACKS_ROOT, PackSpec, SportPack, load_pack_dir
+from services.judge.packs import PACKS_ROOT, SportPack, load_pack_dir
+from shared.sports import PACK_SPECS, PackSpec
 
 SYNTHETIC_ROOT = PACKS_ROOT.parent / "packs_synthetic"
 REAL_DEFAULTS = ("plank",)  # sports whose shipped default pack has real labels

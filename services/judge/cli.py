@@ -48,9 +48,8 @@ def cmd_train(args) -> int:
     if getattr(args, "kind", "frame") == "sequence":
         return cmd_train_sequence(args)
     from services.judge.datasets import DatasetError, load_training_data, parse_label_map
-    from services.judge.packs import PACK_SPECS, spec_from_meta
-    from services.judge.registry import SPORT_RE
     from services.judge.training import train, write_pack
+    from shared.sports import PACK_SPECS, SPORT_RE, spec_from_meta
 
     if not SPORT_RE.match(args.sport):
         return _err(f"--sport {args.sport!r}: use lower case letters, digits and _")
@@ -184,7 +183,7 @@ def cmd_eval(args) -> int:
 def cmd_train_sequence(args) -> int:
     from services.judge import sequence as Q
     from services.judge.datasets import DatasetError, load_training_data
-    from services.judge.packs import PACK_SPECS
+    from shared.sports import PACK_SPECS
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     try:

@@ -15,6 +15,10 @@ uploaded too but become current only through `coach judge publish`.
 `publish` points current.json at a version and emits ModelPublished on the control topic; judge
 workers reload that sport's pack without a restart (services/judge/worker.py).
 
+Reading the registry without loading a model (sports, versions, current, a version's pack.json,
+the catalogue the gateway lists) is shared.sports.SportCatalog, which ModelRegistry extends; keys
+come from shared.store.keys.
+
 model.joblib is a pickle: whoever can write under models/ can run code in the judge. The bucket is
 as trusted as the rest of the pipeline's objects; the registry checks the file's sha256 against
 the one recorded in report.json before loading it (integrity, not authenticity).
@@ -24,43 +28,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import tempfile
 import threading
 from pathlib import Path
 
 from shared.messages import ModelPublished, utc_now
 from shared.observability import log_fields
-from shared.store import ObjectNotFound, ObjectStore
+from shared.sports import RegistryError, SportCatalog, check_names
+from shared.store import ObjectNotFound, ObjectStore, keys
 
-from services.judge.packs import PACKS_ROOT, SportPack, available_packs, describe_meta, load_pack_dir
+from services.judge.packs import PACKS_ROOT, SportPack, available_packs, load_pack_dir
 
 log = logging.getLogger("judge.registry")
-PREFIX = "models/"
 FILES = ("pack.json", "model.joblib", "report.json")
-SPORT_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
-
-
-class RegistryError(ValueError):
-    pass
-
-
-def _check(sport: str, version: str | None = None) -> None:
-    if not SPORT_RE.match(sport or ""):
-        raise RegistryError(f"not a sport name: {sport!r} (lower case letters, digits, _)")
-    if version is not None and not VERSION_RE.match(version or ""):
-        raise RegistryError(f"not a model version: {version!r}")
 
 
 def version_key(sport: str, version: str, name: str) -> str:
-    _check(sport, version)
-    return f"{PREFIX}{sport}/{version}/{name}"
+    check_names(sport, version)
+    return keys.model_file(sport, version, name)
 
 
 def current_key(sport: str) -> str:
-    _check(sport)
-    return f"{PREFIX}{sport}/current.json"
+    check_names(sport)
+    return keys.model_current(sport)
 
 
 def shipped_report(folder: Path) -> dict:
@@ -82,57 +72,16 @@ def shipped_report(folder: Path) -> dict:
     }
 
 
-class ModelRegistry:
+class ModelRegistry(SportCatalog):
+    """The registry's reading side (sports, versions, current, meta, describe_all) is the shared
+    sport catalogue's; this adds loading a version's models, uploading and publishing."""
+
     def __init__(self, store: ObjectStore, shipped_root: Path | None = None):
-        self.store = store
-        self.shipped_root = Path(shipped_root) if shipped_root else PACKS_ROOT
-        self._meta_cache: dict[tuple[str, str], dict] = {}  # versions are immutable
+        super().__init__(store, shipped_root or PACKS_ROOT)
         self._lock = threading.Lock()
         self._seeded = False
 
     # ------------------------------------------------------------------ reading
-    def sports(self) -> list[str]:
-        """Sports with at least one version in the store."""
-        from minio.error import S3Error
-
-        out = []
-        try:
-            prefixes = list(self.store.iter_prefixes(PREFIX))
-        except S3Error as exc:
-            if exc.code == "NoSuchBucket":
-                return []
-            raise
-        for p in prefixes:
-            name = p[len(PREFIX):].strip("/")
-            if SPORT_RE.match(name):
-                out.append(name)
-        return sorted(out)
-
-    def versions(self, sport: str) -> list[str]:
-        _check(sport)
-        names = [p[len(PREFIX) + len(sport) + 1:].strip("/") for p in self.store.iter_prefixes(f"{PREFIX}{sport}/")]
-        return sorted(v for v in names if VERSION_RE.match(v) and self.store.exists(version_key(sport, v, "pack.json")))
-
-    def current(self, sport: str) -> dict | None:
-        try:
-            return self.store.get_json(current_key(sport))
-        except ObjectNotFound:
-            return None
-
-    def current_version(self, sport: str) -> str | None:
-        cur = self.current(sport)
-        return cur["version"] if cur else None
-
-    def meta(self, sport: str, version: str) -> dict:
-        key = (sport, version)
-        if key not in self._meta_cache:
-            try:
-                self._meta_cache[key] = self.store.get_json(version_key(sport, version, "pack.json"))
-            except ObjectNotFound:
-                raise RegistryError(f"no version {version!r} of {sport!r} in the registry; "
-                                    f"have {', '.join(self.versions(sport)) or 'none'}") from None
-        return self._meta_cache[key]
-
     def report(self, sport: str, version: str) -> dict | None:
         try:
             return self.store.get_json(version_key(sport, version, "report.json"))
@@ -165,19 +114,6 @@ class ModelRegistry:
             raise RegistryError(f"{version_key(sport, version, 'pack.json')} names version {pack.model_version!r}")
         return pack
 
-    def describe_all(self) -> dict[str, dict]:
-        """sport -> pack.describe() of its current version (no models loaded); shipped packs for
-        sports the registry does not have yet."""
-        out = {}
-        for sport in self.sports():
-            version = self.current_version(sport)
-            if version:
-                out[sport] = describe_meta(self.meta(sport, version))
-        for sport in available_packs(self.shipped_root):
-            if sport not in out:
-                out[sport] = describe_meta(json.loads((self.shipped_root / sport / "pack.json").read_text()))
-        return dict(sorted(out.items()))
-
     # ------------------------------------------------------------------ writing
     def upload(self, folder: str | Path, sport: str | None = None) -> tuple[str, str, bool]:
         """Upload a pack folder (pack.json, model.joblib, report.json) -> (sport, version, uploaded_now)."""
@@ -187,7 +123,7 @@ class ModelRegistry:
         if sport != pack.name:
             raise RegistryError(f"the pack in {folder} is for {pack.name!r}, not {sport!r}")
         version = pack.model_version
-        _check(sport, version)
+        check_names(sport, version)
         if self.store.exists(version_key(sport, version, "pack.json")):
             return sport, version, False
         report_path = folder / "report.json"

@@ -60,7 +60,7 @@ from typing import Callable
 
 import numpy as np
 
-from services.judge.features import ANGLE_NAMES, FEATURE_INDEX, frame_features, joint_angles_deg
+from shared.features import ANGLE_NAMES, FEATURE_INDEX, frame_features, joint_angles_deg
 
 _A = {n: i for i, n in enumerate(ANGLE_NAMES)}
 

@@ -61,8 +61,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from services.judge.packs import PACK_SPECS
 from services.judge.reps import EXERCISES, Repetition, segment
+from shared.sports import PACK_SPECS
 
 FORMAT = "coach.score/1"
 VERSION = "1.0.0"

@@ -37,9 +37,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from services.judge.datasets import Dataset, DatasetError
-from services.judge.features import FEATURE_NAMES, named_features
-from services.judge.packs import MULTICLASS, PACK_SPECS, PackSpec, SportPack
+from services.judge.packs import MULTICLASS, SportPack
 from services.judge.training import THRESHOLDS, _new_fault, _prf, evaluate
+from shared.features import FEATURE_NAMES, named_features
+from shared.sports import PACK_SPECS, PackSpec
 
 N_FOLDS, HOLDOUT = 6, 0.0  # 6 positional folds over every row; holdout > 0 also keeps each run's end apart
 MIN_MEASURABLE = 0.7

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from services.judge.packs import PACK_SPECS, PackSpec
 from services.judge.reps import EXERCISES, Repetition, segment
+from shared.sports import PACK_SPECS, PackSpec
 
 WINDOW = 32                       # steps per repetition window
 CLASSES = ("standard", "non_standard")

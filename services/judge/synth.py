@@ -9,7 +9,7 @@ Gaussian keypoint noise, lower confidence on the far side of the body, occasiona
 joints (confidence < 0.25, wild position) and occasional frames with no pose (NaN rows).
 
 Labels are not drawn at random: they come from explicit biomechanical criteria evaluated on the
-clean 3D joints (FAULT_CRITERIA below), so a classifier trained on the 2D observations has to
+clean 3D joints (FAULT_CRITERIA, shared/sports.py), so a classifier trained on the 2D observations has to
 recover the criterion through projection, noise and view changes, which is what it must do on
 real video too.
 
@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.skeleton import LANDMARK_INDEX as LI
+# The labelling criteria belong to each fault's definition (FAULT_CRITERIA in the sport catalogue);
+# the labels below use exactly the thresholds their text names.
+from shared.sports import (BENT_HIP_DEG, BENT_KNEE_DEG, BOTTOM_BAND, CROSSED_SKI_DEG, HIP_LINE_DEG, KNEE_CAVE_MIN_FLEX,
+                           KNEE_CAVE_RATIO, PUSHUP_DEPTH_DEG, SQUAT_DEPTH_RATIO)
 
 SPORTS: tuple[str, ...] = ("ski_aerials", "squat", "pushup", "plank")
 FAULTS: dict[str, tuple[str, ...]] = {
@@ -30,40 +34,6 @@ FAULTS: dict[str, tuple[str, ...]] = {
     "squat": ("shallow_depth", "knees_caving"),
     "pushup": ("sagging_hips", "piked_hips", "shallow_depth"),
     "plank": ("sagging_hips", "piked_hips"),
-}
-# Thresholds of the labelling criteria (degrees unless noted); FAULT_CRITERIA says how each is used.
-BENT_KNEE_DEG = 30.0
-BENT_HIP_DEG = 30.0
-CROSSED_SKI_DEG = 20.0
-SQUAT_DEPTH_RATIO = 0.17  # hip joint may stay at most 0.17 thigh lengths above the knee (thigh ~10 deg above horizontal)
-KNEE_CAVE_RATIO = 0.85
-KNEE_CAVE_MIN_FLEX = 30.0
-HIP_LINE_DEG = 15.0
-PUSHUP_DEPTH_DEG = 80.0
-BOTTOM_BAND = 0.15  # bottom of a repetition: lowest 15% of its height range
-
-FAULT_CRITERIA: dict[str, dict[str, str]] = {
-    "ski_aerials": {
-        "bent_knees": f"knee flexion (3D angle between thigh and shank) > {BENT_KNEE_DEG:g} deg on either leg",
-        "bent_hips": f"hip flexion (3D angle between trunk and thigh) > {BENT_HIP_DEG:g} deg on either side",
-        "crossed_skis": f"3D angle between the two ski (heel -> toe) directions > {CROSSED_SKI_DEG:g} deg",
-    },
-    "squat": {
-        "shallow_depth": (f"at the bottom of a repetition (lowest {BOTTOM_BAND:.0%} of its hip travel) the hip joints stay "
-                          f"more than {SQUAT_DEPTH_RATIO:g} thigh lengths above the knees (thighs > ~10 deg above horizontal)"),
-        "knees_caving": (f"with knee flexion > {KNEE_CAVE_MIN_FLEX:g} deg, the knees are closer together than "
-                         f"{KNEE_CAVE_RATIO:g} x the ankle separation (across the frontal axis)"),
-    },
-    "pushup": {
-        "sagging_hips": f"hips below the shoulder-ankle line, bend at the hips > {HIP_LINE_DEG:g} deg",
-        "piked_hips": f"hips above the shoulder-ankle line, bend at the hips > {HIP_LINE_DEG:g} deg",
-        "shallow_depth": (f"at the bottom of a repetition (lowest {BOTTOM_BAND:.0%} of its shoulder travel) the "
-                          f"elbows are flexed less than {PUSHUP_DEPTH_DEG:g} deg"),
-    },
-    "plank": {
-        "sagging_hips": f"hips below the shoulder-ankle line, bend at the hips > {HIP_LINE_DEG:g} deg",
-        "piked_hips": f"hips above the shoulder-ankle line, bend at the hips > {HIP_LINE_DEG:g} deg",
-    },
 }
 
 

@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 
 from services.judge.datasets import exercise_correction_dir, load_training_data, parse_label_map
-from services.judge.packs import PACK_SPECS, PACKS_ROOT, SIDE_VIEWS, Fault, PackSpec, load_pack_dir
+from services.judge.packs import PACKS_ROOT, load_pack_dir
 from services.judge.selection import as_phase, attach_phase, train_cv
 from services.judge.training import write_pack
+from shared.sports import PACK_SPECS, SIDE_VIEWS, Fault, PackSpec
 
 DATA = exercise_correction_dir()
 DOC = Path(__file__).resolve().parents[2] / "docs" / "judge.md"

@@ -35,8 +35,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from services.judge.datasets import Dataset, DatasetError
-from services.judge.features import FEATURE_NAMES, frame_features
-from services.judge.packs import MIN_PRESENT_FRAC, PACK_SPECS, Fault, PackSpec, SportPack
+from services.judge.packs import SportPack
+from shared.features import FEATURE_NAMES, frame_features
+from shared.sports import MIN_PRESENT_FRAC, PACK_SPECS, Fault, PackSpec
 
 SVM_C = 2.0                      # paper, Sec. 6.3
 MAX_TRAIN_FRAMES = 8000          # SVC training is O(n^2); neighbouring frames are near-duplicates anyway
@@ -158,7 +159,7 @@ def spec_for(sport: str, ds: Dataset, spec: PackSpec | None = None, label_source
     chosen = tuple(n for n, f in zip(FEATURE_NAMES, frac) if f >= 0.7)
     if len(chosen) < 2:
         raise DatasetError("fewer than 2 features can be measured on most frames: give shoulders, hips, knees and "
-                           "ankles at least (features: services/judge/features.py)")
+                           "ankles at least (features: shared/features.py)")
     return PackSpec(sport, sport.replace("_", " ").capitalize(), tuple(_new_fault(c, label_source) for c in ds.classes),
                     chosen, (), 0.2, "as in the training data", 0.17), dropped
 
@@ -289,7 +290,7 @@ def train(sport: str, ds: Dataset, spec: PackSpec | None = None, grid: bool = Fa
 
 
 def _landmarks_of(feature: str) -> list[str]:
-    from services.judge.features import EXTRA_QUADRUPLES, PAPER_QUADRUPLES
+    from shared.features import EXTRA_QUADRUPLES, PAPER_QUADRUPLES
 
     for q in PAPER_QUADRUPLES + EXTRA_QUADRUPLES:
         if q[0] == feature:

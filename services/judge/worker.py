@@ -31,40 +31,15 @@ import uuid
 import numpy as np
 
 from services.judge.segments import fault_segments
+from shared.documents import TrackingDocument, VerdictDocument, VerdictFrame
 from shared.messages import AnalysisVerdict, ClipPoses, FaultSegment, ModelPublished, NotJudgeable, VideoInfo
 from shared.observability import FRAMES, log_fields
-from shared.skeleton import NUM_LANDMARKS
+from shared.poses import NotAllPosed, load_sequence
 from shared.store import ObjectNotFound, ObjectStore, keys
 from shared.worker import AnalysisFailed, Context, WorkerSpec, run_service
 
 SERVICE = "judge"
 log = logging.getLogger(SERVICE)
-
-
-class NotAllPosed(Exception):
-    """A clip's poses are missing or belong to another athlete revision (a switch is under way)."""
-
-
-def load_sequence(store: ObjectStore, aid: str, clip_count: int,
-                  revision: int | None = None) -> tuple[list[dict], np.ndarray]:
-    """All frames of an analysis in order, and keypoints [N,33,3] (NaN where no pose). With
-    `revision`, every clip must have been posed for that athlete revision (else NotAllPosed)."""
-    frames: list[dict] = []
-    for k in range(clip_count):
-        try:
-            doc = store.get_json(keys.clip_poses(aid, k))
-        except ObjectNotFound:
-            if revision is None:
-                raise
-            raise NotAllPosed(f"clip {k} has no poses yet") from None
-        if revision is not None and int(doc.get("revision", 0)) != revision:
-            raise NotAllPosed(f"clip {k} was posed for athlete revision {doc.get('revision', 0)}, not {revision}")
-        frames.extend(doc["frames"])
-    kps = np.full((len(frames), NUM_LANDMARKS, 3), np.nan, dtype=np.float64)
-    for t, f in enumerate(frames):
-        if f["keypoints"] is not None:
-            kps[t] = [r if r is not None else (np.nan,) * 3 for r in f["keypoints"]]
-    return frames, kps
 
 
 class JudgeStage:
@@ -93,7 +68,7 @@ class JudgeStage:
     def pack(self, sport: str, store: ObjectStore | None = None):
         """The pack in use for sport: the registry's current version, else the shipped pack."""
         from services.judge.packs import available_packs, load_pack
-        from services.judge.registry import SPORT_RE
+        from shared.sports import SPORT_RE
 
         with self._lock:
             if sport in self._packs:
@@ -215,37 +190,37 @@ class JudgeStage:
     def handle(self, msg: ClipPoses, ctx: Context) -> None:
         aid = msg.analysis_id
         try:
-            tracking = ctx.store.get_json(keys.tracking(aid))
+            tracking = TrackingDocument.read(ctx.store, keys.tracking(aid))
         except ObjectNotFound:
             tracking = None   # the tracker is still going: more clips will come
-        revision = int((tracking or {}).get("revision", 0))
+        revision = tracking.revision if tracking else 0
         if msg.revision < revision:
             log.info("stale poses dropped", extra=log_fields(revision=msg.revision, current=revision))
             return
         done = len(ctx.store.list(keys.poses_prefix(aid)))
-        if tracking is None or done < tracking["clip_count"]:
-            total = tracking["clip_count"] if tracking else None
+        if tracking is None or done < tracking.clip_count:
+            total = tracking.clip_count if tracking else None
             ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=total, revision=revision)
             return
         started = time.perf_counter()
         try:
             self.judge_analysis(msg, tracking, ctx)
         except NotAllPosed as exc:   # after an athlete switch, a clip of the new athlete is still coming
-            ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=tracking["clip_count"], revision=revision,
+            ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=tracking.clip_count, revision=revision,
                        note=str(exc))
             return
-        FRAMES.labels(SERVICE).inc(tracking["frames"])
+        FRAMES.labels(SERVICE).inc(tracking.frames)
         ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision)
 
-    def judge_analysis(self, msg: ClipPoses, tracking: dict, ctx: Context) -> None:
-        from services.judge.features import ANGLE_NAMES, joint_angles_deg
+    def judge_analysis(self, msg: ClipPoses, tracking: TrackingDocument, ctx: Context) -> None:
         from services.judge.reps import exercise_report
+        from shared.features import ANGLE_NAMES, joint_angles_deg
 
-        aid, fps = msg.analysis_id, float(tracking["fps"])
-        revision, track_id = int(tracking.get("revision", 0)), int(tracking["athlete"]["track_id"])
-        frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"], revision)   # NotAllPosed: wait
+        aid, fps = msg.analysis_id, float(tracking.fps)
+        revision, track_id = tracking.revision, tracking.athlete.track_id
+        frames, kps = load_sequence(ctx.store, aid, tracking.clip_count, revision)   # NotAllPosed: wait
         pack = self.pack(msg.sport, ctx.store)             # kept for the whole analysis, even if a reload comes
-        size = (tracking["width"], tracking["height"])
+        size = (tracking.width, tracking.height)
         raw = pack.judge(kps, fps, size)                  # [N, n_faults], NaN rows: no pose
         if not np.isfinite(raw).all(axis=1).any():
             raise AnalysisFailed("no body pose was found in any frame: is a whole person visible?")
@@ -254,49 +229,50 @@ class JudgeStage:
         probs = judged["probs"]
         # exercise sports: repetitions (count, quality + attention) and the action score (services/judge/reps.py)
         exercise = {} if judged["finding"] else (
-            exercise_report(msg.sport, kps, fps, [f["index"] for f in frames], log=log.warning,
+            exercise_report(msg.sport, kps, fps, [f.index for f in frames], log=log.warning,
                             reps=judged["repetitions"]) or {})
         if not exercise and judged["counted_reps"]:   # repetitions found by the class-agnostic counter
             exercise = {"repetitions": [
-                {"index": k + 1, "start_frame": int(frames[s0]["index"]), "end_frame": int(frames[e0]["index"]),
+                {"index": k + 1, "start_frame": int(frames[s0].index), "end_frame": int(frames[e0].index),
                  "quality": None, "attention": None, "range_of_motion_deg": None, "tempo_s": None, "partial": False}
                 for k, (s0, e0) in enumerate(judged["counted_reps"])]}
         segments = fault_segments(probs, list(pack.fault_ids), pack.threshold_list())
         for rep in exercise.get("repetitions") or []:   # per-repetition verdict: the faults seen during it
             lo, hi = rep["start_frame"], rep["end_frame"]
             rep["faults"] = sorted({sg["type"] for sg in segments
-                                    if frames[sg["start_frame"]]["index"] <= hi and frames[sg["end_frame"]]["index"] >= lo})
+                                    if frames[sg["start_frame"]].index <= hi and frames[sg["end_frame"]].index >= lo})
         meta = pack.describe()
         # packs written before these fields existed say "+synth." in their version
         synthetic = bool(meta.get("synthetic", "+synth." in pack.model_version))
         label_source = str(meta.get("label_source") or (pack.info or {}).get("labels", ""))
 
         def at(t: int) -> int:
-            return int(frames[t]["index"])
+            return int(frames[t].index)
 
         not_judgeable = [{"type": fid, "start_frame": at(s0), "end_frame": at(e0), "start_s": round(s0 / fps, 3),
                           "end_s": round(e0 / fps, 3), "view": view, "reason": reason}
                          for fid, s0, e0, view, reason in judged["not_judgeable"]]
-        ctx.store.put_json(keys.verdict(aid), {
-            "analysis_id": aid, "sport": msg.sport, "model_version": pack.model_version,
-            "track_id": track_id, "revision": revision,
-            "fault_types": list(pack.fault_ids), "thresholds": pack.thresholds,
-            "fault_titles": {f.id: f.title for f in pack.faults},
-            "angle_names": list(ANGLE_NAMES),
-            "synthetic": synthetic, "label_source": label_source, "finding": judged["finding"],
-            "frames_performing": judged["frames_performing"], "not_judgeable": not_judgeable,
-            "frames": [
-                {"index": f["index"],
-                 "faults": None if not judged["performing"][t] else
-                 {fid: (None if not np.isfinite(p) else round(float(p), 4)) for fid, p in zip(pack.fault_ids, probs[t])},
-                 "activity": judged["activity"][t], "view": judged["view"][t],
-                 "phase": "bottom" if judged["bottom"][t] else None,
-                 "angles_deg": {a: (None if not np.isfinite(v) else round(float(v), 2)) for a, v in zip(ANGLE_NAMES, angles[t])}}
+        ctx.store.put_json(keys.verdict(aid), VerdictDocument(
+            analysis_id=aid, sport=msg.sport, model_version=pack.model_version,
+            track_id=track_id, revision=revision,
+            fault_types=list(pack.fault_ids), thresholds=pack.thresholds,
+            fault_titles={f.id: f.title for f in pack.faults},
+            angle_names=list(ANGLE_NAMES),
+            synthetic=synthetic, label_source=label_source, finding=judged["finding"],
+            frames_performing=judged["frames_performing"], not_judgeable=not_judgeable,
+            frames=[
+                VerdictFrame(
+                    index=f.index,
+                    faults=None if not judged["performing"][t] else
+                    {fid: (None if not np.isfinite(p) else round(float(p), 4)) for fid, p in zip(pack.fault_ids, probs[t])},
+                    activity=judged["activity"][t], view=judged["view"][t],
+                    phase="bottom" if judged["bottom"][t] else None,
+                    angles_deg={a: (None if not np.isfinite(v) else round(float(v), 2)) for a, v in zip(ANGLE_NAMES, angles[t])})
                 for t, f in enumerate(frames)
             ],
-            "segments": segments,
+            segments=segments,
             **{k: exercise[k] for k in ("repetitions", "score", "sequence_model_version") if k in exercise},
-        })
+        ))
         faults = [FaultSegment(
             type=s["type"], start_frame=at(s["start_frame"]), end_frame=at(s["end_frame"]),
             start_s=round(s["start_frame"] / fps, 3), end_s=round(s["end_frame"] / fps, 3),
@@ -306,7 +282,7 @@ class JudgeStage:
             log.info("exercise not performed", extra=log_fields(finding=judged["finding"], **judged["reasons"]))
         ctx.emit(ctx.settings.topics.verdicts, AnalysisVerdict(
             analysis_id=aid, sport=msg.sport, model_version=pack.model_version,
-            video=VideoInfo(fps=fps, width=tracking["width"], height=tracking["height"], frames=tracking["frames"]),
+            video=VideoInfo(fps=fps, width=tracking.width, height=tracking.height, frames=tracking.frames),
             frames_judged=judged["frames_performing"], faults=faults, fault_types=list(pack.fault_ids),
             verdict_key=keys.verdict(aid), repetitions=exercise.get("repetitions"), score=exercise.get("score"),
             synthetic=synthetic, label_source=label_source, finding=judged["finding"],

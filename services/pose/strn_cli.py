@@ -244,7 +244,7 @@ def register(sub) -> None:
     rn.add_argument("--max-frames", type=int, default=None)
     rn.add_argument("--pose-model", default=None, choices=("lite", "full", "heavy"),
                     help="BlazePose landmark model (default: COACH_POSE_MODEL, else full)")
-    # handled by lab/pose_run.py (it needs the tracker): shared/cli.py LAB_COMMANDS
+    # handled by lab/pose_run.py (it needs the tracker): coach/cli.py LAB_COMMANDS
 
     bm = ps.add_parser("bench-models", help="BlazePose lite / full / heavy: ms per frame and frames with a pose, "
                        "on whole frames and on tracked-size crops")
@@ -254,4 +254,4 @@ def register(sub) -> None:
     bm.add_argument("--boxes", choices=("tracker", "pose"), default="tracker",
                     help="crop boxes from the pipeline's tracker (default) or from full's whole-frame pose")
     bm.add_argument("--json", action="store_true")
-    # handled by lab/pose_run.py (it needs the tracker): shared/cli.py LAB_COMMANDS
+    # handled by lab/pose_run.py (it needs the tracker): coach/cli.py LAB_COMMANDS

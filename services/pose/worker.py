@@ -15,6 +15,7 @@ import numpy as np
 
 from services.pose.refine import context_frames, make_refiner, refine_clip
 from services.pose.swaps import relabel_like
+from shared.documents import ClipPosesDocument, LrSwaps, PoseFrame, RawTail, TrackingDocument
 from shared.messages import ClipPoses, TrackedClip
 from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS, log_fields
 from shared.skeleton import LANDMARK_NAMES
@@ -78,29 +79,28 @@ class PoseStage:
         context = _previous_tail(ctx.store, aid, msg, n_ctx) if n_ctx else None
         kps, swapped = refine_clip(refiner, seq.keypoints_px, seq.present, boxes, context)   # [T,33,3], [T,2]
         world = relabel_like(seq.world_m, swapped)
-        doc = {
-            "analysis_id": aid, "clip_index": msg.clip_index, "track_id": msg.track_id, "revision": msg.revision,
-            "pose_model": self.pose_model,
-            "refiner": self.refiner.name, "landmarks": list(LANDMARK_NAMES),
-            "seconds": round(time.perf_counter() - started, 4),
-            "lr_swaps_fixed": {"upper": int(swapped[:, 0].sum()), "lower": int(swapped[:, 1].sum())},
-            "context_frames": 0 if context is None else len(context[1]),
-            "frames": [
-                {
-                    "index": f.index, "t_s": f.t_s, "bbox_px": f.bbox_px,
-                    "track_state": f.track_state, "track_score": f.track_score,
-                    "keypoints": _rows(kps[t], 2) if seq.present[t] else None,
-                    "keypoints_3d": _rows(world[t], 4) if seq.present[t] else None,
-                }
+        doc = ClipPosesDocument(
+            analysis_id=aid, clip_index=msg.clip_index, track_id=msg.track_id, revision=msg.revision,
+            pose_model=self.pose_model, refiner=self.refiner.name, landmarks=list(LANDMARK_NAMES),
+            seconds=round(time.perf_counter() - started, 4),
+            lr_swaps_fixed=LrSwaps(upper=int(swapped[:, 0].sum()), lower=int(swapped[:, 1].sum())),
+            context_frames=0 if context is None else len(context[1]),
+            frames=[
+                PoseFrame(
+                    index=f.index, t_s=f.t_s, bbox_px=f.bbox_px,
+                    track_state=f.track_state, track_score=f.track_score,
+                    keypoints=_rows(kps[t], 2) if seq.present[t] else None,
+                    keypoints_3d=_rows(world[t], 4) if seq.present[t] else None,
+                )
                 for t, f in enumerate(msg.frames)
             ],
-        }
+        )
         if _stale(ctx, msg):   # the athlete was switched while this clip was posed
             return
         if n_ctx:   # the raw (unrefined, as BlazePose gave them) poses the next clip takes as context
             tail = range(max(0, len(msg.frames) - n_ctx), len(msg.frames))
-            doc["raw_tail"] = {"first_index": msg.frames[tail[0]].index,
-                               "keypoints": [_rows(seq.keypoints_px[t], 3) if seq.present[t] else None for t in tail]}
+            doc.raw_tail = RawTail(first_index=msg.frames[tail[0]].index,
+                                   keypoints=[_rows(seq.keypoints_px[t], 3) if seq.present[t] else None for t in tail])
         ctx.store.put_json(keys.clip_poses(aid, msg.clip_index), doc)
         ctx.emit(ctx.settings.topics.poses, ClipPoses(
             analysis_id=aid, sport=msg.sport, clip_index=msg.clip_index, track_id=msg.track_id,
@@ -112,7 +112,7 @@ class PoseStage:
         # Progress: clips stored so far over the clip count (exact once tracking.json exists).
         done = len(ctx.store.list(keys.poses_prefix(aid)))
         try:
-            total = ctx.store.get_json(keys.tracking(aid))["clip_count"]
+            total = TrackingDocument.read(ctx.store, keys.tracking(aid)).clip_count
         except ObjectNotFound:
             total = max(done + 1, -(-(msg.video.frames or 0) // ctx.settings.clip_frames))
         ctx.status(aid, "done" if done >= total else "running", min(1.0, done / total), clips_done=done)
@@ -122,7 +122,7 @@ def _stale(ctx: Context, msg: TrackedClip) -> bool:
     """A clip of an athlete the user has since replaced (an older revision than tracking.json's):
     dropped, so the previous target's poses never mix with the new ones."""
     try:
-        current = int(ctx.store.get_json(keys.tracking(msg.analysis_id)).get("revision", 0))
+        current = TrackingDocument.read(ctx.store, keys.tracking(msg.analysis_id)).revision
     except ObjectNotFound:
         return False   # the tracker has not written it yet: nothing was switched
     if msg.revision < current:
@@ -130,21 +130,23 @@ def _stale(ctx: Context, msg: TrackedClip) -> bool:
                                                             current=current))
         return True
     return False
+
+
 def _previous_tail(store, aid: str, msg: TrackedClip, n: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The last n raw poses of the clip just before this one, from its stored document, if it is stored and
     ends where this clip starts; None otherwise (first clip, not stored yet, or stored without a tail)."""
     if msg.clip_index == 0:
         return None
     try:
-        prev = store.get_json(keys.clip_poses(aid, msg.clip_index - 1))
+        prev = ClipPosesDocument.read(store, keys.clip_poses(aid, msg.clip_index - 1))
     except ObjectNotFound:
         return None
-    if int(prev.get("revision", 0)) != msg.revision:   # another athlete's clip (before a switch): not context
+    if prev.revision != msg.revision:   # another athlete's clip (before a switch): not context
         return None
-    tail = prev.get("raw_tail")
-    if not tail or tail["first_index"] + len(tail["keypoints"]) != msg.frames[0].index:
+    tail = prev.raw_tail
+    if not tail or tail.first_index + len(tail.keypoints) != msg.frames[0].index:
         return None
-    rows = tail["keypoints"][-n:]
+    rows = tail.keypoints[-n:]
     kps = np.full((len(rows), len(LANDMARK_NAMES), 3), np.nan, np.float32)
     for t, r in enumerate(rows):
         if r is not None:

@@ -2,7 +2,7 @@
 
 The paper (Sec. 5.2) shows "one video clip with correct poses ... with the same action of bad
 frames". We make "same action" concrete with a sliding window over each exemplar's per-frame
-features (services.judge.features.FEATURE_NAMES), NaN-aware, at three time scales (the athlete
+features (shared.features.FEATURE_NAMES), NaN-aware, at three time scales (the athlete
 may move faster or slower than the exemplar; the segment is resampled to each window length).
 
 Two ways to compare a window with the segment:
@@ -24,8 +24,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from services.judge.features import FEATURE_INDEX, temporal_deltas
-from services.judge.packs import PACK_SPECS
+from shared.features import FEATURE_INDEX, temporal_deltas
+from shared.sports import PACK_SPECS
 
 VEL_LAG_S = 0.1  # half-width of the central difference, seconds
 VEL_WEIGHT = 2.0  # a feature changing by 0.1 within +-0.1 s counts like a 0.2 offset

@@ -17,8 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.documents import (AnalysisRequest, ClipPosesDocument, MalformedDocument, PoseFrame, StageStatus,
+                              TrackingDocument, VerdictDocument)
+from shared.features import frame_features
 from shared.messages import AnalysisCompleted, AnalysisVerdict
 from shared.observability import ANALYSES_COMPLETED, ANALYSIS_SECONDS, FRAMES, log_fields
+from shared.poses import NotAllPosed, load_sequence
 from shared.render import H264Writer, draw_label, draw_pose
 from shared.result import AnalysisResult, Artifact
 from shared.skeleton import LANDMARK_NAMES
@@ -30,37 +34,37 @@ log = logging.getLogger(SERVICE)
 RED, GREEN, GREY = (40, 40, 230), (60, 200, 60), (160, 160, 160)
 
 
-def render_annotated(store: ObjectStore, aid: str, frames: list[dict], flagged: list[bool | None],
+def render_annotated(store: ObjectStore, aid: str, frames: list[PoseFrame], flagged: list[bool | None],
                      fps: float, width: int, height: int, out: Path) -> None:
     """Draw each frame's skeleton: red where a fault is flagged, green where judged fine, grey where
     not judged (flagged None: not performing the exercise, or too few joints for a verdict)."""
-    def load(f: dict) -> np.ndarray:   # fetch + decode off the main thread (imdecode releases the GIL)
-        return cv2.imdecode(np.frombuffer(store.get_bytes(keys.frame(aid, f["index"])), np.uint8), cv2.IMREAD_COLOR)
+    def load(f: PoseFrame) -> np.ndarray:   # fetch + decode off the main thread (imdecode releases the GIL)
+        return cv2.imdecode(np.frombuffer(store.get_bytes(keys.frame(aid, f.index)), np.uint8), cv2.IMREAD_COLOR)
 
     fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="render-fetch")
     images = fetch.map(load, frames)
     # ultrafast: this encode sits at the end of every analysis, after all other stages
     with H264Writer(out, fps, width, height, preset="ultrafast") as writer:
         for f, bad, img in zip(frames, flagged, images):
-            if f["bbox_px"] is not None:
-                x, y, w, h = (int(round(v)) for v in f["bbox_px"])
+            if f.bbox_px is not None:
+                x, y, w, h = (int(round(v)) for v in f.bbox_px)
                 cv2.rectangle(img, (x, y), (x + w, y + h), GREY, 1)
-            if f["keypoints"] is not None:
-                kps = np.array([r if r is not None else (np.nan,) * 3 for r in f["keypoints"]], dtype=np.float32)
+            if f.keypoints is not None:
+                kps = np.array([r if r is not None else (np.nan,) * 3 for r in f.keypoints], dtype=np.float32)
                 draw_pose(img, kps, GREY if bad is None else RED if bad else GREEN)
-            draw_label(img, f"frame {f['index']}" + (" FAULT" if bad else " not judged" if bad is None and f["keypoints"]
-                                                     else ""), RED if bad else (255, 255, 255))
+            draw_label(img, f"frame {f.index}" + (" FAULT" if bad else " not judged" if bad is None and f.keypoints
+                                                  else ""), RED if bad else (255, 255, 255))
             writer.write(img)
     fetch.shutdown()
 
 
-def _other_people(tracking: dict, fps: float) -> list[dict]:
+def _other_people(tracking: TrackingDocument, fps: float) -> list[dict]:
     """Everybody else the tracker followed (tracking.json `athletes`, the chosen one excluded):
     frames with index, t_s and box only (no pose is estimated for them)."""
-    target = tracking["athlete"]["track_id"]
-    return [{"track_id": a["track_id"], "is_target": False,
-             "frames": [{"index": i, "t_s": round(i / fps, 4), "bbox_px": b} for i, b in zip(a["frames"], a["boxes_px"])]}
-            for a in tracking.get("athletes", []) if a["track_id"] != target]
+    target = tracking.athlete.track_id
+    return [{"track_id": a.track_id, "is_target": False,
+             "frames": [{"index": i, "t_s": round(i / fps, 4), "bbox_px": b} for i, b in zip(a.frames, a.boxes_px)]}
+            for a in tracking.athletes if a.track_id != target]
 
 
 class SuggestStage:
@@ -70,27 +74,24 @@ class SuggestStage:
         self.catalog = ExemplarCatalog(store)
 
     def handle(self, msg: AnalysisVerdict, ctx: Context) -> None:
-        from services.judge.features import frame_features
-        from services.judge.worker import NotAllPosed, load_sequence
-
         aid = msg.analysis_id
         started = time.perf_counter()
-        tracking = ctx.store.get_json(keys.tracking(aid))
-        verdict = ctx.store.get_json(keys.verdict(aid))
-        revision = int(tracking.get("revision", 0))
-        if msg.revision < revision or int(verdict.get("revision", 0)) != msg.revision:
+        tracking = TrackingDocument.read(ctx.store, keys.tracking(aid))
+        verdict = VerdictDocument.read(ctx.store, keys.verdict(aid))
+        revision = tracking.revision
+        if msg.revision < revision or verdict.revision != msg.revision:
             log.info("stale verdict dropped", extra=log_fields(revision=msg.revision, current=revision))
             return   # the athlete was switched since: a verdict of the new one follows
         # the revision of the result already stored, kept while this run overwrites the status
         # (a redelivered verdict must not make a finished analysis look unfinished: shared/status.is_done)
         ctx.status(aid, "running", 0.1, revision=revision, result_revision=_result_revision(ctx.store, aid))
         try:
-            frames, kps = load_sequence(ctx.store, aid, tracking["clip_count"], revision)
+            frames, kps = load_sequence(ctx.store, aid, tracking.clip_count, revision)
         except NotAllPosed as exc:
             log.info("verdict dropped: poses changed under it", extra=log_fields(error=str(exc)))
             return
         features = frame_features(kps)                                   # [N, F]
-        titles = verdict.get("fault_titles", {})   # from the model that judged (registry versions too)
+        titles = verdict.fault_titles   # from the model that judged (registry versions too)
         fps = msg.video.fps
 
         exemplars = self.catalog.for_sport(msg.sport)
@@ -101,11 +102,11 @@ class SuggestStage:
             faults.append({**seg.model_dump(), "title": titles.get(seg.type, seg.type), "suggestions": suggestions})
         ctx.status(aid, "running", 0.3)
 
-        per_frame = {f["index"]: f for f in verdict["frames"]}
-        thresholds = verdict["thresholds"]
+        per_frame = {f.index: f for f in verdict.frames}
+        thresholds = verdict.thresholds
         flagged = []
         for f in frames:
-            probs = per_frame[f["index"]]["faults"]
+            probs = per_frame[f.index].faults
             flagged.append(None if probs is None else any(p is not None and p >= thresholds[k] for k, p in probs.items()))
         with tempfile.TemporaryDirectory(prefix="coach-render-") as tmp:
             out = Path(tmp) / "annotated.mp4"
@@ -117,14 +118,15 @@ class SuggestStage:
         result = AnalysisResult(
             id=aid, sport=msg.sport, video=msg.video,
             athletes=[{
-                "track_id": tracking["athlete"]["track_id"], "is_target": True,
-                "choice_reason": tracking["athlete"]["reason"],
+                "track_id": tracking.athlete.track_id, "is_target": True,
+                "choice_reason": tracking.athlete.reason,
                 "frames": [{
-                    "index": f["index"], "t_s": f["t_s"], "bbox_px": f["bbox_px"],
-                    "keypoints": _named(f["keypoints"]), "keypoints_3d": _named(f["keypoints_3d"]),
-                    "angles_deg": per_frame[f["index"]]["angles_deg"],
-                    "faults": per_frame[f["index"]]["faults"] or {},
-                    **{k: per_frame[f["index"]].get(k) for k in ("activity", "view", "phase")},
+                    "index": f.index, "t_s": f.t_s, "bbox_px": f.bbox_px,
+                    "keypoints": _named(f.keypoints), "keypoints_3d": _named(f.keypoints_3d),
+                    "angles_deg": per_frame[f.index].angles_deg,
+                    "faults": per_frame[f.index].faults or {},
+                    "activity": per_frame[f.index].activity, "view": per_frame[f.index].view,
+                    "phase": per_frame[f.index].phase,
                 } for f in frames],
             }] + _other_people(tracking, fps),
             faults=faults,
@@ -138,7 +140,7 @@ class SuggestStage:
             revision=revision,
         )
         # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
-        from services.pose.biomech_report import attach_biomechanics
+        from services.suggest.biomech_report import attach_biomechanics
         attach_biomechanics(ctx.store, aid, result, frames, fps)
         ctx.store.put_json(keys.result(aid), result)
         ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision,
@@ -148,29 +150,29 @@ class SuggestStage:
         _observe_end_to_end(ctx.store, aid, msg.sport)
 
     @staticmethod
-    def _timings(store: ObjectStore, aid: str, tracking: dict, started: float) -> dict[str, float]:
-        pose_s = sum(store.get_json(k).get("seconds", 0.0) for k in store.list(keys.poses_prefix(aid)))
-        judge = store.get_json(keys.status(aid, "judge"))
-        return {"tracker": tracking.get("seconds", 0.0), "pose": round(pose_s, 3),
-                "judge": judge.get("seconds", 0.0), "suggest": round(time.perf_counter() - started, 3)}
+    def _timings(store: ObjectStore, aid: str, tracking: TrackingDocument, started: float) -> dict[str, float]:
+        pose_s = sum(ClipPosesDocument.read(store, k).seconds for k in store.list(keys.poses_prefix(aid)))
+        judge = StageStatus.read(store, keys.status(aid, "judge"))
+        return {"tracker": tracking.seconds, "pose": round(pose_s, 3),
+                "judge": judge.seconds or 0.0, "suggest": round(time.perf_counter() - started, 3)}
 
 
 def _result_revision(store: ObjectStore, aid: str) -> int:
     """The athlete revision of the stored result (from suggest's last status), -1 when there is none."""
     try:
-        st = store.get_json(keys.status(aid, SERVICE))
+        st = StageStatus.read(store, keys.status(aid, SERVICE))
     except ObjectNotFound:
         return -1
-    if "result_revision" in st:
-        return int(st["result_revision"])
-    return 0 if st.get("state") == "done" or store.exists(keys.result(aid)) else -1
+    if st.result_revision is not None:
+        return st.result_revision
+    return 0 if st.state == "done" or store.exists(keys.result(aid)) else -1
 
 
 def _observe_end_to_end(store: ObjectStore, aid: str, sport: str) -> None:
     """coach_analysis_seconds: from the request's submitted_at (written by the gateway) to now."""
     try:
-        submitted = datetime.fromisoformat(store.get_json(keys.request(aid))["submitted_at"])
-    except (ObjectNotFound, KeyError, TypeError, ValueError):
+        submitted = datetime.fromisoformat(AnalysisRequest.read(store, keys.request(aid)).submitted_at)
+    except (ObjectNotFound, MalformedDocument, ValueError):
         return   # not submitted through the gateway: nothing to measure from
     if submitted.tzinfo is None:
         submitted = submitted.replace(tzinfo=timezone.utc)
@@ -179,8 +181,8 @@ def _observe_end_to_end(store: ObjectStore, aid: str, sport: str) -> None:
 
 def _first_clip(store: ObjectStore, aid: str) -> dict:
     try:
-        doc = store.get_json(keys.clip_poses(aid, 0))
-        return {"pose_model": doc["pose_model"], "refiner": doc["refiner"]}
+        doc = ClipPosesDocument.read(store, keys.clip_poses(aid, 0))
+        return {"pose_model": doc.pose_model, "refiner": doc.refiner}
     except ObjectNotFound:
         return {}
 

@@ -23,17 +23,17 @@ from typing import Optional
 import numpy as np
 
 from services.tracker.align import align_signals, best_view, common_timeline, motion_energy
+from shared.documents import ClipPosesDocument, SessionAlignment, StageStatus
 from shared.messages import SessionAlignmentRequested, SessionCamera, utc_now
 from shared.store import keys
 from shared.worker import AnalysisFailed, Context, WorkerSpec, run_service
 
 SERVICE = "align"
-DOC_SCHEMA = "coach.session-alignment/1"
 
 
 def _status(ctx: Context, sid: str, state: str, fraction: float, **extra) -> None:
-    ctx.put_json(keys.session_alignment_status(sid), {
-        "stage": SERVICE, "state": state, "fraction": round(float(fraction), 4), "updated_at": utc_now(), **extra})
+    ctx.put_json(keys.session_alignment_status(sid), StageStatus(
+        stage=SERVICE, state=state, fraction=round(float(fraction), 4), updated_at=utc_now(), **extra))
 
 
 def _camera_signals(ctx: Context, index: int, cam: SessionCamera, tmp: Path) -> dict:
@@ -45,17 +45,14 @@ def _camera_signals(ctx: Context, index: int, cam: SessionCamera, tmp: Path) -> 
         energy, fps = motion_energy(src)
     except ValueError as exc:   # not decodable: retrying cannot help; name the stored key, not our temp file
         raise AnalysisFailed(f"camera {index}: {str(exc).replace(str(src), cam.video_key)}") from None
-    frames: list[dict] = []
-    for key in sorted(store.list(keys.poses_prefix(aid))):
-        frames.extend(store.get_json(key)["frames"])
-    frames.sort(key=lambda f: f["index"])
-    score = np.array([float(f.get("track_score") or 0.0) if f.get("bbox_px") else 0.0 for f in frames])
-    conf = np.array([np.mean([r[2] if r else 0.0 for r in f["keypoints"]]) if f.get("keypoints") else 0.0
-                     for f in frames])
+    frames = [f for key in sorted(store.list(keys.poses_prefix(aid))) for f in ClipPosesDocument.read(store, key).frames]
+    frames.sort(key=lambda f: f.index)
+    score = np.array([float(f.track_score or 0.0) if f.bbox_px else 0.0 for f in frames])
+    conf = np.array([np.mean([r[2] if r else 0.0 for r in f.keypoints]) if f.keypoints else 0.0 for f in frames])
     return {"energy": energy, "fps": fps, "score": score, "conf": conf}
 
 
-def compute_alignment(ctx: Context, msg: SessionAlignmentRequested) -> dict:
+def compute_alignment(ctx: Context, msg: SessionAlignmentRequested) -> SessionAlignment:
     """The alignment document of a session whose analyses are all done."""
     started = time.perf_counter()
     sid, cams = msg.session_id, msg.cameras
@@ -101,15 +98,15 @@ def compute_alignment(ctx: Context, msg: SessionAlignmentRequested) -> dict:
                                                                     out[chosen]["confidence"])
         return out
 
-    return {
-        "schema": DOC_SCHEMA, "session_id": sid, "method": chosen,
-        "convention": "camera c's frame j is at common time offset_s + j / fps; offset_frames = offset_s * fps; "
-                      "vs_camera_0: t_c = t_0 + offset_s (coach align)",
-        "cameras": [entry(i) for i in range(len(cams))],
-        "best_view": {"rate_hz": rate, "criterion": "highest mean keypoint confidence", "segments": segments,
-                      "per_step": per_step},
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    return SessionAlignment(
+        session_id=sid, method=chosen,
+        convention="camera c's frame j is at common time offset_s + j / fps; offset_frames = offset_s * fps; "
+                   "vs_camera_0: t_c = t_0 + offset_s (coach align)",
+        cameras=[entry(i) for i in range(len(cams))],
+        best_view={"rate_hz": rate, "criterion": "highest mean keypoint confidence", "segments": segments,
+                   "per_step": per_step},
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 def handle(msg: SessionAlignmentRequested, ctx: Context) -> None:
@@ -118,15 +115,14 @@ def handle(msg: SessionAlignmentRequested, ctx: Context) -> None:
         return   # a redelivered or re-driven request after the document was stored: nothing to redo
     doc = compute_alignment(ctx, msg)
     ctx.put_json(keys.session_alignment(sid), doc)
-    _status(ctx, sid, "done", 1.0, seconds=doc["seconds"])
+    _status(ctx, sid, "done", 1.0, seconds=doc.seconds)
 
 
 def fail(msg: SessionAlignmentRequested, ctx: Context, reason: str) -> None:
     """A request that cannot be aligned (bad input, attempts used up, deadline missed) reaches the
     user as a failed session: the gateway reports the stored error."""
     sid = msg.session_id
-    ctx.put_json(keys.session_alignment(sid), {"schema": DOC_SCHEMA, "session_id": sid,
-                                               "error": f"alignment failed: {reason}"})
+    ctx.put_json(keys.session_alignment(sid), SessionAlignment(session_id=sid, error=f"alignment failed: {reason}"))
     _status(ctx, sid, "failed", 0.0, error=reason)
 
 

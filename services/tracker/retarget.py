@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from shared.documents import AnalysisRequest, AthleteSelection, ChosenAthlete, TrackerChoice, TrackingDocument
 from shared.messages import AthleteSelected, FrameRef, TrackedClip, VideoInfo
 from shared.observability import log_fields
 from shared.store import ObjectNotFound, keys
@@ -26,48 +27,48 @@ class UnknownTrack(ValueError):
     pass
 
 
-def retarget(tracking: dict, track_id: int, revision: int, requested_at: str | None = None) -> dict:
+def retarget(tracking: TrackingDocument, track_id: int, revision: int,
+             requested_at: str | None = None) -> TrackingDocument:
     """tracking.json with `track_id` as the athlete (first in `athletes`), the previous choice kept
     under `choice.previous`. Raises UnknownTrack naming the valid ids."""
-    people = tracking.get("athletes") or []
-    person = next((a for a in people if a["track_id"] == track_id), None)
+    people = tracking.athletes
+    person = next((a for a in people if a.track_id == track_id), None)
     if person is None:
-        ids = ", ".join(str(a["track_id"]) for a in people) or "none"
+        ids = ", ".join(str(a.track_id) for a in people) or "none"
         raise UnknownTrack(f"track {track_id} is not among the people tracked in this analysis (track ids: {ids})")
-    old = tracking["athlete"]
-    previous = tracking.get("choice") or {"track_id": old["track_id"], "reason": old["reason"]}
-    doc = dict(tracking)
-    doc["athlete"] = {"track_id": track_id, "reason": USER_REASON, "candidates": old.get("candidates", [])}
-    doc["choice"] = {"track_id": track_id, "reason": USER_REASON, "policy": "user", "alternatives": [],
-                     "requested_at": requested_at, "previous": previous}
-    doc["athletes"] = [person] + [a for a in people if a["track_id"] != track_id]
-    doc["revision"] = revision
-    return doc
+    old = tracking.athlete
+    previous = tracking.choice.model_dump() if tracking.choice else {"track_id": old.track_id, "reason": old.reason}
+    return tracking.model_copy(update={
+        "athlete": ChosenAthlete(track_id=track_id, reason=USER_REASON, candidates=old.candidates),
+        "choice": TrackerChoice(track_id=track_id, reason=USER_REASON, policy="user", alternatives=[],
+                                requested_at=requested_at, previous=previous),
+        "athletes": [person] + [a for a in people if a.track_id != track_id],
+        "revision": revision,
+    })
 
 
-def clips_of(tracking: dict, sport: str) -> list[TrackedClip]:
+def clips_of(tracking: TrackingDocument, sport: str) -> list[TrackedClip]:
     """The TrackedClip messages of tracking.json's athlete: every frame once, in clips of the
     analysis's clip size (so the clip count, which the judge waits for, is unchanged)."""
-    aid, fps, n = tracking["analysis_id"], float(tracking["fps"]), int(tracking["frames"])
-    size = int(tracking["clip_frames"])
-    person = tracking["athletes"][0]
-    boxes = dict(zip(person["frames"], person["boxes_px"]))
-    info = VideoInfo(fps=fps, width=tracking["width"], height=tracking["height"], frames=n)
+    aid, fps, n = tracking.analysis_id, float(tracking.fps), int(tracking.frames)
+    size = int(tracking.clip_frames)
+    person = tracking.athletes[0]
+    boxes = dict(zip(person.frames, person.boxes_px))
+    info = VideoInfo(fps=fps, width=tracking.width, height=tracking.height, frames=n)
     refs = [FrameRef(index=i, t_s=round(i / fps, 4), frame_key=keys.frame(aid, i),
                      bbox_px=None if boxes.get(i) is None else [round(float(v), 2) for v in boxes[i]],
                      track_score=1.0 if boxes.get(i) is not None else 0.0,
                      track_state="tracked" if boxes.get(i) is not None else "lost")
             for i in range(n)]
     count = -(-n // size)
-    return [TrackedClip(analysis_id=aid, sport=sport, clip_index=k, track_id=person["track_id"], video=info,
-                        frames=refs[k * size:(k + 1) * size], is_last=k == count - 1,
-                        revision=int(tracking.get("revision", 0)))
+    return [TrackedClip(analysis_id=aid, sport=sport, clip_index=k, track_id=person.track_id, video=info,
+                        frames=refs[k * size:(k + 1) * size], is_last=k == count - 1, revision=tracking.revision)
             for k in range(count)]
 
 
-def latest_selection(store, aid: str) -> dict | None:
+def latest_selection(store, aid: str) -> AthleteSelection | None:
     try:
-        return store.get_json(keys.selection(aid))
+        return AthleteSelection.read(store, keys.selection(aid))
     except ObjectNotFound:
         return None
 
@@ -75,19 +76,20 @@ def latest_selection(store, aid: str) -> dict | None:
 def handle_selection(msg: AthleteSelected, ctx: Context) -> None:
     aid = msg.analysis_id
     try:
-        tracking = ctx.store.get_json(keys.tracking(aid))
-        sport = ctx.store.get_json(keys.request(aid))["sport"]
+        tracking = TrackingDocument.read(ctx.store, keys.tracking(aid))
+        sport = AnalysisRequest.read(ctx.store, keys.request(aid)).sport
     except ObjectNotFound:
         raise AnalysisFailed("an athlete switch came for an analysis that was never tracked") from None
-    current = int(tracking.get("revision", 0))
-    latest = latest_selection(ctx.store, aid) or {"revision": msg.revision, "track_id": msg.track_id}
+    current = tracking.revision
+    selection = latest_selection(ctx.store, aid)
+    latest = (selection.revision, selection.track_id) if selection else (msg.revision, msg.track_id)
     # only the gateway's latest accepted switch counts (two requests racing for one revision: the stored one wins)
-    if msg.revision < current or (msg.revision, msg.track_id) != (latest["revision"], latest["track_id"]):
+    if msg.revision < current or (msg.revision, msg.track_id) != latest:
         log.info("stale athlete selection dropped", extra=log_fields(
-            revision=msg.revision, track_id=msg.track_id, current=current, latest=latest["revision"]))
+            revision=msg.revision, track_id=msg.track_id, current=current, latest=latest[0]))
         return
     ctx.status(aid, "running", 0.0, revision=msg.revision, track_id=msg.track_id)
-    if current < msg.revision or tracking["athlete"]["track_id"] != msg.track_id:
+    if current < msg.revision or tracking.athlete.track_id != msg.track_id:
         try:
             tracking = retarget(tracking, msg.track_id, msg.revision, msg.requested_at)
         except UnknownTrack as exc:
@@ -100,4 +102,4 @@ def handle_selection(msg: AthleteSelected, ctx: Context) -> None:
     for clip in clips:
         ctx.emit(ctx.settings.topics.clips, clip, key=f"{aid}:{clip.clip_index}")
     ctx.status(aid, "done", 1.0, revision=msg.revision, track_id=msg.track_id, clip_count=len(clips),
-               frames=tracking["frames"])
+               frames=tracking.frames)

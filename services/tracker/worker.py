@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.documents import ChosenAthlete, TrackingDocument
 from shared.messages import AnalysisRequested, FrameRef, TrackedClip, VideoInfo
 from shared.observability import FRAMES
 from shared.store import keys
@@ -96,15 +97,15 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
             n_clips = clip_index + -(-len(pending) // s.clip_frames)
             # tracking.json is written before the last clip goes out: the judge reads the clip
             # count from it to know when an analysis is complete.
-            ctx.store.put_json(keys.tracking(aid), {
-                "analysis_id": aid, "frames": index, "fps": fps, "width": msg.video.width,
-                "height": msg.video.height, "clip_count": n_clips, "clip_frames": s.clip_frames,
-                "athlete": {"track_id": choice.track_id if choice else 0,
-                            "reason": choice.reason if choice else "no choice made",
-                            "candidates": _jsonable(choice.candidates if choice else [])},
+            ctx.store.put_json(keys.tracking(aid), TrackingDocument(
+                analysis_id=aid, frames=index, fps=fps, width=msg.video.width,
+                height=msg.video.height, clip_count=n_clips, clip_frames=s.clip_frames,
+                athlete=ChosenAthlete(track_id=choice.track_id if choice else 0,
+                                      reason=choice.reason if choice else "no choice made",
+                                      candidates=_jsonable(choice.candidates if choice else [])),
                 **people_doc(tracker, s, fps),
-                "seconds": round(time.perf_counter() - started, 3),
-            })
+                seconds=round(time.perf_counter() - started, 3),
+            ))
             while pending:
                 chunk = pending[:s.clip_frames]
                 del pending[:s.clip_frames]

@@ -72,7 +72,8 @@ def _seed(store, owner: str) -> dict[str, str]:
     store.put_json(keys.request(aid), {"analysis_id": aid, "sport": "squat", "submitted_at": "2026-01-01T00:00:00Z",
                                        "video": video, "filename": "a.mp4", "size_bytes": 1, "owner": owner})
     for stage in ("tracker", "pose", "judge", "suggest"):
-        store.put_json(keys.status(aid, stage), {"stage": stage, "state": "done", "fraction": 1.0})
+        store.put_json(keys.status(aid, stage), {"stage": stage, "state": "done", "fraction": 1.0,
+                                                 "updated_at": "2026-01-01T00:01:00Z"})
     kp = {"nose": [10.0, 20.0, 0.9]}
     store.put_json(keys.result(aid), {"schema": "coach.result/2", "id": aid, "artifacts": {}, "faults": [],
                                       "athletes": [{"track_id": 3, "is_target": True, "frames": [
@@ -81,11 +82,11 @@ def _seed(store, owner: str) -> dict[str, str]:
                                           {"index": 1, "t_s": 0.1, "bbox_px": None, "keypoints": None,
                                            "angles_deg": {}, "faults": {}}]}]})
     store.put_bytes(keys.annotated_video(aid), b"\x00" * 64, "video/mp4")
-    store.put_json(f"sessions/{sid}/session.json", {
+    store.put_json(keys.session(sid), {
         "schema": "coach.session/1", "id": sid, "sport": "squat", "created_at": "2026-01-01T00:00:00Z", "owner": owner,
         "athlete_height_m": None, "cameras": [{"index": 0, "analysis_id": aid, "filename": "a.mp4", "video": video,
                                                "video_key": keys.source(aid, "mp4")}]})
-    store.put_json(f"sessions/{sid}/alignment.json", {"schema": "coach.session-alignment/1", "session_id": sid,
+    store.put_json(keys.session_alignment(sid), {"schema": "coach.session-alignment/1", "session_id": sid,
                                                       "cameras": []})
     return {"aid": aid, "sid": sid}
 

@@ -5,6 +5,8 @@ import uuid
 
 import pytest
 
+from shared.documents import AnalysisRequest, StageStatus
+from shared.messages import VideoInfo, utc_now
 from shared.store import ObjectStore, keys
 
 pytestmark = pytest.mark.integration
@@ -17,8 +19,14 @@ def store(infra):
     return s
 
 
-def _stage(store, aid, stage, state, fraction, **extra):
-    store.put_json(keys.status(aid, stage), {"stage": stage, "state": state, "fraction": fraction, **extra})
+def _stage(store, aid, stage, state, fraction, updated_at=None, **extra):
+    store.put_json(keys.status(aid, stage), StageStatus(stage=stage, state=state, fraction=fraction,
+                                                        updated_at=updated_at or utc_now(), **extra))
+
+
+def _request(store, aid):
+    store.put_json(keys.request(aid), AnalysisRequest(analysis_id=aid, sport="squat", submitted_at="2026-11-21T00:00:00Z",
+                                                      video=VideoInfo(fps=25.0, width=64, height=48)))
 
 
 def test_a_done_analysis_stays_done_while_a_redelivered_message_is_processed_again(store):
@@ -27,7 +35,7 @@ def test_a_done_analysis_stays_done_while_a_redelivered_message_is_processed_aga
     from services.gateway.deps import analysis_status
 
     aid = uuid.uuid4().hex
-    store.put_json(keys.request(aid), {"sport": "squat", "submitted_at": "2026-11-21T00:00:00Z", "video": {}})
+    _request(store, aid)
     for stage in ("tracker", "pose", "judge"):
         _stage(store, aid, stage, "done", 1.0)
     _stage(store, aid, "suggest", "running", 0.3)
@@ -46,7 +54,7 @@ def test_the_watchdog_leaves_a_done_analysis_alone_while_it_is_processed_again(s
     from coach.watchdog import inspect
 
     aid = uuid.uuid4().hex
-    store.put_json(keys.request(aid), {"sport": "squat", "submitted_at": "2026-11-21T00:00:00Z", "video": {}})
+    _request(store, aid)
     for stage in ("tracker", "pose", "judge"):
         _stage(store, aid, stage, "done", 1.0, updated_at="2026-11-21T00:01:00Z")
     _stage(store, aid, "suggest", "running", 0.1, updated_at="2026-11-21T00:01:00Z")

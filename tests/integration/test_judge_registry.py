@@ -16,6 +16,7 @@ from services.judge.registry import ModelRegistry
 from services.judge.worker import JudgeStage
 from shared import bus
 from coach.cli import main as coach
+from shared.documents import ChosenAthlete, ClipPosesDocument, PoseFrame, TrackingDocument
 from shared.messages import AnalysisVerdict, ClipPoses
 from shared.store import ObjectStore, keys
 from shared.worker import Worker, WorkerSpec
@@ -71,14 +72,17 @@ def _submit_poses(settings, sport: str, seed: int) -> str:
     aid = uuid.uuid4().hex
     store = ObjectStore(settings)
     T = len(clip.keypoints)
-    store.put_json(keys.tracking(aid), {"clip_count": 1, "frames": T, "fps": 30.0, "width": 1280, "height": 720})
-    frames = [{"index": t, "t_s": t / 30.0,
-               "keypoints": None if not np.isfinite(k).any() else np.nan_to_num(k, nan=0.0).round(2).tolist()}
+    store.put_json(keys.tracking(aid), TrackingDocument(
+        analysis_id=aid, frames=T, fps=30.0, width=1280, height=720, clip_count=1, clip_frames=T,
+        athlete=ChosenAthlete(track_id=0, reason="synthetic")))
+    frames = [PoseFrame(index=t, t_s=t / 30.0,
+                        keypoints=None if not np.isfinite(k).any() else np.nan_to_num(k, nan=0.0).round(2).tolist())
               for t, k in enumerate(clip.keypoints)]
-    store.put_json(keys.clip_poses(aid, 0), {"frames": frames})
+    store.put_json(keys.clip_poses(aid, 0), ClipPosesDocument(analysis_id=aid, clip_index=0, pose_model="synthetic",
+                                                              refiner="none", frames=frames))
     msg = ClipPoses(analysis_id=aid, sport=sport, clip_index=0, first_frame=0, frame_count=T,
                     poses_key=keys.clip_poses(aid, 0), pose_model="synthetic", refiner="none",
-                    frames_with_pose=sum(f["keypoints"] is not None for f in frames))
+                    frames_with_pose=sum(f.keypoints is not None for f in frames))
     producer = bus.make_producer(settings, "test")
     bus.send(producer, settings.topics.poses, msg, aid).get(10)
     producer.close()

@@ -4,7 +4,6 @@ sessions/<sid>/alignment.json, which the gateway only reads. An in-memory store 
 producer stand in for S3 and Kafka; the video and the optical flow are real."""
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import threading
@@ -19,40 +18,26 @@ from kafka.errors import KafkaTimeoutError
 from services.gateway.deps import Deps
 from services.gateway.routes.sessions import get_session
 from services.tracker import align_worker
+from shared.documents import ClipPosesDocument, PoseFrame
 from shared.messages import DeadLetter, SessionAlignmentRequested, SessionCamera, utc_now
 from shared.settings import Settings
-from shared.store import ObjectNotFound, keys
+from shared.store import keys
+from shared.testing import MemoryStore
 from shared.worker import AnalysisFailed, Context, Worker, WorkerSpec
 
 SHIFT = 20   # camera 1 starts 20 source frames (2.0 s at 10 fps) after camera 0
 
 
-class MemStore:
+class MemStore(MemoryStore):
+    """shared.testing's in-memory store, noting which files were read."""
+
     def __init__(self):
-        self.objects: dict[str, bytes] = {}
+        super().__init__()
         self.files_read: list[str] = []
-
-    def put_json(self, key, doc):
-        self.objects[key] = json.dumps(doc).encode()
-
-    def get_json(self, key):
-        if key not in self.objects:
-            raise ObjectNotFound(key)
-        return json.loads(self.objects[key])
-
-    def put_file(self, key, path, content_type=None):
-        self.objects[key] = Path(path).read_bytes()
 
     def get_file(self, key, path):
         self.files_read.append(key)
-        Path(path).write_bytes(self.objects[key])
-        return Path(path)
-
-    def exists(self, key):
-        return key in self.objects
-
-    def list(self, prefix):
-        return sorted(k for k in self.objects if k.startswith(prefix))
+        return super().get_file(key, path)
 
 
 class _Future:
@@ -86,10 +71,11 @@ def _cut(src: Path, out: Path, first: int, last: int, crop: str) -> Path:
     return out
 
 
-def _poses(n: int) -> dict:
+def _poses(aid: str, n: int) -> ClipPosesDocument:
     """A pose document of n frames: the athlete present and confidently posed throughout."""
-    return {"frames": [{"index": t, "bbox_px": [10.0, 10.0, 50.0, 100.0], "track_score": 1.0,
-                        "keypoints": [[20.0, 30.0, 0.9]] * 33} for t in range(n)]}
+    return ClipPosesDocument(analysis_id=aid, clip_index=0, pose_model="m", refiner="none", frames=[
+        PoseFrame(index=t, t_s=t / 10, bbox_px=[10.0, 10.0, 50.0, 100.0], track_score=1.0,
+                  keypoints=[[20.0, 30.0, 0.9]] * 33) for t in range(n)])
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +92,7 @@ def _stored_session(store: MemStore, files=None, posed=(True, True)) -> SessionA
         video_key = keys.source(aid, "mp4")
         store.objects[video_key] = files[i].read_bytes() if files else b"not read"
         if posed[i]:
-            store.put_json(keys.clip_poses(aid, 0), _poses(150))
+            store.put_json(keys.clip_poses(aid, 0), _poses(aid, 150))
         cams.append(SessionCamera(analysis_id=aid, video_key=video_key))
     return SessionAlignmentRequested(session_id=sid, cameras=cams)
 
@@ -185,10 +171,11 @@ def test_a_request_that_keeps_failing_is_dead_lettered_and_fails_the_session(mon
     assert _worker(store, producer)._process_with_retries(msg, _record(msg), {}) == "dead_lettered"
     (topic, value, key), = producer.sent
     dl = DeadLetter.from_bytes(value)
-    assert topic == "dead-letters" and dl.source_topic == "alignments" and dl.attempts == 2 and "KeyError" in dl.error
+    assert topic == "dead-letters" and dl.source_topic == "alignments" and dl.attempts == 2
+    assert "MalformedDocument" in dl.error and f"{keys.clip_poses(msg.cameras[0].analysis_id, 0)} is not a valid" in dl.error
     assert SessionAlignmentRequested.from_bytes(dl.value.encode()) == msg, "the dead letter can be replayed"
     doc = store.get_json(keys.session_alignment(msg.session_id))
-    assert doc["error"].startswith("alignment failed: align failed after 2 attempts: KeyError")
+    assert doc["error"].startswith("alignment failed: align failed after 2 attempts: MalformedDocument")
 
 
 # ------------------------------------------------------------------------------ the gateway's side

@@ -1,4 +1,4 @@
-"""Biomechanics core (services/pose/biomech.py) on constructed skeletons with known answers."""
+"""Biomechanics core (services/suggest/biomech.py) on constructed skeletons with known answers."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.signal import savgol_filter
 
-from services.pose import biomech as bm
+from services.suggest import biomech as bm
 from shared.skeleton import LANDMARK_INDEX as LI
 from shared.skeleton import LANDMARK_NAMES
 
@@ -103,7 +103,7 @@ def test_3d_angles_known_values_and_rotation_invariance():
 
 
 def test_2d_angles_match_the_judge_features_on_real_keypoints():
-    from services.judge.features import ANGLE_NAMES, joint_angles_deg
+    from shared.features import ANGLE_NAMES, joint_angles_deg
 
     assert bm.ANGLE_NAMES == ANGLE_NAMES
     rng = np.random.default_rng(3)
@@ -228,7 +228,7 @@ def test_bone_length_cv_known_value():
 # ---------------------------------------------------------------- report: result section, CSV, plots
 
 def test_report_section_csv_and_plots(tmp_path):
-    from services.pose import biomech_report as rep
+    from services.suggest import biomech_report as rep
     from shared.result import Biomechanics
 
     fps = 30.0
@@ -255,7 +255,7 @@ def test_report_section_csv_and_plots(tmp_path):
 
 @pytest.mark.parametrize("n_frames", [0, 1, 2, 40])
 def test_no_pose_at_all_gives_nulls_not_errors(n_frames):
-    from services.pose.biomech_report import build
+    from services.suggest.biomech_report import build
 
     frames = [{"index": i, "t_s": i / 30, "keypoints": None, "keypoints_3d": None} for i in range(n_frames)]
     bio, sec, rows, files = build(frames, 30.0)

@@ -532,17 +532,19 @@ def test_lag_series_of_a_partition_moved_to_another_worker_is_dropped():
 IMAGE_IMPORTS = {
     "gateway": (["services.gateway.__main__", "services.gateway.app"],
                 "from services.gateway.app import create_app; from shared.settings import Settings; create_app(Settings()); "
-                "from services.judge.packs import available_packs, load_pack; [load_pack(p).describe() for p in available_packs()]"),
+                "from shared.sports import shipped_descriptions; shipped_descriptions()"),
     "tracker": (["services.tracker.worker", "services.tracker.athlete", "services.tracker.mot", "services.tracker.detector"],
                 "from services.tracker.detector import PersonDetector; PersonDetector()"),
     "pose": (["services.pose.worker", "services.pose.blazepose", "services.pose.refine"],
              "from services.pose.worker import PoseStage, report_gpu; PoseStage('strn')"),
-    "judge": (["services.judge.worker", "services.judge.packs", "services.judge.features", "services.judge.segments"],
+    "judge": (["services.judge.worker", "services.judge.packs", "shared.features", "services.judge.segments"],
               "from services.judge.packs import available_packs, load_pack; [load_pack(p) for p in available_packs()]"),
-    "suggest": (["services.suggest.worker", "services.suggest.catalog", "services.judge.features", "services.judge.packs",
-                 "services.judge.worker", "services.pose.biomech_report", "shared.render"],
-                "from services.pose.biomech_report import _figure; _figure(1)"),
-    "align": (["services.tracker.align_worker", "services.tracker.align"], ""),
+    "suggest": (["services.suggest.worker", "services.suggest.catalog", "services.suggest.retrieval", "shared.features",
+                 "shared.sports", "shared.poses", "services.suggest.biomech_report", "shared.render"],
+                "from services.suggest.biomech_report import _figure; _figure(1); "
+                "from services.suggest.library import load_library; load_library()"),
+    "align": (["services.tracker.align_worker", "services.tracker.align"],
+              "from services.tracker.align import normalized_xcorr; normalized_xcorr([1, 2, 3], [2, 3, 1], 2)"),
     "watchdog": (["coach.watchdog"], ""),
 }
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from services.judge import synth
-from services.judge.features import (
+from shared.features import (
     ANGLE_NAMES, FEATURE_INDEX as FI, FEATURE_NAMES, PAPER_FEATURES, frame_features, joint_angles_deg,
 )
 from shared.skeleton import LANDMARK_INDEX as LI

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from services.judge import synth
-from services.judge.packs import PACK_SPECS, PACKS_ROOT, available_packs, load_pack
+from services.judge.packs import PACKS_ROOT, available_packs, load_pack
 from services.judge.segments import fault_segments
+from shared.sports import PACK_SPECS
 
 EXPECTED = {
     "ski_aerials": ("bent_hips", "crossed_skis", "bent_knees"),

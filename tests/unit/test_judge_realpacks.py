@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from services.judge.datasets import exercise_correction_dir, load_training_data, parse_label_map
-from services.judge.packs import MULTICLASS, PACKS_ROOT, Fault, PackSpec, SportPack, load_pack, load_pack_dir
+from services.judge.packs import MULTICLASS, PACKS_ROOT, SportPack, load_pack, load_pack_dir
 from services.judge.selection import positional_folds, train_cv
 from coach.cli import main as coach
+from shared.sports import Fault, PackSpec
 
 DATA = exercise_correction_dir()
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="Exercise-Correction data not mounted")

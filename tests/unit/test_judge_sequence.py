@@ -11,8 +11,9 @@ from services.judge import sequence as Q
 from services.judge import synth
 from services.judge.bootstrap_temporal import exercise_clip
 from services.judge.datasets import write_csv
-from services.judge.packs import PACK_SPECS, PACKS_ROOT
 from coach.cli import main as coach
+from services.judge.packs import PACKS_ROOT
+from shared.sports import PACK_SPECS
 
 torch.set_num_threads(1)
 SQUAT_LANDMARKS = [f"{s}_{p}" for p in ("shoulder", "hip", "knee", "ankle") for s in ("left", "right")]

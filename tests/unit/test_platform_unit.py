@@ -54,3 +54,21 @@ def test_object_keys_are_deterministic_and_refuse_unchecked_input():
             keys.result(bad)
     with pytest.raises(ValueError):
         keys.source(aid, "mp4/../../x")
+
+
+def test_every_other_key_is_built_and_checked_in_one_place():
+    aid, sid = "0123456789abcdef" * 2, "fedcba9876543210" * 2
+    assert keys.watchdog(aid) == f"analyses/{aid}/watchdog.json"
+    assert keys.biomech(aid, "com.png") == f"analyses/{aid}/biomech/com.png"
+    assert keys.session(sid) == f"sessions/{sid}/session.json"
+    assert keys.session_alignment(sid) == f"sessions/{sid}/alignment.json"
+    assert keys.model_file("squat", "squat-1.0+synth.ab12", "pack.json") == "models/squat/squat-1.0+synth.ab12/pack.json"
+    assert keys.model_current("squat") == "models/squat/current.json"
+    assert keys.exemplar("squat/squat_front.mp4") == "exemplars/squat/squat_front.mp4"
+    assert keys.analysis_id_of(f"analyses/{aid}/") == aid
+    for bad in (lambda: keys.session("../x"), lambda: keys.model_file("Squat", "v1", "pack.json"),
+                lambda: keys.model_file("squat", "../v", "pack.json"), lambda: keys.model_file("squat", "v1", "a/b"),
+                lambda: keys.exemplar("../secret"), lambda: keys.exemplar("squat/../../x"), lambda: keys.exemplar("/abs"),
+                lambda: keys.biomech(aid, "../result.json"), lambda: keys.api_key("not-a-digest")):
+        with pytest.raises(ValueError):
+            bad()

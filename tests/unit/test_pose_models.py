@@ -4,6 +4,7 @@ No skips: a missing model file fails here with the message that says to run scri
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -96,8 +97,8 @@ class _Store:
     def get_bytes(self, key):
         return self.blobs[key]
 
-    def put_json(self, key, doc):
-        self.json[key] = doc
+    def put_json(self, key, doc):   # stored as JSON, as the real store does (documents are pydantic models)
+        self.json[key] = json.loads(doc.model_dump_json(by_alias=True)) if hasattr(doc, "model_dump_json") else doc
 
     def get_json(self, key):
         from shared.store import ObjectNotFound

@@ -3,6 +3,7 @@ frames, batching several clips = one by one, the switches, bad weights), and the
 walker of real video (BlazePose on blurred frames vs clean frames)."""
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -285,8 +286,8 @@ class _Store:
     def get_bytes(self, key):
         return self.blobs[key]
 
-    def put_json(self, key, doc):
-        self.json[key] = doc
+    def put_json(self, key, doc):   # stored as JSON, as the real store does (documents are pydantic models)
+        self.json[key] = json.loads(doc.model_dump_json(by_alias=True)) if hasattr(doc, "model_dump_json") else doc
 
     def get_json(self, key):
         from shared.store import ObjectNotFound

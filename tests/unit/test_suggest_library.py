@@ -1,4 +1,5 @@
-"""Exemplar library build: playable MP4s that match their stored keypoints."""
+"""Exemplar library: the build (lab code, lab/exemplars.py) gives playable MP4s that
+match their stored keypoints and reproduces the shipped library; the service loads what was built."""
 from __future__ import annotations
 
 import json
@@ -8,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from services.judge.features import FEATURE_NAMES
-from services.suggest.library import SIZE, build, load_library
+from lab.exemplars import EXEMPLARS, SIZE, build, make_exemplar
+from services.suggest.library import DEFAULT_ROOT, load_library
 from services.suggest.retrieval import suggest
+from shared.features import FEATURE_NAMES
 from shared.skeleton import LANDMARK_INDEX as LI
 from shared.video import read_frames
 
@@ -72,8 +74,6 @@ def test_load_library_round_trip_and_retrieval(lib):
 
 
 def test_shipped_starter_library_is_complete():
-    from services.suggest.library import DEFAULT_ROOT, EXEMPLARS
-
     manifest = json.loads((DEFAULT_ROOT / "manifest.json").read_text())
     assert [e["id"] for e in manifest["exemplars"]] == [s.id for s in EXEMPLARS]
     assert {e["sport"] for e in manifest["exemplars"]} == {"ski_aerials", "squat", "pushup", "plank"}
@@ -85,3 +85,13 @@ def test_shipped_starter_library_is_complete():
             total += f.stat().st_size
     assert total < 3_000_000
     assert len(load_library()) == len(manifest["exemplars"])
+
+
+def test_a_rebuild_reproduces_the_shipped_poses():
+    """The shipped npz files are what the builder makes from its fixed seeds (no ffmpeg needed)."""
+    shipped = {e.id: e for e in load_library()}
+    for spec in EXEMPLARS:
+        ex = make_exemplar(spec)
+        np.testing.assert_array_equal(ex.keypoints, shipped[spec.id].keypoints)
+        np.testing.assert_array_equal(ex.features.astype(np.float64), shipped[spec.id].features)
+        assert ex.video_key == shipped[spec.id].video_key

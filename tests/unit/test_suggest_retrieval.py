@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 
 from services.judge import synth
-from services.judge.features import frame_features
-from services.suggest.library import EXEMPLARS, make_exemplar
+from services.suggest.library import load_library
 from services.suggest.retrieval import Exemplar, match_for, suggest
+from shared.features import frame_features
 from shared.skeleton import LANDMARK_INDEX as LI
 
 
 @pytest.fixture(scope="module")
 def exemplars() -> list[Exemplar]:
-    return [make_exemplar(spec)[0] for spec in EXEMPLARS]
+    return load_library()   # the shipped library the service serves
 
 
 def by_id(exemplars, eid):

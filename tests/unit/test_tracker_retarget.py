@@ -2,45 +2,25 @@
 of the stages after it, with an in-memory store: no broker, no models."""
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
 import pytest
 
-from shared.messages import AthleteSelected, ClipPoses, TrackedClip
+from shared.documents import AnalysisRequest, AthleteSelection, StageStatus
+from shared.messages import AthleteSelected, ClipPoses, TrackedClip, VideoInfo
 from shared.settings import Settings
-from shared.store import ObjectNotFound, keys
+from shared.store import keys
+from shared.testing import MemoryStore
 from shared.worker import AnalysisFailed, Context
 
 AID = "c" * 32
 
 
-class MemoryStore:
-    """The ObjectStore calls these handlers make, in memory (JSON round-tripped like the real one)."""
-
-    def __init__(self):
-        self.objects: dict[str, bytes] = {}
-
-    def put_json(self, key, obj):
-        self.objects[key] = json.dumps(obj).encode()
-
-    def get_json(self, key):
-        if key not in self.objects:
-            raise ObjectNotFound(key)
-        return json.loads(self.objects[key])
-
-    def exists(self, key):
-        return key in self.objects
-
-    def list(self, prefix):
-        return sorted(k for k in self.objects if k.startswith(prefix))
-
-    def delete_prefix(self, prefix):
-        gone = self.list(prefix)
-        for k in gone:
-            del self.objects[k]
-        return len(gone)
+def _poses(k: int, revision: int, frames: range) -> dict:
+    """A clip-poses document as the pose stage stores it (no pose found on any frame)."""
+    return {"analysis_id": AID, "clip_index": k, "revision": revision, "pose_model": "m", "refiner": "none",
+            "frames": [{"index": i, "t_s": i / 10, "keypoints": None} for i in frames]}
 
 
 def _tracking(frames=70, clip_frames=32) -> dict:
@@ -61,9 +41,10 @@ def _tracking(frames=70, clip_frames=32) -> dict:
 def world():
     store = MemoryStore()
     store.put_json(keys.tracking(AID), _tracking())
-    store.put_json(keys.request(AID), {"sport": "squat"})
+    store.put_json(keys.request(AID), AnalysisRequest(analysis_id=AID, sport="squat", submitted_at="2026-01-01T00:00:00Z",
+                                                      video=VideoInfo(fps=10.0, width=768, height=576)))
     for k in range(3):   # the previous athlete's poses
-        store.put_json(keys.clip_poses(AID, k), {"clip_index": k, "revision": 0, "frames": []})
+        store.put_json(keys.clip_poses(AID, k), _poses(k, 0, range(0)))
     ctx = Context("tracker", Settings(), store, producer=None, log=logging.getLogger("test"))
     emitted: list = []
     ctx.emit = lambda topic, m, key: emitted.append((topic, key, m))
@@ -72,8 +53,8 @@ def world():
 
 def _select(store, track_id, revision):
     msg = AthleteSelected(analysis_id=AID, track_id=track_id, revision=revision)
-    store.put_json(keys.selection(AID), {"revision": revision, "track_id": track_id,
-                                         "message": msg.model_dump(by_alias=True)})   # as the gateway records it
+    store.put_json(keys.selection(AID), AthleteSelection(revision=revision, track_id=track_id,   # as the gateway records it
+                                                         requested_at=msg.requested_at, message=msg))
     return msg
 
 
@@ -174,8 +155,7 @@ def test_judge_drops_stale_poses_and_never_mixes_revisions(world):
 
     # three clip docs are there (count complete) but clip 1 is the previous athlete's: not judged yet
     for k in range(3):
-        store.put_json(keys.clip_poses(AID, k), {"revision": 0 if k == 1 else 1, "frames": [
-            {"index": i, "keypoints": None} for i in range(32 * k, min(70, 32 * k + 32))]})
+        store.put_json(keys.clip_poses(AID, k), _poses(k, 0 if k == 1 else 1, range(32 * k, min(70, 32 * k + 32))))
     with pytest.raises(NotAllPosed, match="clip 1 was posed for athlete revision 0"):
         load_sequence(store, AID, 3, revision=1)
     fresh = stale.model_copy(update={"revision": 1, "clip_index": 2})
@@ -189,17 +169,20 @@ def test_judge_drops_stale_poses_and_never_mixes_revisions(world):
 def test_an_analysis_reads_as_running_until_the_result_of_the_switch_is_stored():
     from shared.status import is_done
 
+    def suggest(state, **revisions):
+        return {"suggest": StageStatus(stage="suggest", state=state, fraction=1.0, updated_at="t", **revisions)}
+
     store = MemoryStore()
     store.put_json(keys.result(AID), {"revision": 0})
-    done0 = {"suggest": {"state": "done", "revision": 0, "result_revision": 0}}
+    done0 = suggest("done", revision=0, result_revision=0)
     assert is_done(store, AID, done0)
-    store.put_json(keys.selection(AID), {"revision": 1, "track_id": 5})
+    store.put_json(keys.selection(AID), AthleteSelection(revision=1, track_id=5, requested_at="t"))
     assert not is_done(store, AID, done0), "switch accepted: the old result does not count"
-    running = {"suggest": {"state": "running", "revision": 1, "result_revision": 0}}
+    running = suggest("running", revision=1, result_revision=0)
     assert not is_done(store, AID, running), "suggest is on it, the stored result is still the old athlete's"
-    assert is_done(store, AID, {"suggest": {"state": "done", "revision": 1, "result_revision": 1}})
-    redelivered = {"suggest": {"state": "running", "revision": 1, "result_revision": 1}}
+    assert is_done(store, AID, suggest("done", revision=1, result_revision=1))
+    redelivered = suggest("running", revision=1, result_revision=1)
     assert is_done(store, AID, redelivered), "a redelivered verdict of the same revision: still done"
     # no switch ever: the old rule (a stored result is enough while a redelivery runs)
     store.delete_prefix(keys.selection(AID))
-    assert is_done(store, AID, {"suggest": {"state": "running"}})
+    assert is_done(store, AID, suggest("running"))

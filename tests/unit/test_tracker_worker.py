@@ -81,13 +81,17 @@ def test_tracking_json_lists_everyone_kept_with_the_choice_first():
 
 def test_result_lists_the_other_people_with_boxes_only():
     from services.suggest.worker import _other_people
+    from shared.documents import TrackingDocument
     from shared.result import AthleteResult
 
-    tracking = {"athlete": {"track_id": 7}, "athletes": [
-        {"track_id": 7, "frames": [0], "boxes_px": [[0, 0, 1, 1]]},
-        {"track_id": 3, "frames": [4, 5], "boxes_px": [[1, 2, 3, 4], [2, 2, 3, 4]]}]}
+    base = {"analysis_id": "a" * 32, "frames": 6, "fps": 10.0, "width": 64, "height": 48, "clip_count": 1,
+            "clip_frames": 32, "seconds": 0.1}
+    tracking = TrackingDocument.parse({**base, "athlete": {"track_id": 7, "reason": "r", "candidates": []}, "athletes": [
+        {"track_id": 7, "frames": [0], "boxes_px": [[0, 0, 1, 1]], "score": None, "seconds": 0.1},
+        {"track_id": 3, "frames": [4, 5], "boxes_px": [[1, 2, 3, 4], [2, 2, 3, 4]], "score": 0.4, "seconds": 0.2}]})
     others = _other_people(tracking, 10.0)
     assert len(others) == 1 and others[0]["track_id"] == 3 and others[0]["is_target"] is False
     a = AthleteResult.model_validate(others[0])
     assert [f.index for f in a.frames] == [4, 5] and a.frames[1].t_s == 0.5 and a.frames[0].keypoints is None
-    assert _other_people({"athlete": {"track_id": 0}}, 10.0) == []      # a tracking.json from before
+    before = TrackingDocument.parse({**base, "athlete": {"track_id": 0, "reason": "r", "candidates": []}})
+    assert _other_people(before, 10.0) == []      # a tracking.json from before `athletes`

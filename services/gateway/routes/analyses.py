@@ -73,9 +73,8 @@ def list_analyses(request: Request, limit: int = 50, deps: Deps = Depends(get_de
     """The caller's analyses, newest first (the 500 most recent analyses are searched)."""
     store = deps.store
     me = caller_of(request)
-    ids = [p.rstrip("/").split("/")[-1] for p in store.iter_prefixes("analyses/")]
     out = []
-    for aid in reversed([i for i in ids if ID_RE.match(i)][-500:]):   # ids are time-ordered
+    for aid in reversed([i for i in store.analysis_ids() if ID_RE.match(i)][-500:]):   # ids are time-ordered
         if len(out) >= max(1, min(limit, 500)):
             break
         if owner_of(store, "analysis", aid) != me:

@@ -17,6 +17,7 @@ from services.gateway.auth import caller_of
 from services.gateway.deps import Deps, analysis_status, check_id, get_deps
 from services.gateway.openapi import V1, errors
 from shared import bus
+from shared.documents import AthleteSelection, StageStatus, TrackingDocument
 from shared.messages import AthleteSelected, utc_now
 from shared.store import ObjectNotFound, keys
 from shared.status import requested_revision
@@ -51,26 +52,26 @@ def choose_athlete(aid: str, choice: AthleteChoice, request: Request, deps: Deps
         raise HTTPException(409, f"analysis {aid} is {st['status']}: the athlete can be switched once it is done"
                                  + (f" ({st['error']})" if st["error"] else ""))
     try:
-        tracking = store.get_json(keys.tracking(aid))
+        tracking = TrackingDocument.read(store, keys.tracking(aid))
     except ObjectNotFound:
         raise HTTPException(409, f"analysis {aid} has no tracking to switch the athlete in") from None
-    ids = [int(a["track_id"]) for a in tracking.get("athletes") or []]
+    ids = [a.track_id for a in tracking.athletes]
     if choice.track_id not in ids:
         raise HTTPException(422, f"track {choice.track_id} is not among the people tracked in this analysis; "
                                  f"valid track ids: {', '.join(map(str, sorted(ids))) or 'none'}")
-    current, revision = int(tracking["athlete"]["track_id"]), int(tracking.get("revision", 0))
+    current, revision = tracking.athlete.track_id, tracking.revision
     if choice.track_id == current:
         return _answer(aid, "done", current, revision, None, 200)   # idempotent: already the athlete
     revision = max(revision, requested_revision(store, aid)) + 1
     msg = AthleteSelected(analysis_id=aid, track_id=choice.track_id, revision=revision, requested_at=utc_now())
     # Recorded before it is sent: the analysis reads as running from now on (shared/status.is_done),
     # and the watchdog can send the selection again if it stalls.
-    store.put_json(keys.selection(aid), {"revision": revision, "track_id": choice.track_id,
-                                         "previous_track_id": current, "requested_at": msg.requested_at,
-                                         "by": caller_of(request), "message": msg.model_dump(by_alias=True)})
-    store.put_json(keys.status(aid, "tracker"), {
-        "stage": "tracker", "state": "queued", "fraction": 0.0, "updated_at": utc_now(), "revision": revision,
-        "note": f"athlete switch from track {current} to track {choice.track_id} requested"})
+    store.put_json(keys.selection(aid), AthleteSelection(revision=revision, track_id=choice.track_id,
+                                                         previous_track_id=current, requested_at=msg.requested_at,
+                                                         by=caller_of(request), message=msg))
+    store.put_json(keys.status(aid, "tracker"), StageStatus(
+        stage="tracker", state="queued", fraction=0.0, updated_at=utc_now(), revision=revision,
+        note=f"athlete switch from track {current} to track {choice.track_id} requested"))
     bus.send(deps.producer(), deps.settings.topics.athlete_selections, msg, aid, bus.new_trace_id()).get(timeout=30)
     log.info("athlete switch queued", extra={"analysis_id": aid})
     return _answer(aid, "running", choice.track_id, revision, current, 202)

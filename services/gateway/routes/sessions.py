@@ -39,6 +39,7 @@ from services.gateway.openapi import V1, errors
 from services.gateway.uploads import (UploadRejected, new_analysis_id, probe_video, request_record, save_upload,
                                       stored_content_type)
 from shared import bus
+from shared.documents import SessionAlignment, StageStatus
 from shared.messages import AnalysisRequested, SessionAlignmentRequested, SessionCamera, utc_now
 from shared.store import ObjectNotFound, ObjectStore, keys
 from shared.worker import is_transient
@@ -69,7 +70,21 @@ def _ts(text: str) -> float:
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def request_alignment(deps: Deps, session: dict) -> Optional[dict]:
+def _alignment(store: ObjectStore, sid: str) -> Optional[SessionAlignment]:
+    try:
+        return SessionAlignment.read(store, keys.session_alignment(sid))
+    except ObjectNotFound:
+        return None
+
+
+def _align_status(store: ObjectStore, sid: str) -> Optional[StageStatus]:
+    try:
+        return StageStatus.read(store, keys.session_alignment_status(sid))
+    except ObjectNotFound:
+        return None
+
+
+def request_alignment(deps: Deps, session: dict) -> Optional[SessionAlignment]:
     """Ask the align worker for a finished session's alignment: once, then again only when the
     request shows no progress for stall_timeout_s (max_redrives times), then fail the session
     (returns the failed alignment document it stored). Two replicas asking at once cost a second
@@ -77,16 +92,15 @@ def request_alignment(deps: Deps, session: dict) -> Optional[dict]:
     sid, store, s = session["id"], deps.store, deps.settings
     record = _get(store, keys.session_alignment_request(sid))
     if record is not None:
-        worker = _get(store, keys.session_alignment_status(sid))
-        last = max([_ts(r["at"]) for r in record["requests"]] + ([_ts(worker["updated_at"])] if worker else []))
+        worker = _align_status(store, sid)
+        last = max([_ts(r["at"]) for r in record["requests"]] + ([_ts(worker.updated_at)] if worker else []))
         idle = round(time.time() - last)
         if idle < s.stall_timeout_s:
             return None
         if len(record["requests"]) > s.max_redrives:
             stage = "the align worker" if worker else "the alignments queue"
-            failed = {"schema": "coach.session-alignment/1", "session_id": sid,
-                      "error": f"alignment failed: stalled in {stage}: no progress for {idle} s "
-                               f"after {len(record['requests']) - 1} re-drive(s)"}
+            failed = SessionAlignment(session_id=sid, error=f"alignment failed: stalled in {stage}: no progress for "
+                                                            f"{idle} s after {len(record['requests']) - 1} re-drive(s)")
             store.put_json(keys.session_alignment(sid), failed)
             log.error("session alignment stalled; failed", extra={"session_id": sid})
             return failed
@@ -137,9 +151,7 @@ async def create_session(http_request: Request, videos: list[UploadFile] = File(
                                     target_bbox_px=None, submitted_at=utc_now())
             await asyncio.to_thread(store.put_file, msg.video_key, c["path"], c["content_type"])
             request = request_record(msg, c["filename"], c["size"], caller_of(http_request),
-                                     session_id=sid, camera=c["index"])
-            if athlete_height_m is not None:
-                request["athlete_height_m"] = athlete_height_m
+                                     session_id=sid, camera=c["index"], athlete_height_m=athlete_height_m)
             await asyncio.to_thread(store.put_json, keys.request(aid), request)
             c["video_key"] = msg.video_key
             msgs.append(msg)
@@ -177,13 +189,14 @@ def get_session(sid: str, deps: Deps = Depends(get_deps)):
         status = "failed"
         error = "; ".join(f"camera {c['index']} ({c['filename']}): {s['error']}" for c, s in failed)
     elif all(s["status"] == "done" for s in states):
-        alignment = _get(store, keys.session_alignment(sid)) or request_alignment(deps, session)
-        if alignment is None:
+        doc = _alignment(store, sid) or request_alignment(deps, session)
+        if doc is None:
             status = "aligning"
-        elif "error" in alignment:
-            status, error, alignment = "failed", alignment["error"], None
+        elif doc.error is not None:
+            status, error = "failed", doc.error
         else:
-            status = "done"
+            # as stored (what was not written stays out), without the unset error
+            status, alignment = "done", doc.model_dump(by_alias=True, exclude_unset=True, exclude={"error"})
     elif all(s["status"] == "queued" for s in states):
         status = "queued"
     else:

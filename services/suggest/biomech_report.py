@@ -1,6 +1,6 @@
 """Biomechanics for the result document: the `biomechanics` section, per-frame 3D angles, plots, CSV.
 
-services/pose/biomech.py computes (arrays in, arrays out); this module turns its output into
+services/suggest/biomech.py computes (arrays in, arrays out); this module turns its output into
 the typed result models (shared/result.py), PNG plots (matplotlib, Agg) and a spreadsheet-
 friendly CSV (one row per frame), and stores plots and CSV beside the result:
 
@@ -22,10 +22,12 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from services.pose import biomech as bm
+from services.suggest import biomech as bm
+from shared.documents import AnalysisRequest, PoseFrame
 from shared.result import (AngleSummary, AnalysisResult, Artifact, Biomechanics, BiomechScale, BiomechSeries,
                            JumpResult)
 from shared.skeleton import LANDMARK_NAMES, NUM_LANDMARKS
+from shared.store import ObjectNotFound, StoreUnavailable, keys
 
 log = logging.getLogger("biomech")
 
@@ -37,19 +39,12 @@ ARTIFACTS = {   # artifact name -> (file name under analyses/<id>/biomech/, cont
 }
 
 
-def biomech_key(aid: str, name: str) -> str:
-    """Deterministic object key of a biomechanics artifact (validates the id like shared.store.keys)."""
-    from shared.store import keys
-
-    return keys.result(aid).rsplit("/", 1)[0] + f"/biomech/{name}"
-
-
 # ---------------------------------------------------------------- inputs
 
-def arrays_from_frames(frames: Iterable[dict]) -> tuple[np.ndarray, np.ndarray]:
+def arrays_from_frames(frames: Iterable[dict | PoseFrame]) -> tuple[np.ndarray, np.ndarray]:
     """Frames of a clip-poses document (rows in LANDMARK_NAMES order) or of a result document
     (name -> row) -> keypoints [T,33,3] (x_px, y_px, confidence) and world [T,33,3]; NaN where absent."""
-    frames = list(frames)
+    frames = _plain(frames)
     k = np.full((len(frames), NUM_LANDMARKS, 3), np.nan)
     w = np.full((len(frames), NUM_LANDMARKS, 3), np.nan)
     for t, f in enumerate(frames):
@@ -237,8 +232,13 @@ def plot_com(bio: bm.Biomech, t_s: np.ndarray) -> bytes:
 
 # ---------------------------------------------------------------- all together
 
-def build(frames: list[dict], fps: float, athlete_height_m: float | None = None):
+def _plain(frames: Iterable[dict | PoseFrame]) -> list[dict]:
+    return [f.model_dump() if isinstance(f, PoseFrame) else f for f in frames]
+
+
+def build(frames: list[dict | PoseFrame], fps: float, athlete_height_m: float | None = None):
     """frames (clip-poses or result frames) -> (Biomech, section, angles_3d rows, {file name: (bytes, type)})."""
+    frames = _plain(frames)
     k, w = arrays_from_frames(frames)
     with warnings.catch_warnings():   # all-NaN slices (frames without a pose) are expected: they give null
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -253,17 +253,15 @@ def build(frames: list[dict], fps: float, athlete_height_m: float | None = None)
     return bio, section(bio, athlete_height_m), angles_3d_rows(bio), files
 
 
-def attach_biomechanics(store, aid: str, result: AnalysisResult, frames: list[dict], fps: float) -> None:
+def attach_biomechanics(store, aid: str, result: AnalysisResult, frames: list[PoseFrame], fps: float) -> None:
     """Fill result.biomechanics, each frame's angles_3d_deg and the plot/CSV artifacts (stored now).
 
     An optional `athlete_height_m` in the analysis's request.json (sessions accept it) sets the
     metric scale. Failures other than the store being down are logged and leave the result
     without biomechanics: a plot must never fail an analysis."""
-    from shared.store import ObjectNotFound, StoreUnavailable, keys
-
     try:
         try:
-            height = store.get_json(keys.request(aid)).get("athlete_height_m")
+            height = AnalysisRequest.read(store, keys.request(aid)).athlete_height_m
         except ObjectNotFound:
             height = None
         bio, sec, rows, files = build(frames, fps, float(height) if height else None)
@@ -272,7 +270,7 @@ def attach_biomechanics(store, aid: str, result: AnalysisResult, frames: list[di
             fr.angles_3d_deg = row
         result.biomechanics = sec
         for art, (name, ctype) in ARTIFACTS.items():
-            key = biomech_key(aid, name)
+            key = keys.biomech(aid, name)
             store.put_bytes(key, files[name][0], ctype)
             result.artifacts[art] = Artifact(key=key, content_type=ctype)
     except StoreUnavailable:

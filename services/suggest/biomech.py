@@ -1,7 +1,7 @@
 """Biomechanics from pose sequences: angles, angular and linear velocities, centre of mass, jumps.
 
 Pure numpy, arrays in and arrays out; nothing here knows about Kafka, S3 or files
-(services/pose/biomech_report.py turns these into the result document's `biomechanics`
+(services/suggest/biomech_report.py turns these into the result document's `biomechanics`
 section, plots and CSV). Methods and formulas: docs/biomechanics.md.
 
 Inputs, BlazePose order (shared.skeleton.LANDMARK_NAMES), time on axis 0:
@@ -239,7 +239,7 @@ def vector_angle_deg(v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
 def joint_angles(points: np.ndarray, conf: np.ndarray | None = None, min_confidence: float = 0.3) -> np.ndarray:
     """[T, 33, D] (D = 2 image px or 3 world m) -> angles [T, A] in degrees, ANGLE_NAMES order.
 
-    Same definitions as services.judge.features.joint_angles_deg; "down" is +y (image down in 2D,
+    Same definitions as shared.features.joint_angles_deg; "down" is +y (image down in 2D,
     the camera's down axis for world landmarks). In 3D the sign of body_line comes from which side
     of the shoulder-ankle line the hips lie along +y (below = sagging = negative), as in 2D.
     """
