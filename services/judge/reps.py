@@ -97,7 +97,9 @@ class ExerciseSpec:
 
 _ELBOWS, _HIPS = ("elbow_l", "elbow_r"), ("hip_l", "hip_r")
 EXERCISES: dict[str, ExerciseSpec] = {
-    "squat": ExerciseSpec("squat", "thigh angle below vertical (deg)", thigh_angle_deg, 20.0, 25.0),
+    # a full squat moves the thigh >= 35 deg (a quarter squat ~45); walking swings it 20-30 deg, and a
+    # walker pausing in place had 21-30 deg "repetitions" on vtest.avi
+    "squat": ExerciseSpec("squat", "thigh angle below vertical (deg)", thigh_angle_deg, 20.0, 35.0),
     "pushup": ExerciseSpec("pushup", "elbow flexion (deg)", lambda k: _mean_angles(k, _ELBOWS), 15.0, 20.0),
     "pullup": ExerciseSpec("pullup", "elbow flexion (deg)", lambda k: _mean_angles(k, _ELBOWS), 20.0, 40.0,
                            planted=("left_wrist", "right_wrist")),   # hands on the bar; the legs may swing

@@ -306,7 +306,8 @@ def judge_while_performing(sport: str, pack, kps: np.ndarray, fps: float, raw: n
     if sport in EXERCISES:
         signal = primary_signal(kps, sport)
         found = segment(kps, sport, fps)          # reused by exercise_report
-        reps = [(r.start, r.end, r.bottom) for r in found]
+        # partial repetitions are part of an exercise only when it has full ones: dips alone are not squats
+        reps = [(r.start, r.end, r.bottom) for r in found] if any(not r.partial for r in found) else []
     elif rule.movement == "repetitions":
         # no exercise-specific rule (lunge, curl, a coach's new sport): the class-agnostic counter
         from shared.periodic import count_repetitions

@@ -111,3 +111,18 @@ def test_walking_past_the_camera_is_not_a_repetition():
     moving[..., 0] += np.linspace(0, 12 * torso, len(moving))[:, None]     # drifts 12 torso lengths across the frame
     assert segment(moving, "squat", clip.fps) == []
     assert exercise_report("squat", moving, clip.fps)["repetitions"] is None
+
+
+def test_thigh_swings_of_a_walker_pausing_in_place_are_not_squats():
+    """A walker who stops and shifts weight swings the thigh 20-30 deg (seen on vtest.avi): such
+    dips are at most partial repetitions, and without a full squat the judge finds no exercise."""
+    fps = 10.0
+    spec = EXERCISES["squat"]
+    x = _trace(fps, [("rest", 1.0), ("move", 0.5, 28), ("move", 0.5, 0), ("rest", 2.0),
+                     ("move", 0.4, 24), ("move", 0.4, 0), ("rest", 1.0)])
+    reps = segment_signal(x + np.random.default_rng(0).normal(0, 0.5, len(x)), fps, spec)
+    assert reps and all(r.partial for r in reps) and count(reps) == 0
+    # the same trace with one real (quarter) squat among the dips: that one is full and counted
+    y = _trace(fps, [("rest", 1.0), ("move", 0.5, 28), ("move", 0.5, 0), ("rest", 1.0),
+                     ("move", 1.0, 50), ("move", 1.0, 0), ("rest", 1.0)])
+    assert count(segment_signal(y, fps, spec)) == 1
