@@ -80,8 +80,8 @@ def cmd_bench(args) -> int:
 
 
 # Modules that add their own sub-commands: each has `register(subparsers)`. A service's
-# commands live beside its code (e.g. `coach judge train` in services/judge/cli.py).
-COMMAND_MODULES: list[str] = ["coach.dlq", "coach.tail", "services.gateway.auth", "services.judge.cli", "services.pose.cli", "services.pose.strn_cli", "services.suggest.cli", "services.tracker.cli", "services.tracker.lab.cli"]
+# commands live beside its code (e.g. `coach judge train` in services/judge/lab/cli.py).
+COMMAND_MODULES: list[str] = ["coach.dlq", "coach.tail", "services.gateway.auth", "services.judge.lab.cli", "services.pose.lab.cli", "services.pose.cli", "services.pose.lab.strn_cli", "services.suggest.cli", "services.tracker.cli", "services.tracker.lab.cli"]
 # Sub-commands whose code needs two services (the tracker and pose): the parser is the service's,
 # the handler is in the top-level lab/ package, which no service imports ("module:function").
 LAB_COMMANDS: dict[tuple[str, str], str] = {("pose", "run"): "lab.pose_run:cmd_run",

@@ -132,9 +132,9 @@ def analyze_cli(args) -> int:
 
 def bare_model_fps(video: Path) -> dict:
     """The bare pose model's loop on the same video, in its own process (`python -m
-    services.pose.bench`): the operator tool runs the pose service's benchmark rather than
+    services.pose.lab.bench`): the operator tool runs the pose service's benchmark rather than
     importing it, and the timing is not disturbed by this process' HTTP client."""
-    out = subprocess.run([sys.executable, "-m", "services.pose.bench", str(video)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "services.pose.lab.bench", str(video)], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     if out.returncode != 0:
         raise AnalysisError(f"the bare-model benchmark failed: {out.stderr.strip()[-500:]}")

@@ -3,7 +3,7 @@ in the same process (detect, track, verify, re-detect, then BlazePose on the ath
 the refiner), and the BlazePose models timed on tracked-size crops.
 
 They need the tracker and the pose service together, so they live here, not in either service
-(services never import each other); the `coach pose` parser stays in services/pose/strn_cli.py
+(services never import each other); the `coach pose` parser stays in services/pose/lab/strn_cli.py
 and coach/cli.py routes these two sub-commands here.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def pose_file(path: str, refiner_name: str = "one_euro", boxes_from: str = "trac
     kps, present, boxes = [], [], []
     with BlazePoseEstimator(model=pose_model) as est:
         if boxes_from == "pose":  # whole-frame pose -> boxes, held over frames where it found nobody
-            from services.pose.bench import boxes_from_pose
+            from services.pose.lab.bench import boxes_from_pose
             frames = read_frames(cap, max_frames)
             found = boxes_from_pose(est.estimate_frames(frames))
             held = next((b for b in found if b is not None), None)
@@ -141,8 +141,8 @@ def tracker_boxes(frames) -> list:
 
 
 def cmd_bench_models(args) -> int:
-    from services.pose.bench import BENCH_VIDEOS, bench_models
     from services.pose.blazepose import PoseModelError
+    from services.pose.lab.bench import BENCH_VIDEOS, bench_models
 
     boxes_fn = tracker_boxes if args.boxes == "tracker" else None
     try:

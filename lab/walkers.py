@@ -10,7 +10,7 @@ walkers were picked because they stay isolated from other people over those fram
 
 The person-disjoint split of the target walkers (`TUNE_ATHLETES`, `TEST_ATHLETES`) is shared by the
 tracker's evaluation set (services/tracker/lab/evalset.py) and the pose STRN data recipe
-(services/pose/strn_data.py), so neither evaluation ever tunes on the other's test people;
+(services/pose/lab/strn_data.py), so neither evaluation ever tunes on the other's test people;
 `line_kernel` is the motion blur both apply. Lab code: no service's runtime imports it.
 
 The sprite library is built once (~10 s: decoding vtest.avi + the median) and cached as an

@@ -96,7 +96,7 @@ def store_synthetic_squat(store, faults: dict | None = None, camera_yaw_deg: flo
     import cv2
     import numpy as np
 
-    from services.judge.bootstrap_temporal import exercise_clip
+    from services.judge.lab.bootstrap_temporal import exercise_clip
     from shared.documents import AnalysisRequest, ChosenAthlete, ClipPosesDocument, PoseFrame, StageStatus, TrackingDocument
     from shared.messages import ClipPoses, VideoInfo, utc_now
     from shared.skeleton import LANDMARK_NAMES

@@ -4,9 +4,9 @@ with one RBF SVM per fault, thresholds and imputation medians.
 A pack on disk is a folder services/judge/packs/<sport>/ with
     pack.json     metadata: faults, feature set, thresholds, imputation medians, model version, eval
     model.joblib  {fault_id: sklearn Pipeline(StandardScaler, Platt-calibrated SVC(C=2, kernel='rbf'))}
-Packs are written by `python -m services.judge.bootstrap` (classifiers bootstrapped from synthetic poses;
+Packs are written by `python -m services.judge.lab.bootstrap` (classifiers bootstrapped from synthetic poses;
 synthetic=true) or, for lunge, bicep_curl, plank and the squat phase model (phase.joblib), by
-`python -m services.judge.train_real_packs` (human labels; one multi-class model stored under the
+`python -m services.judge.lab.train_real_packs` (human labels; one multi-class model stored under the
 MULTICLASS key; coordinates "normalized": judge() needs the frame size to match MediaPipe's 0..1 output).
 
 The paper (Sec. 6.3) trains one binary SVM (RBF, C=2) per error type on per-frame features;

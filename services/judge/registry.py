@@ -63,7 +63,7 @@ def shipped_report(folder: Path) -> dict:
         "model_version": meta["model_version"],
         "labels": info.get("labels", "shipped pack"),
         "data": {"files": [], "fingerprint": None,
-                 "source": "synthetic clips generated with fixed seeds by python -m services.judge.bootstrap "
+                 "source": "synthetic clips generated with fixed seeds by python -m services.judge.lab.bootstrap "
                            "(services/judge/synth.py); no data files"},
         "split": {"kind": "by-sequence", "sequences": info.get("sequences")},
         "evaluation": {"split": "by-sequence", "per_class": info.get("test", {})},

@@ -21,7 +21,7 @@ renormalised (sums to 1), which shows which part of the movement decided the ver
 
 Files: `sequence.pt` = torch.save of plain data (tensors, lists, numbers, strings) loaded with
 weights_only=True, so unlike model.joblib it cannot run code when loaded. Shipped per exercise
-pack in services/judge/packs/<sport>/sequence.pt, trained by `python -m services.judge.bootstrap_temporal`
+pack in services/judge/packs/<sport>/sequence.pt, trained by `python -m services.judge.lab.bootstrap_temporal`
 on synthetic clips; `coach judge train --kind sequence` trains one on your labelled data.
 Runs on CUDA when present, else CPU.
 """

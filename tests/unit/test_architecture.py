@@ -23,12 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Empty: the last edges (the sport catalogue, pose features, clip-poses reader) moved into shared/.
 KNOWN_DEBT: set[tuple[str, str]] = set()
 
-# (runtime module, lab module) pairs still to go: the pose STRN recipe is lab code that has not
-# moved into services/pose/lab/ yet (the walkers it shares with the tracker's evaluation are in lab/).
-LAB_DEBT = {
-    ("services.pose.strn_data", "lab.walkers"),
-    ("services.pose.strn_cli", "services.pose.lab.eval_real"),   # the STRN CLI is lab code not yet in lab/
-}
+# (runtime module, lab module) pairs still to go.
+LAB_DEBT: set[tuple[str, str]] = set()
 
 
 def _owner(module: str) -> str:

@@ -13,7 +13,7 @@ FPS = 30.0
 
 
 def _squat(yaw_deg: float = 10.0, seed: int = 97, duration_s: float = 8.0):
-    from services.judge.bootstrap_temporal import exercise_clip
+    from services.judge.lab.bootstrap_temporal import exercise_clip
 
     clip, _ = exercise_clip("squat", np.random.default_rng([seed, 0]), faults={}, fps=FPS, duration_s=duration_s,
                             px_per_m=150.0, center_px=(320.0, 240.0), camera_yaw_deg=yaw_deg)

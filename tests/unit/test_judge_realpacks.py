@@ -9,7 +9,7 @@ import pytest
 
 from services.judge.datasets import exercise_correction_dir, load_training_data, parse_label_map
 from services.judge.packs import MULTICLASS, PACKS_ROOT, SportPack, load_pack, load_pack_dir
-from services.judge.selection import positional_folds, train_cv
+from services.judge.lab.selection import positional_folds, train_cv
 from coach.cli import main as coach
 from shared.sports import Fault, PackSpec
 

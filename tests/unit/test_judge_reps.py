@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.judge.bootstrap_temporal import exercise_clip, true_count
+from services.judge.lab.bootstrap_temporal import exercise_clip, true_count
 from services.judge.reps import EXERCISES, count, exercise_report, segment, segment_signal
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from services.judge import score as S
-from services.judge.bootstrap_temporal import exercise_clip
+from services.judge.lab.bootstrap_temporal import exercise_clip
 from services.judge.packs import PACKS_ROOT
 
 torch.set_num_threads(1)

@@ -9,7 +9,7 @@ import torch
 
 from services.judge import sequence as Q
 from services.judge import synth
-from services.judge.bootstrap_temporal import exercise_clip
+from services.judge.lab.bootstrap_temporal import exercise_clip
 from services.judge.datasets import write_csv
 from coach.cli import main as coach
 from services.judge.packs import PACKS_ROOT

@@ -9,7 +9,7 @@ import pytest
 from services.judge import synth
 from services.judge.datasets import write_csv
 from services.judge.packs import load_pack_dir
-from services.judge.training import GRID_C
+from services.judge.lab.training import GRID_C
 from coach.cli import main as coach
 
 PLANK = synth.FAULTS["plank"]

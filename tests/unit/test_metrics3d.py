@@ -1,4 +1,4 @@
-"""Pose metrics (services/pose/metrics.py) on hand-computed cases, including missing joints and frames."""
+"""Pose metrics (services/pose/lab/metrics.py) on hand-computed cases, including missing joints and frames."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from services.pose.metrics import PoseFileError, PoseSet, error_heatmap, evaluate, load_poses
+from services.pose.lab.metrics import PoseFileError, PoseSet, error_heatmap, evaluate, load_poses
 from shared.skeleton import LANDMARK_NAMES
 
 N = np.nan

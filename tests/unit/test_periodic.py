@@ -147,7 +147,7 @@ def test_coach_reps_cli(tmp_path, capsys):
 
 
 def test_label_truth_and_stretches():
-    from services.judge.eval_reps import continuous_stretches, label_truth
+    from services.judge.lab.eval_reps import continuous_stretches, label_truth
 
     assert label_truth(np.array(["up", "down", "down", "up", "down", "up", "down"])) == 2  # the last run is unfinished
     assert label_truth(np.array(["down", "up", "up"])) == 0

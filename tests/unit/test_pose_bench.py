@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from services.pose.bench import bare_model_fps, boxes_from_pose, crop_fps
 from services.pose.blazepose import PoseSequence
+from services.pose.lab.bench import bare_model_fps, boxes_from_pose, crop_fps
 
 VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
 
@@ -33,7 +33,7 @@ def test_boxes_from_pose():
 
 @pytest.mark.skipif(not os.path.exists(VTEST), reason="apt-get install opencv-doc")
 def test_bench_models_reports_each_model_on_whole_frames_and_crops():
-    from services.pose.bench import bench_models
+    from services.pose.lab.bench import bench_models
 
     box = np.array([640, 240, 45, 80], np.float32)
     rep = bench_models(VTEST, models=("lite", "heavy"), max_frames=4, boxes_fn=lambda frames: [box] * len(frames))

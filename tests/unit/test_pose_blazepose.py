@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from services.pose.blazepose import BlazePoseEstimator, PoseSequence, crop_to_canvas, square_crop
-from services.pose.eval_swaps import navy_box
+from services.pose.lab.eval_swaps import navy_box
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
 VTEST, MESSI = f"{DATA}/vtest.avi", f"{DATA}/messi5.jpg"
 needs_media = pytest.mark.skipif(not (os.path.exists(VTEST) and os.path.exists(MESSI)), reason="apt-get install opencv-doc")
 
-# the hand-labelled box of the man in the navy jacket (services/pose/eval_swaps.py, which reuses it)
+# the hand-labelled box of the man in the navy jacket (services/pose/lab/eval_swaps.py, which reuses it)
 FIRST, LAST = 20, 80
 
 
@@ -143,9 +143,9 @@ def test_upright_turns_try_the_likeliest_first():
 
 
 def test_a_rotating_athlete_keeps_a_pose_when_crops_are_turned_upright():
-    """Real frames of an athlete turned 20 deg more every frame (services/pose/eval_rotation.py):
+    """Real frames of an athlete turned 20 deg more every frame (services/pose/lab/eval_rotation.py):
     without alignment BlazePose loses him or fits a wrong skeleton on many frames."""
-    from services.pose.eval_rotation import DEFAULT_VIDEO, run
+    from services.pose.lab.eval_rotation import DEFAULT_VIDEO, run
 
     if not DEFAULT_VIDEO.exists():
         pytest.fail(f"{DEFAULT_VIDEO} missing: scripts/setup.sh installs the Sports2D demo clip")

@@ -8,7 +8,7 @@ from shared.skeleton import LANDMARK_INDEX as LI
 
 
 def _track(yaw_deg: float = 40.0) -> np.ndarray:
-    from services.judge.bootstrap_temporal import exercise_clip
+    from services.judge.lab.bootstrap_temporal import exercise_clip
 
     clip, _ = exercise_clip("squat", np.random.default_rng([5, 0]), faults={}, fps=30, duration_s=6.0,
                             px_per_m=150.0, center_px=(320.0, 240.0), camera_yaw_deg=yaw_deg)

@@ -191,7 +191,7 @@ def heldout_walker(tmp_path_factory):
     pseudo ground truth from clean frames, inputs from blurred / occluded frames (~15 s)."""
     if not os.path.exists(VTEST):
         pytest.fail(f"{VTEST} is missing: scripts/setup.sh installs Debian's opencv-doc")
-    from services.pose import strn_data as D
+    from services.pose.lab import strn_data as D
 
     name = "w695"
     assert name in D.SPLITS["test"]
@@ -204,7 +204,7 @@ def heldout_walker(tmp_path_factory):
 
 
 def test_shipped_weights_improve_pck_and_smoothness_on_heldout_blurred_video(heldout_walker):
-    from services.pose.strn_train import Run, clipwise, pooled
+    from services.pose.lab.strn_train import Run, clipwise, pooled
 
     a = heldout_walker
     runs = [Run("w695", v, a[f"{v}/{s}"], a[f"{v}/{s}/present"], a["gt"], a["gt_present"], a["box"],
@@ -229,7 +229,7 @@ def test_shipped_weights_improve_pck_and_smoothness_on_heldout_blurred_video(hel
 # ---------------------------------------------------------------- the evaluation protocol (docs/pose.md)
 
 def _run(n: int = 10, first_frame: int = 0):
-    from services.pose.strn_train import Run
+    from services.pose.lab.strn_train import Run
 
     rng = np.random.default_rng(3)
     gt = np.zeros((n, 33, 3), np.float32)
@@ -240,7 +240,7 @@ def _run(n: int = 10, first_frame: int = 0):
 
 
 def test_a_frame_with_ground_truth_and_no_predicted_pose_is_wrong_on_every_joint():
-    from services.pose.strn_train import pooled
+    from services.pose.lab.strn_train import pooled
 
     run = _run(10)
     pred = run.kps.copy()
@@ -255,7 +255,7 @@ def test_a_frame_with_ground_truth_and_no_predicted_pose_is_wrong_on_every_joint
 
 
 def test_clips_are_cut_where_the_worker_cuts_the_video():
-    from services.pose.strn_train import CLIP_FRAMES, clip_spans
+    from services.pose.lab.strn_train import CLIP_FRAMES, clip_spans
     from shared.settings import Settings
 
     assert CLIP_FRAMES == Settings().clip_frames == 32
@@ -265,7 +265,7 @@ def test_clips_are_cut_where_the_worker_cuts_the_video():
 
 
 def test_w635_and_w675_are_one_person_and_never_split():
-    from services.pose import strn_data as D
+    from services.pose.lab import strn_data as D
 
     assert ["w635", "w675"] in D.persons(D.SPLITS["test"])
     where = {n: k for k, v in D.SPLITS.items() for n in v}
@@ -364,7 +364,7 @@ def test_clipwise_evaluation_equals_what_the_pose_worker_stores(heldout_walker, 
     clip takes the previous clip's stored raw tail as context; a clip that arrives before its predecessor
     is refined without (at-least-once delivery: out of order or twice), and a redelivered clip gets the
     same result as the first time."""
-    from services.pose.strn_train import Run, clipwise
+    from services.pose.lab.strn_train import Run, clipwise
 
     a = heldout_walker
     run = Run("w695", "blur", a["blur/0"], a["blur/0/present"], a["gt"], a["gt_present"], a["box"], int(a["first_frame"]))

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[3]
 LABELS = Path(__file__).with_name("real_labels.json")
 VIDEOS = {"sports2d": ROOT / ".media" / "sports2d-demo.mp4",
           "vtest": Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")}
-# The project's 13 evaluation joints and groups (services/pose/strn_train.py GROUPS), lower-case group names.
+# The project's 13 evaluation joints and groups (services/pose/lab/strn_train.py GROUPS), lower-case group names.
 GROUPS: dict[str, tuple[str, ...]] = {
     "head": ("nose",), "shoulders": ("left_shoulder", "right_shoulder"), "elbows": ("left_elbow", "right_elbow"),
     "wrists": ("left_wrist", "right_wrist"), "hips": ("left_hip", "right_hip"), "knees": ("left_knee", "right_knee"),

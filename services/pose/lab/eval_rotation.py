@@ -1,6 +1,6 @@
 """Pose on rotating athletes: how much of BlazePose's upright accuracy survives a somersault.
 
-    python -m services.pose.eval_rotation [--video .media/sports2d-demo.mp4] [--steps 12 20 30] [--json]
+    python -m services.pose.lab.eval_rotation [--video .media/sports2d-demo.mp4] [--steps 12 20 30] [--json]
 
 No human-labelled flip ships here, so the flip is made from real frames: Sports2D's demo clip
 (BSD-3, docs/media.md) while the athlete warms up upright (frames 40-99, every 2nd), each frame
@@ -26,7 +26,7 @@ import numpy as np
 from services.pose.blazepose import BlazePoseEstimator
 from shared.video import read_frames
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_VIDEO = ROOT / ".media" / "sports2d-demo.mp4"   # scripts/setup.sh installs it
 UPRIGHT = 4
 

@@ -1,5 +1,5 @@
 """Train a pack on real labelled landmarks with model selection by positional cross-validation
-(`coach judge train --select cv`; services/judge/train_real_packs.py uses it for the shipped real packs).
+(`coach judge train --select cv`; services/judge/lab/train_real_packs.py uses it for the shipped real packs).
 
 Why a second trainer next to training.py: the real data sets are single files of consecutive
 frames (several videos back to back, often sorted by label) with whatever landmarks the authors
@@ -38,7 +38,7 @@ from sklearn.svm import SVC
 
 from services.judge.datasets import Dataset, DatasetError
 from services.judge.packs import MULTICLASS, SportPack
-from services.judge.training import THRESHOLDS, _new_fault, _prf, evaluate
+from services.judge.lab.training import THRESHOLDS, _new_fault, _prf, evaluate
 from shared.features import FEATURE_NAMES, named_features
 from shared.sports import PACK_SPECS, PackSpec
 

@@ -1,6 +1,6 @@
 """Train the sport packs on synthetic poses and write them plus an evaluation report.
 
-    python -m services.judge.bootstrap [--sport NAME ...] [--out services/judge/packs] [--doc docs/judge.md]
+    python -m services.judge.lab.bootstrap [--sport NAME ...] [--out services/judge/packs] [--doc docs/judge.md]
 
 Labels are bootstrapped from explicit biomechanical criteria on synthetic 3D poses
 (shared.sports.FAULT_CRITERIA), not from expert annotation. Sequences are split
@@ -35,7 +35,7 @@ N_SEQUENCES = {"ski_aerials": 300, "squat": 240, "pushup": 240, "plank": 200}
 MAX_TRAIN_FRAMES = 8000  # SVC training is O(n^2); neighbouring frames are near-duplicates anyway
 SVM_C = 2.0  # paper, Sec. 6.3
 PACK_VERSION = "1.0.0"
-DOC = Path(__file__).resolve().parents[2] / "docs" / "judge.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "judge.md"
 _SPORT_SEED = {s: i for i, s in enumerate(synth.SPORTS)}
 
 

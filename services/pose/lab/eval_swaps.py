@@ -1,6 +1,6 @@
 """Left/right swap correction (services/pose/swaps.py) on real BlazePose tracks.
 
-    python -m services.pose.eval_swaps [--json]
+    python -m services.pose.lab.eval_swaps [--json]
 
 Tracks: BlazePose (full) on the tracker-free whole frames of Sports2D's demo clip (1768x994,
 230 frames) and on crops around the hand-labelled walker of vtest.avi's unit test (frames 20-80).
@@ -29,7 +29,7 @@ from services.pose.blazepose import BlazePoseEstimator
 from services.pose.swaps import HALVES, fix_swaps, swap_half
 from shared.video import read_frames
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SPORTS2D = ROOT / ".media" / "sports2d-demo.mp4"
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 # Hand-labelled box (x, y, w, h px) of the man in the navy jacket walking right-to-left in vtest.avi,

@@ -1,6 +1,6 @@
 """Training and evaluation of the STRN refiner (services/pose/strn.py) on BlazePose runs of real video.
 
-Data: services/pose/strn_data.py (vtest.avi walkers; pseudo ground truth from clean frames; inputs
+Data: services/pose/lab/strn_data.py (vtest.avi walkers; pseudo ground truth from clean frames; inputs
 from clean / blurred / occluded / both frames; split by person). Here:
 
   sample_window   a training window: random walker run and start (may overhang the ends: padded
@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from services.pose import strn_data as D
+from services.pose.lab import strn_data as D
 from services.pose.refine import IdentityRefiner, OneEuroRefiner, context_frames, make_refiner, refine_clip
 from services.pose.strn import (JOINT_IDX, JOINTS, STRN, StrnConfig, StrnRefiner, decode, load_model, render, save_model,
                                 savgol, segments, to_heatmap, window_inputs)

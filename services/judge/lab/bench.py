@@ -1,6 +1,6 @@
 """How long judging a clip takes, next to the pose step's cost.
 
-    python -m services.judge.bench [--frames 300] [--repeats 7] [--pose-ms-per-frame 20] [--json]
+    python -m services.judge.lab.bench [--frames 300] [--repeats 7] [--pose-ms-per-frame 20] [--json]
 
 For every shipped pack: a synthetic clip of --frames frames at 30 fps (services/judge/synth.py,
 detector-like noise and dropouts), judged the way the judge service does it (features with the

@@ -1,6 +1,6 @@
 """Evaluation of the class-agnostic repetition counter (shared/periodic.py) on real data.
 
-    python -m services.judge.eval_reps [--json] [--no-videos] [--csv FILE]
+    python -m services.judge.lab.eval_reps [--json] [--no-videos] [--csv FILE]
 
 1. Real landmarks, Exercise-Correction squat_stage_train.csv (real MediaPipe frames of squat
    videos, labelled up / down). The rows are cut into continuous stretches where any landmark jumps
@@ -175,7 +175,7 @@ def evaluate_videos() -> dict:
             continue
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-m", "coach.cli", "reps", str(path), "--json"],
-                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[3])
         out[name] = json.loads(p.stdout) if p.returncode == 0 else {"error": p.stderr.strip()[-500:]}
         out[name]["seconds"] = round(time.perf_counter() - t0, 1)
     return out
@@ -202,12 +202,12 @@ def doc_block(rep: dict) -> str:
     for name, v in rep.get("videos", {}).items():
         reps = ", ".join(f"{x['start_s']:.1f}-{x['end_s']:.1f} s" for x in v.get("reps", [])) or "-"
         lines.append(f"| {name} | {v.get('count')} | {reps} | {v.get('finding', v.get('error'))} | {v.get('seconds')} s |")
-    lines.append(f"\nCSV part: {c['seconds']} s. Regenerate: `python -m services.judge.eval_reps --doc docs/judge.md`.")
+    lines.append(f"\nCSV part: {c['seconds']} s. Regenerate: `python -m services.judge.lab.eval_reps --doc docs/judge.md`.")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m services.judge.eval_reps", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m services.judge.lab.eval_reps", description=__doc__.splitlines()[0])
     ap.add_argument("--csv", type=Path, default=SQUAT_CSV)
     ap.add_argument("--no-videos", action="store_true")
     ap.add_argument("--json", action="store_true")

@@ -12,7 +12,7 @@
 `run` and the pose worker use COACH_POSE_MODEL (lite | full | heavy; default full) unless told otherwise.
 
 Data (BlazePose runs on vtest.avi walkers) are built on first use and cached under
-$COACH_STRN_CACHE (default ~/.cache/coach/strn): see services/pose/strn_data.py and docs/pose.md.
+$COACH_STRN_CACHE (default ~/.cache/coach/strn): see services/pose/lab/strn_data.py and docs/pose.md.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _loss_kw(args) -> dict:
 
 
 def cmd_train(args) -> int:
-    from services.pose.strn_train import train_and_save
+    from services.pose.lab.strn_train import train_and_save
 
     _threads(args.threads)
     out = Path(args.out or ("services/pose/weights/strn.pt" if args.labels == "full" else f"out/strn-{args.labels}.pt"))
@@ -61,7 +61,7 @@ def cmd_eval(args) -> int:
     if args.real:  # hand-labelled real frames: services/pose/lab/eval_real.py
         from services.pose.lab.eval_real import main
         return main(["--json"] if args.json else [])
-    from services.pose.strn_train import evaluate
+    from services.pose.lab.strn_train import evaluate
 
     _threads(args.threads)
     kw = {"clip_frames": args.clip_frames} if args.clip_frames else {}
@@ -88,7 +88,7 @@ def cmd_eval(args) -> int:
 
 def cmd_tune_smoother(args) -> int:
     from services.pose.strn import WEIGHTS
-    from services.pose.strn_train import retune_smoother
+    from services.pose.lab.strn_train import retune_smoother
 
     _threads(args.threads)
     sm = retune_smoother(Path(args.weights or WEIGHTS), Path(args.cache) if args.cache else None, args.min_lr_ratio)
@@ -97,7 +97,7 @@ def cmd_tune_smoother(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from services.pose.strn_train import ablate, ablation_markdown
+    from services.pose.lab.strn_train import ablate, ablation_markdown
 
     _threads(args.threads)
     res = ablate(_config(args), args.steps, Path(args.out), args.minutes, Path(args.cache) if args.cache else None,
@@ -118,7 +118,7 @@ def cmd_bench(args) -> int:
     import torch
 
     from services.pose.strn import StrnRefiner
-    from services.pose.strn_train import load_runs
+    from services.pose.lab.strn_train import load_runs
 
     runs = load_runs("test", Path(args.cache) if args.cache else None)
     kps = np.concatenate([r.kps for r in runs])

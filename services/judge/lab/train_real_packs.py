@@ -1,13 +1,13 @@
 """Retrain the packs that have real, human-labelled data (Exercise-Correction project, MIT) and
 rewrite them plus the evaluation block in docs/judge.md. One shot, deterministic:
 
-    python -m services.judge.train_real_packs [--data ../shared/data/exercise-correction]
+    python -m services.judge.lab.train_real_packs [--data ../shared/data/exercise-correction]
                                               [--out services/judge/packs] [--doc docs/judge.md] [--only lunge ...]
 
 lunge (knee_over_toe), bicep_curl (lean_back), plank (sagging_hips / piked_hips; replaces the
 synthetic plank, which bootstrap.py now writes to services/judge/packs_synthetic/plank) and the
 squat phase model (up / down), stored in the squat pack as phase.joblib (the squat faults stay
-synthetic). Training: services/judge/selection.py (positional CV model selection). The same
+synthetic). Training: services/judge/lab/selection.py (positional CV model selection). The same
 packs come from `coach judge train --select cv --label-map ...` (printed below per pack).
 """
 from __future__ import annotations
@@ -19,12 +19,12 @@ from pathlib import Path
 
 from services.judge.datasets import exercise_correction_dir, load_training_data, parse_label_map
 from services.judge.packs import PACKS_ROOT, load_pack_dir
-from services.judge.selection import as_phase, attach_phase, train_cv
-from services.judge.training import write_pack
+from services.judge.lab.selection import as_phase, attach_phase, train_cv
+from services.judge.lab.training import write_pack
 from shared.sports import PACK_SPECS, SIDE_VIEWS, Fault, PackSpec
 
 DATA = exercise_correction_dir()
-DOC = Path(__file__).resolve().parents[2] / "docs" / "judge.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "judge.md"
 SOURCE = "human labels, Exercise-Correction project, MIT"
 AUTHORS_BEST = {"squat_phase": 0.994, "lunge": 0.972, "bicep_curl": 0.971, "plank": 0.996}
 FAMILY = {"svm_rbf": "svm", "logreg": "logreg", "hist_gradient_boosting": "hgb"}

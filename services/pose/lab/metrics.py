@@ -1,7 +1,7 @@
 """Pose evaluation against ground truth: MPJPE, PCKh@0.5, PCK@0.2 (and PCK@150mm in 3D), error heatmap.
 
 Pure numpy for the metrics (arrays in, numbers out); file loading and the heatmap figure are
-at the bottom. `coach eval --pred FILE --gt FILE --json [--heatmap PNG]` (services/pose/cli.py).
+at the bottom. `coach eval --pred FILE --gt FILE --json [--heatmap PNG]` (services/pose/lab/cli.py).
 
 Missing data (following the 3D athlete tracking evaluation, AWS ML blog / Intel 3DAT: ground-
 truth nulls go into a mask B and are left out of every sum and every denominator):

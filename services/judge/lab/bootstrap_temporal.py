@@ -1,7 +1,7 @@
 """Synthetic exercise clips with known repetitions, and the script that trains and evaluates the
 temporal models (repetition counting, LSTM-attention repetition quality, pairwise action score).
 
-    python -m services.judge.bootstrap_temporal [--sport squat pushup] [--out services/judge/packs] [--doc docs/judge.md]
+    python -m services.judge.lab.bootstrap_temporal [--sport squat pushup] [--out services/judge/packs] [--doc docs/judge.md]
 
 writes services/judge/packs/<sport>/sequence.pt and score.pt and rewrites the block between
 <!-- temporal:start --> and <!-- temporal:end --> in docs/judge.md. Deterministic (fixed seeds);
@@ -9,7 +9,7 @@ a few minutes on one CPU core. Everything here is synthetic: the clips come from
 services/judge/synth.py (3D stick figure, random camera, detector-like noise), the fault labels
 from its documented criteria (FAULT_CRITERIA), the score from the criteria in
 services/judge/score.py. Seeds are disjoint from those the shipped SVM packs were trained on
-(services/judge/bootstrap.py uses [sport index, i]; we use [SEED_BASE + sport index, split, i]),
+(services/judge/lab/bootstrap.py uses [sport index, i]; we use [SEED_BASE + sport index, split, i]),
 so every clip evaluated here is new to the SVMs too.
 
 Clips with pauses and partial repetitions (`exercise_clip(pauses=True, partials=True)`): synth.py
@@ -37,7 +37,7 @@ from shared.skeleton import LANDMARK_INDEX as LI
 
 SPORTS = ("squat", "pushup")
 SEED_BASE = 1000
-DOC = Path(__file__).resolve().parents[2] / "docs" / "judge.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "judge.md"
 
 
 # ----------------------------------------------------------------------------- repetition profiles
@@ -329,7 +329,7 @@ def doc_block(results: list[dict]) -> str:
     L = ["Every figure below is on synthetic clips (services/judge/synth.py: 3D stick figure, random camera, "
          "detector-like noise) with labels from the documented criteria (FAULT_CRITERIA, SCORE_CRITERIA); "
          "none comes from real video or coaches. Test clips use seeds that neither these models nor the "
-         "shipped SVMs were trained on. Regenerate with `python -m services.judge.bootstrap_temporal`.", ""]
+         "shipped SVMs were trained on. Regenerate with `python -m services.judge.lab.bootstrap_temporal`.", ""]
     L += ["**Repetition quality** (held-out test clips; a repetition is non-standard if any of its frames meets a fault "
           "criterion; positive class = non-standard):", "",
           "| sport | model | accuracy | precision | recall | F1 | test reps (non-standard) |", "|---|---|---|---|---|---|---|"]
@@ -388,7 +388,7 @@ def write_doc(results: list[dict], doc: Path = DOC) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sport", nargs="+", default=list(SPORTS), choices=SPORTS)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "packs")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "packs")
     ap.add_argument("--doc", type=Path, default=DOC)
     ap.add_argument("--no-doc", action="store_true")
     ap.add_argument("--seed", type=int, default=0)

@@ -1,7 +1,7 @@
 """Throughput of BlazePose: the bare model on whole frames vs. our crop path, and the three models.
 
-    python -m services.pose.bench VIDEO [--max-frames N] [--crops] [--box x,y,w,h] [--model lite|full|heavy]
-    python -m services.pose.bench --models [VIDEO ...] [--max-frames N]    (= coach pose bench-models)
+    python -m services.pose.lab.bench VIDEO [--max-frames N] [--crops] [--box x,y,w,h] [--model lite|full|heavy]
+    python -m services.pose.lab.bench --models [VIDEO ...] [--max-frames N]    (= coach pose bench-models)
 
 prints JSON. The first form's timings include decoding (cv2.VideoCapture), as a user would
 experience; --models times the pose alone (ms per frame), on whole frames and on crops.
@@ -23,7 +23,7 @@ from shared.video import read_frames
 
 # OpenCV's street scene (768x576, small walkers) and Sports2D's demo (1768x994, one large athlete), both installed by setup
 BENCH_VIDEOS = ("/usr/share/doc/opencv-doc/examples/data/vtest.avi",
-                str(Path(__file__).resolve().parents[2] / ".media" / "sports2d-demo.mp4"))
+                str(Path(__file__).resolve().parents[3] / ".media" / "sports2d-demo.mp4"))
 
 
 def bare_model_fps(video_path: str, max_frames: int | None = None, model: str = "full") -> dict[str, float | int]:
