@@ -2,7 +2,7 @@
 
     python deploy/prometheus/rule_crd.py > deploy/k8s/optional/prometheusrule.yaml
 
-tests/unit/test_deploy.py fails when the two drift.
+tests/unit/platform/test_deploy.py fails when the two drift.
 """
 from __future__ import annotations
 

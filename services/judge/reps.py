@@ -18,7 +18,7 @@ repetition (the bottom of a squat or push-up, the top of a pull-up or sit-up):
     situp   hip flexion, mean of both sides (joint_angles_deg hip_l / hip_r; lying with bent knees ~45).
 The squat and push-up rules are evaluated on synthetic clips (services/judge/lab/bootstrap_temporal.py,
 docs/judge.md); pull-up and sit-up have no pose generator or pack yet, so only their signal
-rule is tested, on angle traces (tests/unit/test_judge_reps.py).
+rule is tested, on angle traces (tests/unit/judge/test_judge_reps.py).
 
 Algorithm (`segment_signal`):
   1. missing frames are filled by linear interpolation (a repetition that is mostly unobserved

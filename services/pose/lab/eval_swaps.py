@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[3]
 SPORTS2D = ROOT / ".media" / "sports2d-demo.mp4"
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 # Hand-labelled box (x, y, w, h px) of the man in the navy jacket walking right-to-left in vtest.avi,
-# every 10 frames (read off frames written to PNG); linear in between. tests/unit/test_pose_blazepose.py uses it too.
+# every 10 frames (read off frames written to PNG); linear in between. tests/unit/pose/test_pose_blazepose.py uses it too.
 NAVY_KEYS = {20: (687, 270, 37, 105), 30: (630, 250, 36, 100), 40: (569, 230, 35, 100), 50: (505, 215, 37, 95),
              60: (467, 202, 34, 90), 70: (445, 190, 32, 88), 80: (444, 175, 32, 78)}
 

@@ -12,7 +12,7 @@ from shared.sports import (PACK_SPECS, RegistryError, SportCatalog, describe_met
 from shared.store import StoreUnavailable, keys
 from shared.testing import MemoryStore
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_catalogue_describes_each_shipped_pack_as_the_loaded_pack_does():

@@ -22,7 +22,7 @@ from services.pose.blazepose import (DEFAULT_POSE_MODEL, POSE_MODEL_SHA256, POSE
                                      PoseModelError, check_pose_model, pose_model_dir)
 from shared.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "install-pose-models.sh"
 MESSI = "/usr/share/doc/opencv-doc/examples/data/messi5.jpg"
 

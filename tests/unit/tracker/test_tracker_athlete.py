@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not (os.path.exists(VTEST) and os.path.exists(BO
 MAN_LEFT, MAN_TOP, WOMAN = (250, 218, 32, 90), (500, 157, 30, 78), (642, 238, 42, 84)
 
 # Hand-labelled box of the man in the navy jacket walking right-to-left, every 10 frames
-# (same labels as tests/unit/test_pose_blazepose.py); linear in between.
+# (same labels as tests/unit/pose/test_pose_blazepose.py); linear in between.
 NAVY_KEYS = {20: (687, 270, 37, 105), 30: (630, 250, 36, 100), 40: (569, 230, 35, 100), 50: (505, 215, 37, 95),
              60: (467, 202, 34, 90), 70: (445, 190, 32, 88), 80: (444, 175, 32, 78)}
 

@@ -19,7 +19,7 @@ import yaml
 
 from shared.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose" / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
