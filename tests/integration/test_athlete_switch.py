@@ -43,7 +43,9 @@ def test_another_person_becomes_the_athlete(coach_stack, gateway, walkers, read_
     assert "track 9999" in r.json()["detail"] and f"valid track ids: {', '.join(map(str, ids))}" in r.json()["detail"]
     assert gateway.post(f"/v1/analyses/{'0' * 32}/athlete", json={"track_id": new["track_id"]}).status_code == 404
     assert gateway.post(f"/v1/analyses/{aid}/athlete", json={}).status_code == 422
-    garbled = gateway.post(f"/v1/analyses/{aid}/athlete", content=b"track=3", headers={"Content-Type": "application/json"})
+    as_json = {"Content-Type": "application/json"}
+    assert gateway.post(f"/v1/analyses/{aid}/athlete", content=b"track=3", headers=as_json).status_code == 422
+    garbled = gateway.post(f"/v1/analyses/{aid}/athlete", content=b"\xd8\x00\xff", headers=as_json)   # not even text
     assert garbled.status_code == 422 and "not valid JSON" in garbled.json()["detail"], garbled.text
     # the current athlete again: nothing to do
     same = gateway.post(f"/v1/analyses/{aid}/athlete", json={"track_id": first["track_id"]})
