@@ -233,6 +233,13 @@ def _public_client(settings: Settings) -> Minio | None:
                  secure=url.scheme == "https", region=settings.s3_region)
 
 
+def encode_json(obj: Any) -> bytes:
+    """How a JSON document is stored: a model by its aliases (`schema`), anything else compactly."""
+    if hasattr(obj, "model_dump_json"):
+        return obj.model_dump_json(by_alias=True).encode()
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
 class ObjectStore:
     """Bytes, JSON and files in and out of one bucket, with retries on transient failures."""
 
@@ -299,11 +306,7 @@ class ObjectStore:
         return self._retry(get)
 
     def put_json(self, key: str, obj: Any) -> None:
-        if hasattr(obj, "model_dump_json"):
-            data = obj.model_dump_json(by_alias=True).encode()
-        else:
-            data = json.dumps(obj, separators=(",", ":")).encode()
-        self.put_bytes(key, data, "application/json")
+        self.put_bytes(key, encode_json(obj), "application/json")
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))

@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.messages import Message, topic_models
 from shared.settings import Settings
-from shared.store import ObjectNotFound, keys
+from shared.store import ObjectNotFound, encode_json, keys
 from shared.worker import Context
 
 
@@ -50,12 +50,7 @@ class MemoryStore:
             raise ObjectNotFound(key) from None
 
     def put_json(self, key: str, obj: Any) -> None:
-        # the same encoding as ObjectStore.put_json, so readers see what they would in production
-        if hasattr(obj, "model_dump_json"):
-            data = obj.model_dump_json(by_alias=True).encode()
-        else:
-            data = json.dumps(obj, separators=(",", ":")).encode()
-        self.put_bytes(key, data, "application/json")
+        self.put_bytes(key, encode_json(obj), "application/json")   # what readers would see in production
 
     def get_json(self, key: str) -> Any:
         return json.loads(self.get_bytes(key))
