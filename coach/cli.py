@@ -60,7 +60,7 @@ def cmd_ps(args) -> int:
 
 
 def cmd_schemas(args) -> int:
-    from shared.messages import SCHEMA_DIR, write_schemas
+    from shared.schema_catalog import SCHEMA_DIR, write_schemas
 
     for path in write_schemas(Path(args.dir) if args.dir else SCHEMA_DIR):
         print(path)

@@ -11,9 +11,7 @@ Units are in the names: `_px` pixels of the original video, `_s` seconds, `_m` m
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -275,34 +273,3 @@ def topic_models(topics) -> dict[str, type[Message]]:
         topics.athlete_selections: AthleteSelected,
         topics.alignments: SessionAlignmentRequested,
     }
-
-
-SCHEMA_DIR = Path(__file__).parent / "schemas"
-
-
-def published_schemas() -> dict[str, dict]:
-    """File name -> JSON Schema, for every message model, the result document and the documents the
-    services hand each other through the store (shared/documents.py)."""
-    from shared.documents import DOCUMENT_MODELS  # stored documents are versioned the same way
-    from shared.result import AnalysisResult
-
-    models: list[type[BaseModel]] = [
-        AnalysisRequested, TrackedClip, ClipPoses, AnalysisVerdict, AnalysisCompleted, DeadLetter, ModelPublished,
-        AthleteSelected, SessionAlignmentRequested, AnalysisResult, *DOCUMENT_MODELS,
-    ]
-    out = {}
-    for m in models:
-        schema = m.model_json_schema(by_alias=True)
-        name = schema["properties"]["schema"]["default"].split("/")[0].removeprefix("coach.")
-        out[f"{name}.schema.json"] = schema
-    return out
-
-
-def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, schema in published_schemas().items():
-        path = directory / name
-        path.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
-        written.append(path)
-    return written

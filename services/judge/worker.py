@@ -213,7 +213,7 @@ class JudgeStage:
         ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision)
 
     def judge_analysis(self, msg: ClipPoses, tracking: TrackingDocument, ctx: Context) -> None:
-        from services.judge.reps import exercise_report
+        from services.judge.exercise import exercise_report
         from shared.features import ANGLE_NAMES, joint_angles_deg
 
         aid, fps = msg.analysis_id, float(tracking.fps)

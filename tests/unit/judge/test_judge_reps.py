@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from services.judge.lab.bootstrap_temporal import exercise_clip, true_count
-from services.judge.reps import EXERCISES, count, exercise_report, segment, segment_signal
+from services.judge.exercise import exercise_report
+from services.judge.reps import EXERCISES, count, segment, segment_signal
 
 
 def _ease(n, a, b):

@@ -188,3 +188,57 @@ def test_the_storage_sdk_stays_inside_the_store_module():
                      else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
             found += [f"  {path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names if n.split(".")[0] == "minio"]
     assert not found, "the storage SDK imported outside shared/store.py:\n" + "\n".join(found)
+
+
+def _cycles(root: Path = ROOT) -> list[list[str]]:
+    """Groups of modules that import each other, directly or round a loop (imports inside
+    functions included: a lazy import that only hides a cycle still counts)."""
+    mods = {m.removesuffix(".__init__"): p for m, p in _modules(root)}
+    graph = {m: set() for m in mods}
+    for m, p in _modules(root):
+        for target, names in _imports(m, p):
+            # `from . import appearance` names a submodule, not the package's __init__
+            subs = [f"{target}.{n}" for n in names if f"{target}.{n}" in mods]
+            for t in subs or [target]:
+                if t in mods and t != m.removesuffix(".__init__"):
+                    graph[m.removesuffix(".__init__")].add(t)
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):   # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles():
+    cycles = _cycles()
+    assert not cycles, ("these modules import each other (split out what both need):\n"
+                        + "\n".join("  " + " <-> ".join(c) for c in cycles))
+
+
+def test_the_cycle_check_finds_a_lazy_cycle(tmp_path):
+    for name, text in {"shared/a.py": "import shared.b\n", "shared/b.py": "def f():\n    from shared.a import x\n",
+                       "shared/c.py": "import shared.a\n"}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert _cycles(tmp_path) == [["shared.a", "shared.b"]]

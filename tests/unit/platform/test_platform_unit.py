@@ -6,7 +6,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from shared.messages import SCHEMA_DIR, AnalysisRequested, VideoInfo, published_schemas
+from shared.messages import AnalysisRequested, VideoInfo
+from shared.schema_catalog import SCHEMA_DIR, published_schemas
 from shared.settings import Settings
 from shared.store import keys
 

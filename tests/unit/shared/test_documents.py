@@ -10,7 +10,8 @@ import pytest
 from shared.documents import (DOCUMENT_MODELS, AnalysisRequest, AthleteSelection, ChosenAthlete, ClipPosesDocument,
                               LrSwaps, MalformedDocument, PoseFrame, SessionAlignment, StageStatus, TrackingDocument,
                               VerdictDocument, VerdictFrame)
-from shared.messages import SCHEMA_DIR, AnalysisRequested, AthleteSelected, Repetition, VideoInfo, published_schemas
+from shared.messages import AnalysisRequested, AthleteSelected, Repetition, VideoInfo
+from shared.schema_catalog import SCHEMA_DIR, published_schemas
 from shared.poses import keypoints_array, load_sequence
 from shared.skeleton import LANDMARK_NAMES, NUM_LANDMARKS
 from shared.store import ObjectNotFound, keys
