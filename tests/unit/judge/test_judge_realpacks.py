@@ -12,6 +12,7 @@ from services.judge.packs import MULTICLASS, PACKS_ROOT, SportPack, load_pack, l
 from services.judge.lab.selection import positional_folds, train_cv
 from coach.cli import main as coach
 from shared.sports import Fault, PackSpec
+from shared.testing import MemoryStore
 
 DATA = exercise_correction_dir()
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="Exercise-Correction data not mounted")
@@ -151,42 +152,10 @@ def test_coach_judge_train_select_cv_with_a_label_map(tmp_path, capsys):
     assert load_pack_dir(tmp_path / "m").describe()["synthetic"] is False
 
 
-class _MemStore:
-    """The few ObjectStore calls the registry makes, in memory."""
-
-    def __init__(self):
-        self.d: dict[str, bytes] = {}
-
-    def ensure_bucket(self):
-        pass
-
-    def exists(self, key):
-        return key in self.d
-
-    def put_bytes(self, key, data, content_type="application/octet-stream"):
-        self.d[key] = bytes(data)
-
-    def get_bytes(self, key):
-        from shared.store import ObjectNotFound
-        if key not in self.d:
-            raise ObjectNotFound(key)
-        return self.d[key]
-
-    def put_json(self, key, doc):
-        self.d[key] = json.dumps(doc).encode()
-
-    def get_json(self, key):
-        return json.loads(self.get_bytes(key))
-
-    def iter_prefixes(self, prefix):
-        return iter(sorted({prefix + k[len(prefix):].split("/")[0] + "/" for k in self.d
-                            if k.startswith(prefix) and "/" in k[len(prefix):]}))
-
-
 def test_registry_carries_the_squat_phase_model():
     from services.judge.registry import ModelRegistry
 
-    reg = ModelRegistry(_MemStore())
+    reg = ModelRegistry(MemoryStore())
     reg.ensure_seeded()
     squat = reg.load("squat")
     assert squat.phase is not None and squat.model_version == load_pack("squat").model_version

@@ -4,7 +4,6 @@ No skips: a missing model file fails here with the message that says to run scri
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ import pytest
 from services.pose.blazepose import (DEFAULT_POSE_MODEL, POSE_MODEL_SHA256, POSE_MODELS, BlazePoseEstimator,
                                      PoseModelError, check_pose_model, pose_model_dir)
 from shared.settings import Settings
+from shared.testing import MemoryStore
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "install-pose-models.sh"
@@ -88,28 +88,6 @@ def test_unknown_missing_or_damaged_model_names_the_setting_and_the_fix(tmp_path
         PoseStage(s.refiner, s.strn_weights, s.pose_model)
 
 
-class _Store:
-    """The object-store calls PoseStage.handle and the suggest stage's model lookup make, in memory."""
-
-    def __init__(self, blobs: dict[str, bytes]):
-        self.blobs, self.json = blobs, {}
-
-    def get_bytes(self, key):
-        return self.blobs[key]
-
-    def put_json(self, key, doc):   # stored as JSON, as the real store does (documents are pydantic models)
-        self.json[key] = json.loads(doc.model_dump_json(by_alias=True)) if hasattr(doc, "model_dump_json") else doc
-
-    def get_json(self, key):
-        from shared.store import ObjectNotFound
-        if key not in self.json:
-            raise ObjectNotFound(key)
-        return self.json[key]
-
-    def list(self, prefix):
-        return [k for k in self.json if k.startswith(prefix)]
-
-
 def test_the_setting_reaches_the_message_the_stored_poses_and_the_result_models(messi, offline):
     from services.pose.worker import PoseStage
     from services.suggest.worker import _first_clip
@@ -124,7 +102,10 @@ def test_the_setting_reaches_the_message_the_stored_poses_and_the_result_models(
     clip = TrackedClip(analysis_id=aid, sport="squat", clip_index=0, video=VideoInfo(fps=30, width=548, height=342, frames=2),
                        frames=[FrameRef(index=i, t_s=i / 30, frame_key=f"f{i}", bbox_px=box) for i in range(2)], is_last=True)
     sent = []
-    ctx = SimpleNamespace(store=_Store({"f0": jpeg, "f1": jpeg}), settings=s, status=lambda *a, **k: None,
+    store = MemoryStore()
+    store.put_bytes("f0", jpeg)
+    store.put_bytes("f1", jpeg)
+    ctx = SimpleNamespace(store=store, settings=s, status=lambda *a, **k: None,
                           emit=lambda topic, m, key: sent.append(m))
     stage.handle(clip, ctx)
     (msg,) = sent

@@ -3,7 +3,6 @@ frames, batching several clips = one by one, the switches, bad weights), and the
 walker of real video (BlazePose on blurred frames vs clean frames)."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from services.pose.refine import Refiner, make_refiner
 from services.pose.strn import (JOINTS, STRN, WEIGHTS, StrnConfig, StrnRefiner, decode, load_model, render,
                                 savgol, warp)
+from shared.testing import MemoryStore
 
 torch.set_num_threads(1)
 VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
@@ -277,29 +277,6 @@ def test_w635_and_w675_are_one_person_and_never_split():
     assert {"test": ["w174"], "train": ["w247"]} in leaks
 
 
-class _Store:
-    """The object-store calls PoseStage.handle makes, in memory."""
-
-    def __init__(self, blobs: dict[str, bytes]):
-        self.blobs, self.json = blobs, {}
-
-    def get_bytes(self, key):
-        return self.blobs[key]
-
-    def put_json(self, key, doc):   # stored as JSON, as the real store does (documents are pydantic models)
-        self.json[key] = json.loads(doc.model_dump_json(by_alias=True)) if hasattr(doc, "model_dump_json") else doc
-
-    def get_json(self, key):
-        from shared.store import ObjectNotFound
-
-        if key not in self.json:
-            raise ObjectNotFound(key)
-        return self.json[key]
-
-    def list(self, prefix):
-        return [k for k in self.json if k.startswith(prefix)]
-
-
 class _StubEstimator:
     """BlazePose stand-in returning recorded keypoints: the box's x carries the video frame index."""
 
@@ -338,7 +315,8 @@ def _worker_keypoints(run, clip_order: str = "in order"):
     stage.refiner_name, stage.refiner_params = "strn", {"weights": None}
     stage.refiner = make_refiner("strn", weights=None)
     stage.fetch, stage.lock = ThreadPoolExecutor(2), threading.Lock()
-    store = _Store({"f": cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()})
+    store = MemoryStore()
+    store.put_bytes("f", cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
     ctx = SimpleNamespace(store=store, settings=s, status=lambda *x, **k: None, emit=lambda *x, **k: None)
     aid, n_video = "b" * 32, -(-(first + n) // s.clip_frames) * s.clip_frames  # whole clips
     clips = []
@@ -350,7 +328,7 @@ def _worker_keypoints(run, clip_order: str = "in order"):
                                  video=VideoInfo(fps=10.0, width=768, height=576, frames=n_video), frames=frames))
     for c in {"in order": clips, "reversed": clips[::-1], "twice": clips + clips[::-1]}[clip_order]:
         stage.handle(c, ctx)
-    docs = {k: store.json[k] for k in store.list(keys.poses_prefix(aid))}
+    docs = {k: store.get_json(k) for k in store.list(keys.poses_prefix(aid))}
     stored = {f["index"]: f["keypoints"] for d in docs.values() for f in d["frames"]}
     kps = np.array([[[np.nan] * 2 if p is None else p[:2] for p in stored[first + t]] if stored[first + t] else
                     np.full((33, 2), np.nan) for t in range(n)], np.float64)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,26 +9,10 @@ import pytest
 
 from shared.messages import AnalysisRequested, VideoInfo
 from shared.settings import Settings
+from shared.testing import MemoryStore
 from shared.worker import AnalysisFailed, Context
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-
-
-class MemoryStore:
-    """The few ObjectStore calls the tracker makes, in memory."""
-
-    def __init__(self, files: dict[str, Path]):
-        self.files, self.objects = files, {}
-
-    def get_file(self, key: str, path: Path) -> Path:
-        shutil.copyfile(self.files[key], path)
-        return path
-
-    def put_bytes(self, key: str, data: bytes, content_type: str = "") -> None:
-        self.objects[key] = data
-
-    def put_json(self, key: str, obj) -> None:
-        self.objects[key] = obj
 
 
 @pytest.fixture
@@ -46,7 +29,8 @@ def test_a_stream_longer_than_the_limit_fails_with_a_reason_instead_of_running_o
 
     aid = "a" * 32
     settings = Settings(max_duration_s=1.0)
-    store = MemoryStore({"uploads/x": mjpeg_stream})
+    store = MemoryStore()
+    store.put_file("uploads/x", mjpeg_stream)
     ctx = Context("tracker", settings, store, producer=None, log=logging.getLogger("test"))
     statuses, emitted = [], []
     monkeypatch.setattr(ctx, "status", lambda *a, **k: statuses.append((a, k)))
