@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +91,38 @@ class MemoryStore:
         return f"memory://{key}"
 
 
+class _Ack:
+    """A send's future as kafka-python gives it: get() returns, or raises why the broker refused."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+    def get(self, timeout: float | None = None) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 class RecordingProducer:
-    """Keeps every record sent; each send is acknowledged at once, as acks=all would be."""
+    """Keeps every record the broker acknowledged; each send is acknowledged at once, as acks=all
+    would be. With `fail_with`, the first `failures` sends (all of them when None) fail with that
+    error instead, the way an unreachable or restarting broker fails them, and are not kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_with: BaseException | None = None, failures: int | None = None) -> None:
         self.records: list[dict] = []
+        self.fail_with, self.failures = fail_with, failures
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None, headers=None) -> Future:
+    def send(self, topic: str, value: bytes, key: bytes | None = None, headers=None) -> _Ack:
+        if self.fail_with is not None and (self.failures is None or self.failures > 0):
+            if self.failures is not None:
+                self.failures -= 1
+            return _Ack(self.fail_with)
         self.records.append({"topic": topic, "value": value, "key": key, "headers": dict(headers or [])})
-        done: Future = Future()
-        done.set_result(None)
-        return done
+        return _Ack()
+
+    @property
+    def sent(self) -> list[tuple[str, bytes, bytes | None]]:
+        """(topic, value, key) of each acknowledged record, in order."""
+        return [(r["topic"], r["value"], r["key"]) for r in self.records]
 
     def flush(self, timeout: float | None = None) -> None:
         pass

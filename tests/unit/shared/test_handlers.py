@@ -92,3 +92,21 @@ def test_the_memory_store_keeps_the_object_store_interface():
                 if not n.startswith("_")}
 
     assert api(MemoryStore) == api(ObjectStore)
+
+
+def test_the_handler_context_acknowledges_or_refuses_sends_as_the_broker_would(judged):
+    """The worker loop commits only after ctx.flush(): it must pass when the broker acknowledged
+    everything, and raise the broker's error when it did not."""
+    from kafka.errors import KafkaConnectionError
+
+    from shared.testing import RecordingProducer
+
+    _, _, _, ctx = judged
+    ctx.flush()
+    [(_, _, verdict)] = ctx.emitted()
+    down = handler_context("judge")
+    down.producer = RecordingProducer(fail_with=KafkaConnectionError("broker away"))
+    down.emit(down.settings.topics.verdicts, verdict, key=verdict.analysis_id)
+    with pytest.raises(KafkaConnectionError):
+        down.flush()
+    assert down.emitted() == []

@@ -16,35 +16,13 @@ from kafka.errors import CommitFailedError, KafkaConnectionError, NotLeaderForPa
 
 from shared.messages import ClipPoses
 from shared.settings import Settings
+from shared.testing import RecordingProducer
 from shared.worker import Worker, WorkerSpec, is_transient
 
 
-class _Future:
-    def __init__(self, exc=None):
-        self.exc = exc
-
-    def get(self, timeout=None):
-        if self.exc is not None:
-            raise self.exc
-        return None
-
-
-class FlakyProducer:
+def _flaky(failures: int) -> RecordingProducer:
     """Fails the first `failures` sends the way a restarting broker does, then acknowledges."""
-
-    def __init__(self, failures: int):
-        self.failures = failures
-        self.sent: list[str] = []
-
-    def send(self, topic, value=None, key=None, headers=None):
-        if self.failures > 0:
-            self.failures -= 1
-            return _Future(KafkaConnectionError("socket disconnected"))
-        self.sent.append(topic)
-        return _Future()
-
-    def flush(self, timeout=None):
-        return None
+    return RecordingProducer(fail_with=KafkaConnectionError("socket disconnected"), failures=failures)
 
 
 class NullStore:
@@ -81,7 +59,7 @@ def test_retriable_kafka_errors_count_as_outages_and_others_do_not():
 
 
 def test_a_send_failing_while_the_broker_restarts_is_retried_not_dead_lettered(monkeypatch):
-    producer = FlakyProducer(failures=4)   # more failures than max_attempts
+    producer = _flaky(4)   # more failures than max_attempts
     calls = []
 
     def handle(msg, ctx):
@@ -93,11 +71,11 @@ def test_a_send_failing_while_the_broker_restarts_is_retried_not_dead_lettered(m
     outcome = w._process_with_retries(_StubMessage(), _record(), {})
     assert outcome == "ok"
     assert len(calls) == 5, "each outage retry runs the handler again, without using up attempts"
-    assert producer.sent == ["verdicts"], "nothing was dead-lettered"
+    assert [t for t, _, _ in producer.sent] == ["verdicts"], "nothing was dead-lettered"
 
 
 def test_a_dead_letter_waits_for_the_broker_instead_of_crashing_the_worker(monkeypatch):
-    producer = FlakyProducer(failures=3)
+    producer = _flaky(3)
 
     def handle(msg, ctx):
         raise ValueError("a real bug")   # not an outage: dead-lettered after max_attempts
@@ -107,11 +85,11 @@ def test_a_dead_letter_waits_for_the_broker_instead_of_crashing_the_worker(monke
     monkeypatch.setattr("time.sleep", lambda s: None)
     outcome = w._process_with_retries(_StubMessage(), _record(), {})
     assert outcome == "dead_lettered"
-    assert producer.sent[0] == w.settings.topics.dead_letters
+    assert producer.sent[0][0] == w.settings.topics.dead_letters
 
 
 def test_a_stop_during_an_outage_leaves_the_message_uncommitted():
-    producer = FlakyProducer(failures=100)
+    producer = _flaky(100)
     w = _worker(lambda msg, ctx: ctx.emit("verdicts", _StubMessage(), key="a1"), producer)
     w.stop.set()
     with pytest.raises(SystemExit):

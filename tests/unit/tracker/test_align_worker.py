@@ -22,7 +22,7 @@ from shared.documents import ClipPosesDocument, PoseFrame
 from shared.messages import DeadLetter, SessionAlignmentRequested, SessionCamera, utc_now
 from shared.settings import Settings
 from shared.store import keys
-from shared.testing import MemoryStore
+from shared.testing import MemoryStore, RecordingProducer
 from shared.worker import AnalysisFailed, Context, Worker, WorkerSpec
 
 SHIFT = 20   # camera 1 starts 20 source frames (2.0 s at 10 fps) after camera 0
@@ -38,30 +38,6 @@ class MemStore(MemoryStore):
     def get_file(self, key, path):
         self.files_read.append(key)
         return super().get_file(key, path)
-
-
-class _Future:
-    def __init__(self, exc=None):
-        self.exc = exc
-
-    def get(self, timeout=None):
-        if self.exc is not None:
-            raise self.exc
-
-
-class Producer:
-    def __init__(self, fail_with=None):
-        self.sent: list[tuple[str, bytes, bytes]] = []
-        self.fail_with = fail_with
-
-    def send(self, topic, value=None, key=None, headers=None):
-        if self.fail_with is not None:
-            return _Future(self.fail_with)
-        self.sent.append((topic, value, key))
-        return _Future()
-
-    def flush(self, timeout=None):
-        pass
 
 
 def _cut(src: Path, out: Path, first: int, last: int, crop: str) -> Path:
@@ -98,7 +74,7 @@ def _stored_session(store: MemStore, files=None, posed=(True, True)) -> SessionA
 
 
 def _ctx(store) -> Context:
-    return Context("align", Settings(), store, Producer(), logging.getLogger("test-align"))
+    return Context("align", Settings(), store, RecordingProducer(), logging.getLogger("test-align"))
 
 
 def test_the_worker_stores_the_alignment_from_the_stored_videos_and_poses(camera_files):
@@ -142,7 +118,7 @@ def _record(msg):
 
 
 def test_a_camera_without_poses_fails_the_session_with_a_reason_and_is_not_dead_lettered():
-    store, producer = MemStore(), Producer()
+    store, producer = MemStore(), RecordingProducer()
     msg = _stored_session(store, posed=(True, False))
     with pytest.raises(AnalysisFailed, match="camera 1: analysis .* has no stored poses"):
         align_worker.handle(msg, _ctx(store))
@@ -162,7 +138,7 @@ def test_a_camera_whose_video_cannot_be_decoded_fails_the_session_naming_it():
 
 
 def test_a_request_that_keeps_failing_is_dead_lettered_and_fails_the_session(monkeypatch):
-    store, producer = MemStore(), Producer()
+    store, producer = MemStore(), RecordingProducer()
     msg = _stored_session(store)
     for cam in msg.cameras:   # a pose document without frames: a bug upstream, not bad input
         store.put_json(keys.clip_poses(cam.analysis_id, 0), {"clip_index": 0})
@@ -205,7 +181,7 @@ def _age_request(store: MemStore, sid: str) -> None:
 
 
 def test_the_gateway_asks_once_re_drives_a_stalled_request_then_fails_the_session():
-    store, producer = MemStore(), Producer()
+    store, producer = MemStore(), RecordingProducer()
     deps = Deps(Settings().with_(max_redrives=1), store, _producer=producer)
     sid = _finished_session(store)
 
@@ -233,7 +209,7 @@ def test_the_gateway_asks_once_re_drives_a_stalled_request_then_fails_the_sessio
 
 def test_the_gateway_reports_the_workers_document_done_or_failed():
     store = MemStore()
-    deps = Deps(Settings(), store, _producer=Producer())
+    deps = Deps(Settings(), store, _producer=RecordingProducer())
     sid = _finished_session(store)
     store.put_json(keys.session_alignment(sid), {"schema": "coach.session-alignment/1", "session_id": sid,
                                                  "error": "alignment failed: camera 1: not a video OpenCV can open"})
@@ -247,10 +223,10 @@ def test_the_gateway_reports_the_workers_document_done_or_failed():
 
 def test_a_request_the_broker_did_not_take_is_asked_again_on_the_next_poll():
     store = MemStore()
-    deps = Deps(Settings(), store, _producer=Producer(fail_with=KafkaTimeoutError("broker away")))
+    deps = Deps(Settings(), store, _producer=RecordingProducer(fail_with=KafkaTimeoutError("broker away")))
     sid = _finished_session(store)
     assert get_session(sid, deps)["status"] == "aligning"
     assert not store.exists(keys.session_alignment_request(sid)), "nothing recorded for an unacknowledged request"
-    deps._producer = Producer()
+    deps._producer = RecordingProducer()
     assert get_session(sid, deps)["status"] == "aligning"
     assert len(deps._producer.sent) == 1 and store.exists(keys.session_alignment_request(sid))
