@@ -65,6 +65,28 @@ def gateway(coach_stack):
         yield client
 
 
+@pytest.fixture(scope="session")
+def analyse_vtest_head(gateway, vtest_video, tmp_path_factory):
+    """analyse_vtest_head(seconds) -> analysis id: the first seconds of vtest.avi as H.264, uploaded
+    through the gateway and analysed to the end (done, else the test fails)."""
+    import subprocess
+
+    from coach.client import wait
+
+    def analyse(seconds: float) -> str:
+        clip = tmp_path_factory.mktemp("vtest-head") / f"vtest-{seconds:g}s.mp4"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(vtest_video), "-t", f"{seconds:g}", "-c:v", "libx264",
+                        "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(clip)], check=True)
+        with open(clip, "rb") as fh:
+            r = gateway.post("/v1/analyses", files={"video": (clip.name, fh, "video/mp4")}, data={"sport": "squat"})
+        assert r.status_code == 202, r.text
+        aid = r.json()["id"]
+        st = wait(gateway, aid, 900)
+        assert st["status"] == "done", st
+        return aid
+    return analyse
+
+
 def _read_topic(settings, topic, model, n, timeout_s=40.0, want=lambda m: True):
     """Up to n messages of `model` that satisfy `want`, read from the start of `topic` by a fresh
     consumer group (as an integrator would), waiting at most timeout_s for them."""

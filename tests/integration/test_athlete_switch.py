@@ -2,7 +2,6 @@
 them the athlete through the API, and check what a user and an integrator see afterwards."""
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
@@ -14,17 +13,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def walkers(gateway, vtest_video, tmp_path_factory):
+def walkers(gateway, analyse_vtest_head):
     """The first 6 s of vtest.avi (pedestrians crossing: the tracker keeps 4 people >= 1 s), analysed."""
-    clip = tmp_path_factory.mktemp("switch") / "vtest-6s.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(vtest_video), "-t", "6", "-c:v", "libx264",
-                    "-preset", "ultrafast", str(clip)], check=True)
-    with open(clip, "rb") as fh:
-        r = gateway.post("/v1/analyses", files={"video": (clip.name, fh, "video/mp4")}, data={"sport": "squat"})
-    assert r.status_code == 202, r.text
-    aid = r.json()["id"]
-    st = wait(gateway, aid, 600)
-    assert st["status"] == "done", st
+    aid = analyse_vtest_head(6)
     return aid, gateway.get(f"/v1/analyses/{aid}/result").json()
 
 

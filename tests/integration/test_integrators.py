@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from coach.client import wait
 
 pytestmark = pytest.mark.integration
 
@@ -21,18 +20,9 @@ EXAMPLES = ROOT / "examples" / "integrators"
 
 
 @pytest.fixture(scope="module")
-def analysis(gateway, vtest_video, tmp_path_factory):
+def analysis(analyse_vtest_head):
     """One real analysis shared by every client test: the first 4 s of OpenCV's vtest.avi."""
-    clip = tmp_path_factory.mktemp("integrators") / "vtest-4s.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(vtest_video), "-t", "4", "-c:v", "libx264",
-                    "-pix_fmt", "yuv420p", str(clip)], check=True)
-    with open(clip, "rb") as fh:
-        r = gateway.post("/v1/analyses", files={"video": (clip.name, fh, "video/mp4")}, data={"sport": "squat"})
-    assert r.status_code == 202, r.text
-    aid = r.json()["id"]
-    st = wait(gateway, aid, 900)
-    assert st["status"] == "done", st
-    return aid
+    return analyse_vtest_head(4)
 
 
 def _received(out: subprocess.CompletedProcess) -> list[dict]:
