@@ -249,13 +249,19 @@ def pseudo_ground_truth(runs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.n
     return gt.astype(np.float32), present
 
 
+def clean_labels(est, clip: list[np.ndarray], crop_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2 of the recipe: pseudo ground truth of clean frames from three runs of `est` (crop margin
+    0.25, margin 0.4, mirrored), per-coordinate median."""
+    return pseudo_ground_truth([_pose(est, clip, crop_boxes), _pose(est, clip, crop_boxes, margin=0.4),
+                                _pose(est, clip, crop_boxes, flip=True)])
+
+
 def build_walker(est, name: str, frames: list[np.ndarray], start: int, boxes: np.ndarray) -> dict[str, np.ndarray]:
     """All BlazePose runs of one walker -> arrays for its .npz."""
     seed = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
     clip = frames[start:start + len(boxes)]
     crop_boxes = smooth_boxes(boxes)
-    gt, gt_present = pseudo_ground_truth([_pose(est, clip, crop_boxes), _pose(est, clip, crop_boxes, margin=0.4),
-                                          _pose(est, clip, crop_boxes, flip=True)])
+    gt, gt_present = clean_labels(est, clip, crop_boxes)
     arrays = {"box": boxes.astype(np.float32), "first_frame": np.array(start), "gt": gt, "gt_present": gt_present}
     for v in VARIANTS:
         for s in DEGRADED_SEEDS if v != "clean" else (0,):
@@ -270,29 +276,35 @@ def build_walker(est, name: str, frames: list[np.ndarray], start: int, boxes: np
     return arrays
 
 
-def build_cache(cache: Path | None = None, names: list[str] | None = None, log=print) -> Path:
-    """Run BlazePose for every walker (cached: an existing walker file is kept). ~10 s per walker on 2 cores."""
+def _build_each(root: Path, names: list[str], model: str, arrays_of, log) -> Path:
+    """Write root/<walker>.npz = arrays_of(estimator, name, frames, start, boxes) for each walker not
+    there yet (an existing file is kept; a new one appears whole or not at all)."""
     from services.pose.blazepose import BlazePoseEstimator
 
-    root = (cache or cache_dir()) / f"walkers-{_recipe_key()}"
     root.mkdir(parents=True, exist_ok=True)
-    todo = [n for n in (names or list(SPRITES)) if not (root / f"{n}.npz").exists()]
+    todo = [n for n in names if not (root / f"{n}.npz").exists()]
     if not todo:
         return root
     frames = read_frames()
     tubes = follow_walkers(frames)
-    # full, without turning crops upright, explicitly: the shipped STRN weights were trained on that
-    # output (COACH_POSE_MODEL does not apply; turned crops came later and change the degraded runs)
-    with BlazePoseEstimator(model="full", align_rotated=False) as est:
+    # without turning crops upright, explicitly: the shipped STRN weights were trained on that output
+    # (turned crops came later and change the degraded runs); the model is the caller's, not COACH_POSE_MODEL
+    with BlazePoseEstimator(model=model, align_rotated=False) as est:
         for n in todo:
             start, boxes = tubes[n]
-            arrays = build_walker(est, n, frames, start, boxes)
+            arrays = arrays_of(est, n, frames, start, boxes)
             tmp = root / f"{n}.tmp{os.getpid()}.npz"
             np.savez_compressed(tmp, **arrays)
             os.replace(tmp, root / f"{n}.npz")
-            log(f"{n}: {len(boxes)} frames, gt poses {int(arrays['gt_present'].sum())}, "
-                + ", ".join(f"{k} {int(arrays[k].sum())}" for k in arrays if k.endswith("/present")))
+            log(f"{model} {n}: {len(boxes)} frames, gt poses {int(arrays['gt_present'].sum())}"
+                + "".join(f", {k} {int(arrays[k].sum())}" for k in arrays if k.endswith("/present")))
     return root
+
+
+def build_cache(cache: Path | None = None, names: list[str] | None = None, log=print) -> Path:
+    """Run BlazePose full for every walker (cached: an existing walker file is kept). ~10 s per walker on 2 cores."""
+    return _build_each((cache or cache_dir()) / f"walkers-{_recipe_key()}", names or list(SPRITES), "full",
+                       build_walker, log)
 
 
 # ---------------------------------------------------------------- labels of another model
@@ -310,26 +322,11 @@ def build_labels(model: str, names: list[str] | None = None, cache: Path | None 
     landmark network: same tubelets and crop boxes, 3 runs, per-coordinate median). With model="heavy" the
     STRN (trained and run on full's output) is scored against a more accurate model than its own base,
     so it no longer gets credit for reproducing full's mistakes. Cached; ~3x the cost of full."""
-    from services.pose.blazepose import BlazePoseEstimator
+    def labels(est, name, frames, start, boxes):
+        gt, gt_present = clean_labels(est, frames[start:start + len(boxes)], smooth_boxes(boxes))
+        return {"gt": gt, "gt_present": gt_present, "first_frame": np.array(start)}
 
-    root = label_dir(model, cache)
-    root.mkdir(parents=True, exist_ok=True)
-    todo = [n for n in (names or list(SPRITES)) if not (root / f"{n}.npz").exists()]
-    if not todo:
-        return root
-    frames = read_frames()
-    tubes = follow_walkers(frames)
-    with BlazePoseEstimator(model=model, align_rotated=False) as est:
-        for n in todo:
-            start, boxes = tubes[n]
-            clip, crop_boxes = frames[start:start + len(boxes)], smooth_boxes(boxes)
-            gt, gt_present = pseudo_ground_truth([_pose(est, clip, crop_boxes), _pose(est, clip, crop_boxes, margin=0.4),
-                                                  _pose(est, clip, crop_boxes, flip=True)])
-            tmp = root / f"{n}.tmp{os.getpid()}.npz"
-            np.savez_compressed(tmp, gt=gt, gt_present=gt_present, first_frame=np.array(start))
-            os.replace(tmp, root / f"{n}.npz")
-            log(f"{model} labels {n}: {len(boxes)} frames, gt poses {int(gt_present.sum())}")
-    return root
+    return _build_each(label_dir(model, cache), names or list(SPRITES), model, labels, log)
 
 
 def load_labels(model: str, names: list[str], cache: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
