@@ -1,6 +1,6 @@
 """Load test: N concurrent analyses through a gateway, with the gateway's responsiveness measured.
 
-    .venv/bin/python scripts/loadtest.py --concurrent 6 [--gateway URL] [--frames 120]
+    .venv/bin/python scripts/loadtest.py --concurrent 6 [--gateway URL] [--frames 120] [--pose-workers N]
 
 Without --gateway it starts a throwaway embedded stack on free loopback ports. It cuts a short
 clip of Debian's vtest.avi, submits it N times at once, polls /healthz every 100 ms while the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -100,6 +101,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--gateway", default=None)
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--pose-workers", type=int, default=1, help="pose workers in the embedded stack's group")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="coach-load-"))
     clip = tmp / "clip.mp4"
@@ -109,13 +111,16 @@ def main() -> int:
         print(json.dumps(run(args.gateway, clip, args.concurrent, args.timeout, {})))
         return 0
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from coach.stack import EmbeddedStack, StackPorts
+    from coach.stack import WORKER_SERVICES, EmbeddedStack, StackPorts
 
-    stack = EmbeddedStack(tmp / "data", StackPorts.free())
+    workers = {s: 1 for s in WORKER_SERVICES} | {"pose": args.pose_workers}
+    stack = EmbeddedStack(tmp / "data", StackPorts.free(), workers=workers)
     stack.start()
     try:
         pids = {p.name: p.popen.pid for p in stack.procs}
         report = run(f"http://127.0.0.1:{stack.ports.gateway}", clip, args.concurrent, args.timeout, pids)
+        report["pose_workers"] = args.pose_workers
+        report["load_1min_after"] = round(os.getloadavg()[0], 2)
     finally:
         stack.stop()
     print(json.dumps(report))
