@@ -3,6 +3,7 @@
 follows them with `target.TargetTrack`, and everyone else with `people.TemplateTracker`."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import cv2
@@ -16,6 +17,8 @@ from .local_tracker import LocalTracker, make_local_tracker
 from .people import Person, TemplateTracker
 from .results import AthleteChoice, FrameTrack, NoPersonFound, PersonBox
 from .target import TargetTrack
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -121,10 +124,24 @@ class AthleteTracker:
 
     def _update_others(self, gray: np.ndarray) -> list[PersonBox]:
         out = []
+        still_n, still_frac = self.config.others_static_frames, self.config.others_static_frac
         for p in self._others:
             p.score = p.tracker.update(gray)
             if p.score >= 0.5:
                 p.last_seen = self._n
+            p.centres = p.centres[-still_n + 1:] + [tuple(centre(p.box))]
+            if not p.ghost and p.still_since_confirmed(still_n, still_frac) and self._background(p.box):
+                # A template left on background when its person walked on (a lamp post, a cone). It stays a
+                # hard negative for the athlete (unchanged tracking), but is no longer reported as a person,
+                # nor are its still frames; a detection on it later starts a new reported id.
+                p.ghost = True
+                log.debug("person %d: still and unconfirmed since frame %d, no longer reported at frame %d (box %s)",
+                          p.out_id, p.last_confirmed - 1, self._n - 1, np.round(p.box).astype(int).tolist())
+                cut = max(p.last_confirmed, self._n - still_n)   # frame index = frame count - 1
+                kept = [r for r in self._tracks.get(p.out_id, []) if r[0] < cut]
+                self._tracks.pop(p.out_id, None)
+                if kept:
+                    self._tracks[p.out_id] = kept
         # drop people not matched for a while, and duplicates (two trackers on one person)
         self._others = [p for p in self._others if self._n - p.last_seen <= 30]
         keep: list[Person] = []
@@ -134,8 +151,16 @@ class AthleteTracker:
         self._others = keep
         for p in self._others:
             if self._n - p.last_seen <= 3:
-                out.append(PersonBox(p.track_id, p.box.copy(), round(max(p.score, 0.0), 3)))
+                out.append(PersonBox(p.out_id, p.box.copy(), round(max(p.score, 0.0), 3)))
         return out
+
+    def _background(self, box: np.ndarray) -> bool:
+        """Nothing moves in the box (static camera; with no opinion, e.g. a moving camera: yes). A person
+        walking towards the camera barely moves their box but is foreground; a standing one fades into
+        the background model over a few seconds, and is then no longer reported until detected again."""
+        fg = self._track.fg if self._track is not None else None
+        share = fg.share(box) if fg is not None else None
+        return share is None or share < self.config.fg_min
 
     def _associate(self, gray: np.ndarray, dets: list[Detection], athlete: np.ndarray | None) -> None:
         """Detections that are not the athlete: refresh the person they belong to, or start one
@@ -150,6 +175,9 @@ class AthleteTracker:
             if best is not None and iou_xywh(best.box, d.bbox_px) > 0.3:
                 best.tracker.reset(gray, d.bbox_px)
                 best.last_seen, best.score = self._n, 1.0
+                best.confirm(self._n)
+                if best.ghost:     # someone found where a template had been left behind: a new person to report
+                    best.ghost, best.out_id = False, self._new_id()
             elif d.score >= 0.8 and not near_lost and len(self._others) < self.config.max_others:
                 self._others.append(Person(self._new_id(), TemplateTracker(gray, d.bbox_px), self._n))
 
@@ -163,7 +191,7 @@ class AthleteTracker:
             # the athlete found on a person followed as someone else: that tracker drifted onto the athlete
             self._others = [p for p in self._others if iou_xywh(p.box, ft.bbox_px) < 0.5 or ft.state == "tracked"]
         self._associate(gray, self._track.seen, ft.bbox_px)
-        ft.people = [p for p in people if any(q.track_id == p.track_id for q in self._others)
+        ft.people = [p for p in people if any(q.out_id == p.track_id and not q.ghost for q in self._others)
                      and (ft.bbox_px is None or iou_xywh(p.bbox_px, ft.bbox_px) < 0.5)]
         return ft
 

@@ -67,6 +67,11 @@ class TrackerConfig:
     max_search_frames: int | None = None
     model_lr: float = 0.05            # learning rate of the plain tracker's running colour model
     max_others: int = 12              # other people followed at most
+    # Another person's template tracker that no detection has confirmed for this many frames and whose
+    # box has not moved by `others_static_frac` of its height over them is following background (a
+    # walker passed a lamp post; the template stayed on the post): the track ends at its last confirmation.
+    others_static_frames: int = 20
+    others_static_frac: float = 0.25
     local_pad: tuple[float, float] = (1.0, 1.0)        # the athlete's local tracker runs on the box widened by this (w, h)
     candidate_pad: tuple[float, float] = (1.25, 1.05)  # selection-window candidates: see LocalTracker
     detector: DetectorConfig = field(default_factory=DetectorConfig)

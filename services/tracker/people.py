@@ -1,7 +1,7 @@
 """The other people around the athlete: a cheap template tracker each, under a stable id."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -63,10 +63,30 @@ class TemplateTracker:
 
 @dataclass
 class Person:
-    track_id: int
+    track_id: int                   # internal, stable for the tracker's life (ordering, duplicates)
     tracker: TemplateTracker
     last_seen: int                  # frame count of the last good match or detection
     score: float = 1.0
+    last_confirmed: int = -1        # frame count of the last detection on this person (-1: at creation)
+    centres: list = field(default_factory=list)   # box centres (x, y) px since that detection, the last few
+    ghost: bool = False             # following background since its person walked on (not reported)
+    out_id: int = -1                # the id the results carry (-1: track_id); a new one after a ghost
+
+    def __post_init__(self) -> None:
+        if self.last_confirmed < 0:
+            self.last_confirmed = self.last_seen
+        if self.out_id < 0:
+            self.out_id = self.track_id
+
+    def confirm(self, n: int) -> None:
+        self.last_confirmed, self.centres = n, []
+
+    def still_since_confirmed(self, frames: int, frac: float) -> bool:
+        """Unconfirmed for `frames` frames, and the box has not moved by `frac` of its height in them."""
+        if len(self.centres) < frames:
+            return False
+        c = np.asarray(self.centres[-frames:], np.float32)
+        return float(np.ptp(c[:, 0]) + np.ptp(c[:, 1])) < frac * float(self.box[3])
 
     @property
     def box(self) -> np.ndarray:
