@@ -658,6 +658,7 @@ function askSwitch(trackId) {
   for (const b of document.querySelectorAll("#people-layer .person-box")) b.classList.toggle("chosen", Number(b.dataset.track) === trackId);
   setText($("#person-confirm-text"), `Make person ${trackId} the athlete? Their pose, faults and suggestions are worked out ` +
     "again (tracking is not repeated).");
+  setText($("#person-confirm-yes"), `Make person ${trackId} the athlete`);
   setText($("#person-confirm-status"), "");
   show($("#person-confirm-error"), false);
   $("#person-confirm-yes").disabled = false;
