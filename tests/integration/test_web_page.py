@@ -352,24 +352,86 @@ def test_keypoints_csv(gateway):
     assert gateway.get("/v1/analyses/0123456789abcdef0123456789abcdef/keypoints.csv").status_code == 404
 
 
+def _inside(point, box) -> bool:
+    return box is not None and box[0] <= point[0] <= box[0] + box[2] and box[1] <= point[1] <= box[1] + box[3]
+
+
+def _clickable_frame(result: dict, track_id: int) -> tuple[int, list, list | None]:
+    """A frame where the person's box centre is inside nobody else's box, preferring one where the
+    athlete's is clear too (so a click on the athlete lands on the athlete) and then the largest box.
+    Returns the frame, the person's box and the athlete's box where it is clear (else None)."""
+    boxes = {a["track_id"]: {f["index"]: f["bbox_px"] for f in a["frames"] if f["bbox_px"]} for a in result["athletes"]}
+    target = next(a["track_id"] for a in result["athletes"] if a["is_target"])
+    centre = lambda b: (b[0] + b[2] / 2, b[1] + b[3] / 2)   # noqa: E731
+    clear = lambda i, who: not any(_inside(centre(boxes[who][i]), boxes[t].get(i)) for t in boxes if t != who)   # noqa: E731
+    cands = [(i in boxes[target] and clear(i, target), b[2] * b[3], i) for i, b in boxes[track_id].items() if clear(i, track_id)]
+    assert cands, f"person {track_id} is never clear of the others"
+    athlete_clear, _, i = max(cands)
+    return i, boxes[track_id][i], boxes[target][i] if athlete_clear else None
+
+
 def test_another_person_made_the_athlete_from_the_page(browser, base_url, gateway):
-    """vtest's walkers: the page lists the other people; a click makes one the athlete, the page
+    """vtest's walkers: the page lists the other people and outlines them on the player; hovering one
+    highlights it, a click (or Enter) asks inline, and confirming makes them the athlete: the page
     follows the re-run and then shows that person's result (issue 15)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
     if "aid" not in _shared:
         pytest.fail("needs the vtest analysis made through the page above")
     aid = _shared["aid"]
     before = gateway.get(f"/v1/analyses/{aid}/result").json()
     others = [a for a in before["athletes"] if not a["is_target"]]
     assert others, "vtest.avi has several walkers: the result lists the other people"
+    old = before["athletes"][0]["track_id"]
+    vw, vh = before["video"]["width"], before["video"]["height"]
     browser.get(base_url + f"#/a/{aid}")
     wait_for(lambda: visible_text(browser, "#people"), 60, "the list of other people")
     listed = js(browser, "return [...document.querySelectorAll('#people li')].map(li => +li.dataset.track)")
     assert sorted(listed) == sorted(a["track_id"] for a in others)
     new = max(others, key=lambda a: sum(f["bbox_px"] is not None for f in a["frames"]))
-    browser.find_element("css selector", f'#people button[data-track="{new["track_id"]}"]').click()
+    frame, box, ath = _clickable_frame(before, new["track_id"])
+
+    # the whole picture (no zoom), in a player of another shape than the video's, so it is
+    # letterboxed: the boxes must follow the picture, not the element
+    if js(browser, "return document.querySelector('#zoom').checked"):
+        browser.find_element("id", "zoom").click()
+    player = browser.find_element("id", "player")
+    js(browser, "document.querySelector('#player-box').style.aspectRatio = '2 / 1'; arguments[0].scrollIntoView({block: 'center'});"
+                "document.querySelector('#player').pause(); AICoach.setFrame(arguments[1], true)", player, frame)
+    time.sleep(0.3)
+    left, top, w, h = js(browser, "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height]", player)
+    s = min(w / vw, h / vh)
+    assert (w - vw * s) / 2 > 50, "the picture is letterboxed at the sides"
+
+    def at(b):   # centre of a video-pixel box, as an offset from the player's centre (where selenium starts)
+        return ((w - vw * s) / 2 + s * (b[0] + b[2] / 2) - w / 2, (h - vh * s) / 2 + s * (b[1] + b[3] / 2) - h / 2)
+
+    def hovered():
+        return js(browser, "const n = document.querySelector('#people-layer .person-box:hover'); return n ? +n.dataset.track : null")
+
+    shown = js(browser, "return [...document.querySelectorAll('#people-layer .person-box')].filter(n => !n.hidden).map(n => +n.dataset.track)")
+    assert new["track_id"] in shown and old not in shown, "the others outlined on this frame, the athlete not among them"
+    if ath is not None:   # the athlete's own box is drawn apart and clicking it asks nothing
+        assert js(browser, "const n = document.querySelector('#people-layer .athlete-box'); return !n.hidden && +n.dataset.track") == old
+        ActionChains(browser).move_to_element_with_offset(player, *at(ath)).click().perform()
+        assert visible_text(browser, "#person-confirm") is None
+    ActionChains(browser).move_to_element_with_offset(player, *at(box)).perform()
+    assert hovered() == new["track_id"], f"the pointer over person {new['track_id']} at frame {frame} (box {box}) highlights them"
+    # the keyboard reaches the same question; Escape leaves it
+    js(browser, "document.querySelector(`#people-layer .person-box[data-track='${arguments[0]}']`).focus()", new["track_id"])
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    assert f"Make person {new['track_id']} the athlete?" in (visible_text(browser, "#person-confirm") or "")
+    browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+    assert visible_text(browser, "#person-confirm") is None
+    # a click asks first; confirming switches
+    ActionChains(browser).move_to_element_with_offset(player, *at(box)).click().perform()
+    assert f"Make person {new['track_id']} the athlete?" in (visible_text(browser, "#person-confirm") or "")
+    full_page_screenshot(browser, IMG / "web-people.png", 1366)
+    browser.find_element("id", "person-confirm-yes").click()
 
     def switched():
-        err = visible_text(browser, "#people-error") or visible_text(browser, "#analysis-error")
+        err = visible_text(browser, "#person-confirm-error") or visible_text(browser, "#analysis-error")
         assert not err, err
         if not visible_text(browser, "#summary"):
             return None
@@ -379,8 +441,10 @@ def test_another_person_made_the_athlete_from_the_page(browser, base_url, gatewa
     wait_for(lambda: "athlete chosen: chosen by the user" in (visible_text(browser, "#summary") or ""), 60,
              "the page to show the new athlete's summary")
     relisted = js(browser, "return [...document.querySelectorAll('#people li')].map(li => +li.dataset.track)")
-    assert before["athletes"][0]["track_id"] in relisted and new["track_id"] not in relisted, \
-        "the old athlete is now among the other people"
+    assert old in relisted and new["track_id"] not in relisted, "the old athlete is now among the other people"
+    js(browser, "AICoach.setFrame(arguments[0], true)", frame)
+    assert js(browser, "const n = document.querySelector('#people-layer .athlete-box'); return !n.hidden && +n.dataset.track") \
+        == new["track_id"], "the player marks the new athlete where they were clicked"
     assert not page_errors(browser)
 
 

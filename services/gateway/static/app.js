@@ -596,6 +596,8 @@ function renderSummary() {
 
 // Everybody else the tracker followed (issue 15): each can be made the athlete; the analysis then
 // runs again for that person (POST /v1/analyses/{id}/athlete) and the page follows it like an upload.
+// Two ways in, one call (makeAthlete): the list's button, and the person's box on the player, which
+// asks first (askSwitch) because a click on a moving picture is easily a slip.
 function renderPeople() {
   const A = state.A, others = (A.r.athletes || []).filter((a) => !a.is_target);
   show($("#people-card"), others.length > 0);
@@ -605,10 +607,83 @@ function renderPeople() {
     const span = seen.length ? ` (${fmt(seen[0] / A.fps, 1)}–${fmt(seen[seen.length - 1] / A.fps, 1)} s)` : "";
     const button = el("button", { type: "button", class: "make-athlete", "data-track": p.track_id }, "Make this the athlete");
     button.addEventListener("click", () => makeAthlete(A.id, p.track_id, button));
-    return el("li", { "data-track": p.track_id }, el("span", null, `Person ${p.track_id}: seen in ${seen.length} frames${span}`), " ", button);
+    const hot = (on) => { const b = $(`#people-layer .person-box[data-track="${p.track_id}"]`); if (b) b.classList.toggle("hot", on); };
+    return el("li", { "data-track": p.track_id, onmouseenter: () => hot(true), onmouseleave: () => hot(false),
+      onfocusin: () => hot(true), onfocusout: () => hot(false) },
+      el("span", null, `Person ${p.track_id}: seen in ${seen.length} frames${span}`), " ", button);
   }));
+  // their boxes on the player, one button each (so Tab and Enter reach them too), and the athlete's
+  A.people = others.map((p) => ({ id: p.track_id, boxes: new Map(p.frames.filter((f) => f.bbox_px).map((f) => [f.index, f.bbox_px])) }));
+  show($("#show-people-label"), others.length > 0);
+  closeSwitch();
+  fill($("#people-layer"),
+    el("div", { class: "athlete-box", "data-track": A.athlete.track_id, hidden: true },
+      el("span", { class: "tag" }, `athlete ${A.athlete.track_id != null ? A.athlete.track_id : ""}`.trim())),
+    A.people.map((p) => el("button", { type: "button", class: "person-box", "data-track": p.id, hidden: true,
+      "aria-label": `Person ${p.id}: make this person the athlete`, title: `Person ${p.id}: click to make this person the athlete`,
+      onclick: () => askSwitch(p.id) }, el("span", { class: "tag", "aria-hidden": "true" }, String(p.id)))));
 }
-async function makeAthlete(id, trackId, button) {
+/** Place the people's boxes on the current frame, through the video's displayed size, letterboxing and zoom. */
+function drawPeople() {
+  const A = state.A, layer = $("#people-layer"), v = $("#player");
+  if (!A || !A.people) return;
+  const map = videoToElement(v, A.r.video.width, A.r.video.height, A.viewZ);
+  const cw = v.clientWidth, ch = v.clientHeight;
+  const place = (node, b) => {
+    const [x0, y0] = map(b[0], b[1]), [x1, y1] = map(b[0] + b[2], b[1] + b[3]);
+    const off = x1 < 0 || y1 < 0 || x0 > cw || y0 > ch;   // zoomed out of view: not shown, not focusable
+    node.hidden = off;
+    if (off) return;
+    Object.assign(node.style, { left: `${x0}px`, top: `${y0}px`, width: `${Math.max(x1 - x0, 12)}px`, height: `${Math.max(y1 - y0, 12)}px` });
+    node.firstChild.style.top = y0 < 20 ? "0" : "";   // the id above the box, inside it at the picture's top edge
+  };
+  const f = A.frames[A.cur], ath = layer.querySelector(".athlete-box");
+  if (ath) { if (f && f.bbox_px) place(ath, f.bbox_px); else ath.hidden = true; }
+  const on = $("#show-people").checked;
+  const shown = [];
+  for (const p of A.people) {
+    const node = layer.querySelector(`.person-box[data-track="${p.id}"]`), b = p.boxes.get(A.cur);
+    if (!node) continue;
+    if (!on || !b) { node.hidden = true; continue; }
+    place(node, b);
+    if (!node.hidden) shown.push([node, b[2] * b[3]]);
+  }
+  shown.sort((a, b) => b[1] - a[1]).forEach(([node], k) => { node.style.zIndex = k + 1; });   // the smaller on top
+}
+function askSwitch(trackId) {
+  const A = state.A;
+  if (!A) return;
+  $("#player").pause();
+  A.asking = trackId;
+  for (const b of document.querySelectorAll("#people-layer .person-box")) b.classList.toggle("chosen", Number(b.dataset.track) === trackId);
+  setText($("#person-confirm-text"), `Make person ${trackId} the athlete? Their pose, faults and suggestions are worked out ` +
+    "again (tracking is not repeated).");
+  setText($("#person-confirm-yes"), `Make person ${trackId} the athlete`);
+  setText($("#person-confirm-status"), "");
+  show($("#person-confirm-error"), false);
+  $("#person-confirm-yes").disabled = false;
+  show($("#person-confirm"), true);
+  $("#person-confirm-yes").focus();
+}
+function closeSwitch() {
+  if (state.A) state.A.asking = null;
+  show($("#person-confirm"), false);
+  for (const b of document.querySelectorAll("#people-layer .person-box.chosen")) b.classList.remove("chosen");
+}
+function setupSwitchEvents() {
+  $("#person-confirm-yes").addEventListener("click", () => {
+    const A = state.A;
+    if (!A || A.asking == null) return;
+    setText($("#person-confirm-status"), `Switching to person ${A.asking}…`);
+    makeAthlete(A.id, A.asking, $("#person-confirm-yes"), $("#person-confirm-error"))
+      .then(() => { if (!$("#person-confirm-error").hidden) setText($("#person-confirm-status"), ""); });
+  });
+  $("#person-confirm-no").addEventListener("click", closeSwitch);
+  $("#person-confirm").addEventListener("keydown", (e) => { if (e.key === "Escape") { closeSwitch(); e.stopPropagation(); } });
+  $("#show-people").addEventListener("change", drawPeople);
+}
+async function makeAthlete(id, trackId, button, errorNode) {
+  const errNode = errorNode || $("#people-error");
   button.disabled = true;
   const headers = { "Content-Type": "application/json", Accept: "application/json" };
   if (apiKey()) headers.Authorization = "Bearer " + apiKey();
@@ -620,9 +695,9 @@ async function makeAthlete(id, trackId, button) {
   }
   if (!resp || !resp.ok) {
     button.disabled = false;
-    setText($("#people-error"), `Could not make person ${trackId} the athlete: ` +
+    setText(errNode, `Could not make person ${trackId} the athlete: ` +
       (resp ? await errorText(resp) : "cannot reach the AI Coach server."));
-    show($("#people-error"), true);
+    show(errNode, true);
     return;
   }
   if (state.aid !== id) return;
@@ -737,6 +812,7 @@ function renderFrameInfo() {
   fill($("#frame-info"), ...parts);
 }
 function drawOverlay() {
+  drawPeople();
   const A = state.A, c = $("#overlay"), v = $("#player");
   const dpr = window.devicePixelRatio || 1;
   const cw = c.clientWidth, ch = c.clientHeight;
@@ -1323,6 +1399,7 @@ function init() {
   $("#all-angles").addEventListener("change", () => { if (state.A) { renderPlots(); setFrame(state.A.cur, false); } });
   setupBoxDrawing();
   setupPlayerEvents();
+  setupSwitchEvents();
   setupCompareEvents();
   let resizeTimer = 0, lastW = window.innerWidth;
   window.addEventListener("resize", () => {
