@@ -98,3 +98,15 @@ def test_the_event_stream_sends_each_new_partial_once_then_ends():
     assert names[0] == "progress" and names[-1] == "end"
     partials = [c for n, c in got if n == "partial"]
     assert len(partials) == 2 and '"sequence": 1' in partials[0] and '"sequence": 2' in partials[1]
+
+
+def test_coach_tail_reads_the_partial_verdicts_topic_as_one_line_each():
+    from coach.tail import summarize
+    from shared.messages import FaultSegment, PartialVerdict, topic_models
+
+    assert topic_models(Settings().topics)["partial-verdicts"] is PartialVerdict
+    doc = _partial(2).model_copy(update={"withheld": 1, "repetitions": 1, "faults": [FaultSegment(
+        type="shallow_depth", start_frame=49, end_frame=64, start_s=1.633, end_s=2.133, peak_probability=0.9)]})
+    line = summarize(PartialVerdict(**doc.model_dump(exclude={"schema_"}), partial_key=keys.partial_verdict(AID)))
+    assert line.startswith(f"partial  {AID}  squat  #2  clips 2") and "shallow_depth×1" in line
+    assert "(1 withheld)" in line and "reps=1" in line
