@@ -127,6 +127,15 @@ class JudgeStage:
             if cur and cur != version:
                 self.reload(sport, cur, "recheck")
 
+    def warm(self, sport: str) -> None:
+        """Load a sport's pack before its first clip comes (in a background thread at start-up), so
+        the first provisional verdict of a fresh worker does not wait ~2 s for it; a failure here
+        only means the first analysis loads it, as before."""
+        try:
+            self.pack(sport)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("pack not preloaded", extra=log_fields(sport=sport, error=f"{type(exc).__name__}: {exc}"[:300]))
+
     def versions(self) -> dict[str, str]:
         with self._lock:
             return {s: p.model_version for s, p in self._packs.items()}
@@ -421,6 +430,7 @@ def main() -> None:
     s = Settings.from_env()
     stage = JudgeStage(s)
     stage.start_control(s)
+    threading.Thread(target=stage.warm, args=(s.default_sport,), name="judge-warm", daemon=True).start()
     try:
         run_service(WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.handle, health=stage.health), s)
     finally:

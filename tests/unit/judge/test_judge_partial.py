@@ -189,3 +189,12 @@ def test_no_pose_yet_is_a_finding_not_a_fault():
     assert body["faults"] == [] and body["repetitions"] == 0
     assert body["finding"] == "no body pose found in the first 2.1 s yet"
     assert np.isclose(body["safe_until_s"], 64 / 30 - 1.0, atol=1e-3)
+
+
+def test_a_fresh_worker_preloads_the_default_sport_and_shrugs_off_an_unknown_one():
+    store = MemoryStore()
+    stage = JudgeStage(handler_context("judge", store).settings, store)
+    stage.warm("no_such_sport")                          # logged; the first analysis would say why
+    assert stage.versions() == {}
+    stage.warm("squat")
+    assert "squat" in stage.versions()                   # the first partial will not wait for it
