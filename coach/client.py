@@ -146,11 +146,19 @@ def bench_cli(args) -> int:
     with gateway_url(args.gateway, args.data_dir, quiet=args.json) as url, httpx.Client(base_url=url, timeout=120) as client:
         started = time.perf_counter()
         seen: dict[str, float] = {}
+        first: dict = {}                    # the first provisional verdict: when, and what it covered
 
         def stage_done(st: dict) -> None:   # when each stage first reads finished (polled every 0.25 s)
             for stage, frac in (st.get("progress") or {}).items():
                 if frac >= 1 and stage not in seen:
                     seen[stage] = time.perf_counter() - started
+            if not first and st.get("status") == "running":
+                r = client.get(f"/v1/analyses/{aid}/result", params={"partial": 1})
+                if r.status_code == 200:
+                    doc = r.json()
+                    first.update(at_s=time.perf_counter() - started, clips_posed=doc["clips_posed"],
+                                 posed_until_s=doc["posed_until_s"], faults=len(doc["faults"]),
+                                 finding=doc.get("finding"))
 
         aid = submit(client, video, args.sport)
         st = wait(client, aid, 3600, on_progress=stage_done)
@@ -169,9 +177,12 @@ def bench_cli(args) -> int:
     report = {"frames": frames, "pipeline_fps": round(pipeline_fps, 2), "bare_model_fps": round(bare["fps"], 2),
               "ratio": round(pipeline_fps / bare["fps"], 3), "pipeline_seconds": round(pipeline_s, 2),
               "bare_model_seconds": round(bare["seconds"], 2),
-              # upload -> the judge's verdict stored and published (today the verdict comes once, for the
-              # whole clip, after every clip is posed: docs/benchmarks.md)
-              "first_verdict_s": round(seen["judge"], 2) if "judge" in seen else None,
+              # upload start -> the first provisional verdict readable at ?partial=1 (the final one when the
+              # clip is too short for a partial); final_verdict_s: -> the judge's whole-clip verdict (docs/benchmarks.md)
+              "first_verdict_s": round(first["at_s"], 2) if first else (
+                  round(seen["judge"], 2) if "judge" in seen else None),
+              "final_verdict_s": round(seen["judge"], 2) if "judge" in seen else None,
+              "first_partial": {k: (round(v, 2) if k == "at_s" else v) for k, v in first.items()} or None,
               "stages": {"processing_s": result["timings_s"],
                          "finished_at_s": {k: round(v, 2) for k, v in sorted(seen.items(), key=lambda kv: kv[1])}},
               "stage_seconds": result["timings_s"]}   # kept for scripts written against the first version

@@ -13,7 +13,7 @@ from collections import Counter
 
 from shared.messages import (
     AnalysisCompleted, AnalysisRequested, AnalysisVerdict, AthleteSelected, ClipPoses, DeadLetter, Message,
-    ModelPublished, SessionAlignmentRequested, TrackedClip, topic_models,
+    ModelPublished, PartialVerdict, SessionAlignmentRequested, TrackedClip, topic_models,
 )
 from shared.settings import Settings
 
@@ -34,6 +34,18 @@ def summarize(m: Message) -> str:
             line += "  (criteria-based models)"
         if m.revision:
             line += f"  athlete=track {m.track_id} (switch {m.revision})"
+        return line
+    if isinstance(m, PartialVerdict):
+        counts = Counter(f.type for f in m.faults)
+        faults = ", ".join(f"{t}×{n}" for t, n in sorted(counts.items())) or (
+            f"none — {m.finding}" if m.finding else "none so far")
+        of = f"/{m.clip_count}" if m.clip_count is not None else ""
+        line = (f"partial  {m.analysis_id}  {m.sport}  #{m.sequence}  clips {m.clips_posed}{of}  "
+                f"0-{m.posed_until_s:.1f} s  faults to {m.safe_until_s:.1f} s: {faults}")
+        if m.withheld:
+            line += f"  ({m.withheld} withheld)"
+        if m.repetitions is not None:
+            line += f"  reps={m.repetitions}"
         return line
     if isinstance(m, AnalysisCompleted):
         tail = m.result_key if m.status == "done" else f"error: {m.error}"
@@ -99,7 +111,8 @@ def cmd_tail(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("tail", help="follow a topic's messages as readable lines (verdicts, results, …)")
-    p.add_argument("topic", help="verdicts, results, analyses, clips, poses, dead-letters, control or athlete-selections")
+    p.add_argument("topic", help="verdicts, partial-verdicts, results, analyses, clips, poses, dead-letters, control, "
+                                    "athlete-selections or alignments")
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest message, not the newest")
     p.add_argument("--json", action="store_true", help="print each validated message as one JSON line")
     p.add_argument("--max", type=int, default=0, help="stop after N messages")

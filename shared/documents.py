@@ -8,6 +8,8 @@ at, under analyses/<id>/ (keys: shared/store.py `keys`):
     tracking.json             TrackingDocument    tracker -> pose, judge, suggest, gateway
     poses/clip-NNNNN.json     ClipPosesDocument   pose -> judge, suggest, the tracker's align worker
     verdict.json              VerdictDocument     judge -> suggest, integrators (AnalysisVerdict.verdict_key)
+    partial.json              PartialVerdictDocument  judge -> gateway (?partial=1), integrators: provisional,
+                                                  while the analysis runs (PartialVerdict.partial_key)
     status/<stage>.json       StageStatus         every worker (shared/worker.py), watchdog -> gateway, watchdog
                                                   (also sessions/<sid>/status/align.json: align worker -> gateway)
     result.json               shared/result.py AnalysisResult (suggest -> gateway, integrators)
@@ -32,7 +34,9 @@ from typing import Any, ClassVar, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
-from shared.messages import ActionScore, AnalysisRequested, AthleteSelected, BBox, NotJudgeable, Repetition, VideoInfo
+from shared.messages import (
+    ActionScore, AnalysisRequested, AthleteSelected, BBox, NotJudgeable, PartialVerdictBody, Repetition, VideoInfo,
+)
 
 D = TypeVar("D", bound="Document")
 Keypoints = list[Optional[list[float]]]  # one row per landmark (shared.skeleton.LANDMARK_NAMES order); null = not seen
@@ -246,6 +250,18 @@ class VerdictDocument(Document):
     sequence_model_version: Optional[str] = None
 
 
+# ---------------------------------------------------------------------------- partial.json
+
+class PartialVerdictDocument(Document, PartialVerdictBody):
+    """analyses/<id>/partial.json, written by the judge while an analysis runs: a provisional verdict
+    on the contiguous prefix of clips posed so far (services/judge/partial.py), overwritten as the
+    prefix grows. Only faults that ended a margin before the prefix's end are in it; the final
+    verdict.json / result.json supersede it."""
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+    schema_: Literal["coach.partial-verdict-document/1"] = Field("coach.partial-verdict-document/1", alias="schema")
+
+
 # ---------------------------------------------------------------------------- status/<stage>.json
 
 StageState = Literal["queued", "waiting", "running", "done", "failed"]
@@ -341,4 +357,4 @@ class SessionAlignment(Document):
 
 
 DOCUMENT_MODELS: tuple[type[Document], ...] = (AnalysisRequest, TrackingDocument, ClipPosesDocument, VerdictDocument,
-                                              StageStatus, AthleteSelection, SessionAlignment)
+                                              StageStatus, AthleteSelection, SessionAlignment, PartialVerdictDocument)

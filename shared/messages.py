@@ -195,6 +195,49 @@ class AnalysisVerdict(Message):
     produced_at: str = Field(default_factory=utc_now)
 
 
+class PartialVerdictBody(BaseModel):
+    """What a provisional verdict says: shared by the `partial-verdicts` message and partial.json."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    analysis_id: str
+    sport: str
+    model_version: str
+    revision: int = Field(0, ge=0, description="Athlete revision judged (0, or N after the N-th athlete switch); "
+                          "partials of an older revision are dropped")
+    sequence: int = Field(ge=1, description="1 for the first partial verdict of this revision, then 2, ...: keep "
+                          "the highest (revision, sequence)")
+    track_id: int = Field(0, description="Track id of the person judged")
+    clips_posed: int = Field(ge=1, description="Clips 0..clips_posed-1 are posed (a contiguous prefix) and judged")
+    clip_count: Optional[int] = Field(None, ge=0, description="Clips of the analysis; null while the tracker is "
+                                      "still reading the video")
+    frames_posed: int = Field(ge=1, description="Frames in the judged prefix")
+    frames_total: Optional[int] = Field(None, ge=0, description="Frames of the video when known")
+    posed_until_s: float = Field(ge=0, description="The judged prefix covers 0..posed_until_s seconds of the video")
+    safe_until_s: float = Field(ge=0, description="Faults and stretches ending after this time are withheld: frames "
+                                "still to come may extend or remove them (posed_until_s minus a margin)")
+    faults: list[FaultSegment] = Field(description="Fault segments that ended by safe_until_s (empty with a finding)")
+    withheld: int = Field(0, ge=0, description="Fault segments found but withheld (ending after safe_until_s)")
+    fault_types: list[str] = Field(description="All fault types the pack checks")
+    frames_performing: int = Field(0, ge=0, description="Frames of the prefix in which the exercise is performed")
+    finding: Optional[str] = Field(None, description="Provisional: the exercise is not (yet) seen in the prefix, "
+                                   "e.g. 'no squat repetitions found ...'; faults is then empty")
+    not_judgeable: list[NotJudgeable] = Field(default_factory=list, description="Stretches that ended by "
+                                              "safe_until_s where a fault cannot be judged from the camera's view")
+    repetitions: Optional[int] = Field(None, ge=0, description="Exercise sports: full repetitions completed by "
+                                       "safe_until_s")
+    synthetic: bool = Field(description="Fault models trained on synthetic poses labelled by criteria")
+    label_source: str = ""
+    notes: list[str] = Field(default_factory=list, description="What is provisional about this verdict, in words")
+    created_at: str = Field(default_factory=utc_now)
+
+
+class PartialVerdict(Message, PartialVerdictBody):
+    """judge -> integrators (partial-verdicts): a provisional verdict on the clips posed so far, while
+    the analysis runs. The final AnalysisVerdict on `verdicts` supersedes it; it never changes it."""
+
+    schema_: Literal["coach.partial-verdict/1"] = Field("coach.partial-verdict/1", alias="schema")
+    partial_key: str = Field(description="Object key of the stored partial verdict (PartialVerdictDocument)")
+
+
 class AnalysisCompleted(Message):
     """suggest -> integrators: the result document is ready (or the analysis failed)."""
 
@@ -272,4 +315,5 @@ def topic_models(topics) -> dict[str, type[Message]]:
         topics.control: ModelPublished,
         topics.athlete_selections: AthleteSelected,
         topics.alignments: SessionAlignmentRequested,
+        topics.partial_verdicts: PartialVerdict,
     }

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from shared.documents import DOCUMENT_MODELS  # stored documents are versioned the same way
 from shared.messages import (
     AnalysisCompleted, AnalysisRequested, AnalysisVerdict, AthleteSelected, ClipPoses, DeadLetter, ModelPublished,
-    SessionAlignmentRequested, TrackedClip,
+    PartialVerdict, SessionAlignmentRequested, TrackedClip,
 )
 from shared.result import AnalysisResult
 
@@ -23,7 +23,7 @@ def published_schemas() -> dict[str, dict]:
     services hand each other through the store (shared/documents.py)."""
     models: list[type[BaseModel]] = [
         AnalysisRequested, TrackedClip, ClipPoses, AnalysisVerdict, AnalysisCompleted, DeadLetter, ModelPublished,
-        AthleteSelected, SessionAlignmentRequested, AnalysisResult, *DOCUMENT_MODELS,
+        AthleteSelected, SessionAlignmentRequested, PartialVerdict, AnalysisResult, *DOCUMENT_MODELS,
     ]
     out = {}
     for m in models:

@@ -25,6 +25,7 @@ class Topics:
     control: str = "control"          # ModelPublished: `coach judge publish` -> every judge worker
     athlete_selections: str = "athlete-selections"  # AthleteSelected: gateway -> tracker (another person is the athlete)
     alignments: str = "alignments"    # SessionAlignmentRequested: gateway -> the tracker's align worker
+    partial_verdicts: str = "partial-verdicts"  # PartialVerdict: judge -> integrators (provisional, while running)
 
     def all(self) -> list[str]:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]

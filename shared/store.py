@@ -107,6 +107,11 @@ class keys:
         return f"{cls._check(aid)}/verdict.json"
 
     @classmethod
+    def partial_verdict(cls, aid: str) -> str:
+        """The judge's latest provisional verdict while the analysis runs (PartialVerdictDocument)."""
+        return f"{cls._check(aid)}/partial.json"
+
+    @classmethod
     def result(cls, aid: str) -> str:
         return f"{cls._check(aid)}/result.json"
 

@@ -50,13 +50,17 @@ V1 = (401, 503)
 
 
 # the event stream of /v1/analyses/{aid}/events, one event at a time (OpenAPI 3.1 SSE convention)
-SSE_RESPONSE = {200: {"description": "Server-sent events: `progress` on every change, then one `end` (done or failed)",
+SSE_RESPONSE = {200: {"description": "Server-sent events: `progress` on every change, `partial` with each new "
+                                     "provisional verdict while the analysis runs (its data is the partial.json "
+                                     "document, shared/schemas/partial-verdict-document.schema.json), then one `end` "
+                                     "(done or failed)",
                       "content": {"text/event-stream": {"schema": {
                           "type": "object", "required": ["event", "data"],
-                          "properties": {"event": {"enum": ["progress", "end"]},
+                          "properties": {"event": {"enum": ["progress", "partial", "end"]},
                                          "data": {"type": "string", "contentMediaType": "application/json",
-                                                  "contentSchema": {"type": "object",
-                                                                    "required": ["id", "status", "progress"]}}}}}}}}
+                                                  "contentSchema": {"type": "object", "oneOf": [
+                                                      {"required": ["id", "status", "progress"]},
+                                                      {"required": ["schema", "analysis_id", "sequence", "faults"]}]}}}}}}}}
 
 
 class EventStreamResponse(StreamingResponse):

@@ -10,6 +10,12 @@ worker memory, so a restarted or rebalanced judge picks up where another left of
 delivery re-judges and overwrites the same verdict.json; integrators keep the latest verdict per
 analysis id.
 
+While clips are still coming, the judge also judges the contiguous prefix posed so far now and
+then (the first clip, then each time the prefix has grown by half) and publishes a provisional
+PartialVerdict on `partial-verdicts` (stored as partial.json): only the faults that ended at least
+1 s before the prefix's end, under the same activity gating (services/judge/partial.py). A
+partial never fails or holds up the analysis: an error in one is logged and the message goes on.
+
 Models come from the registry in object storage (services/judge/registry.py: the current version
 of each sport; the shipped packs are uploaded as first versions on first use, and used directly
 if the store has no version of a sport). A background thread consumes the `control` topic with
@@ -31,12 +37,17 @@ import uuid
 import numpy as np
 
 from services.judge.segments import fault_segments
-from shared.documents import TrackingDocument, VerdictDocument, VerdictFrame
-from shared.messages import AnalysisVerdict, ClipPoses, FaultSegment, ModelPublished, NotJudgeable, VideoInfo
+from services.judge import partial
+from shared.documents import (
+    AnalysisRequest, MalformedDocument, PartialVerdictDocument, TrackingDocument, VerdictDocument, VerdictFrame,
+)
+from shared.messages import (
+    AnalysisVerdict, ClipPoses, FaultSegment, ModelPublished, NotJudgeable, PartialVerdict, VideoInfo,
+)
 from shared.observability import FRAMES, log_fields
 from shared.poses import NotAllPosed, load_sequence
 from shared.store import ObjectNotFound, ObjectStore, keys
-from shared.worker import AnalysisFailed, Context, WorkerSpec, run_service
+from shared.worker import AnalysisFailed, Context, HandlerDeadlineExceeded, WorkerSpec, run_service
 
 SERVICE = "judge"
 log = logging.getLogger(SERVICE)
@@ -115,6 +126,15 @@ class JudgeStage:
             cur = reg.current_version(sport)
             if cur and cur != version:
                 self.reload(sport, cur, "recheck")
+
+    def warm(self, sport: str) -> None:
+        """Load a sport's pack before its first clip comes (in a background thread at start-up), so
+        the first provisional verdict of a fresh worker does not wait ~2 s for it; a failure here
+        only means the first analysis loads it, as before."""
+        try:
+            self.pack(sport)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("pack not preloaded", extra=log_fields(sport=sport, error=f"{type(exc).__name__}: {exc}"[:300]))
 
     def versions(self) -> dict[str, str]:
         with self._lock:
@@ -197,10 +217,17 @@ class JudgeStage:
         if msg.revision < revision:
             log.info("stale poses dropped", extra=log_fields(revision=msg.revision, current=revision))
             return
-        done = len(ctx.store.list(keys.poses_prefix(aid)))
+        stored = ctx.store.list(keys.poses_prefix(aid))
+        done = len(stored)
         if tracking is None or done < tracking.clip_count:
             total = tracking.clip_count if tracking else None
             ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=total, revision=revision)
+            try:
+                self.partial_verdict(msg, tracking, stored, ctx)
+            except HandlerDeadlineExceeded:
+                raise
+            except Exception as exc:  # noqa: BLE001 — a provisional verdict is a bonus: never fail the analysis on it
+                log.warning("partial verdict skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
             return
         started = time.perf_counter()
         try:
@@ -241,10 +268,7 @@ class JudgeStage:
             lo, hi = rep["start_frame"], rep["end_frame"]
             rep["faults"] = sorted({sg["type"] for sg in segments
                                     if frames[sg["start_frame"]].index <= hi and frames[sg["end_frame"]].index >= lo})
-        meta = pack.describe()
-        # packs written before these fields existed say "+synth." in their version
-        synthetic = bool(meta.get("synthetic", "+synth." in pack.model_version))
-        label_source = str(meta.get("label_source") or (pack.info or {}).get("labels", ""))
+        synthetic, label_source = _provenance(pack)
 
         def at(t: int) -> int:
             return int(frames[t].index)
@@ -289,6 +313,69 @@ class JudgeStage:
             frames_performing=judged["frames_performing"],
             not_judgeable=[NotJudgeable(**n) for n in not_judgeable], track_id=track_id, revision=revision,
         ), key=aid)
+
+    def partial_verdict(self, msg: ClipPoses, tracking: TrackingDocument | None, stored: list[str],
+                        ctx: Context) -> PartialVerdict | None:
+        """Judge the contiguous posed prefix of an analysis that is not complete, when a partial is
+        due (services/judge/partial.py); store partial.json and publish it. None when none is due."""
+        from services.judge.activity import rule_for
+        from services.judge.reps import EXERCISES
+
+        aid = msg.analysis_id
+        revision = tracking.revision if tracking else msg.revision
+        clip_count = tracking.clip_count if tracking else None
+        if msg.revision != revision:
+            return None
+        ready = partial.contiguous_clips(aid, stored, clip_count)
+        try:
+            last = PartialVerdictDocument.read(ctx.store, keys.partial_verdict(aid))
+        except (ObjectNotFound, MalformedDocument):
+            last = None
+        if not partial.due(ready, last, revision, clip_count):
+            return None
+        started = time.perf_counter()
+        ready, frames, kps = partial.load_prefix(ctx.store, aid, ready, revision)
+        sequence = partial.due(ready, last, revision, clip_count)   # again: a clip of another revision cut it
+        if not sequence:
+            return None
+        if tracking is not None:
+            fps, size, frames_total = float(tracking.fps), (tracking.width, tracking.height), tracking.frames
+            track_id = tracking.athlete.track_id
+        else:   # the tracker is still reading: the upload's own figures (the gateway probed them)
+            video = AnalysisRequest.read(ctx.store, keys.request(aid)).video
+            fps, size, frames_total, track_id = float(video.fps), (video.width, video.height), video.frames, msg.track_id
+        pack = self.pack(msg.sport, ctx.store)
+        raw = pack.judge(kps, fps, size)
+        judged, segments = None, []
+        if np.isfinite(raw).all(axis=1).any():
+            judged = judge_while_performing(msg.sport, pack, kps, fps, raw, size)
+            segments = fault_segments(judged["probs"], list(pack.fault_ids), pack.threshold_list())
+        exercise_sport = msg.sport in EXERCISES or rule_for(msg.sport).movement == "repetitions"
+        body = partial.provisional(judged, segments, [f.index for f in frames], fps, track_id, frames_total,
+                                   exercise_sport)
+        synthetic, label_source = _provenance(pack)
+        doc = PartialVerdictDocument(
+            analysis_id=aid, sport=msg.sport, model_version=pack.model_version, revision=revision, sequence=sequence,
+            track_id=track_id, clips_posed=ready, clip_count=clip_count, frames_posed=len(frames),
+            frames_total=frames_total, fault_types=list(pack.fault_ids), synthetic=synthetic,
+            label_source=label_source, **body)
+        ctx.put_json(keys.partial_verdict(aid), doc)
+        out = PartialVerdict(**doc.model_dump(exclude={"schema_"}), partial_key=keys.partial_verdict(aid))
+        ctx.emit(ctx.settings.topics.partial_verdicts, out, key=aid)
+        log.info("partial verdict", extra=log_fields(sequence=sequence, clips_posed=ready, frames=len(frames),
+                                                     faults=len(out.faults), withheld=out.withheld,
+                                                     finding=out.finding,
+                                                     seconds=round(time.perf_counter() - started, 3)))
+        return out
+
+
+def _provenance(pack) -> tuple[bool, str]:
+    """(synthetic, label_source) of a pack: criteria-based or trained on people's labels."""
+    meta = pack.describe()
+    # packs written before these fields existed say "+synth." in their version
+    synthetic = bool(meta.get("synthetic", "+synth." in pack.model_version))
+    label_source = str(meta.get("label_source") or (pack.info or {}).get("labels", ""))
+    return synthetic, label_source
 
 
 def judge_while_performing(sport: str, pack, kps: np.ndarray, fps: float, raw: np.ndarray,
@@ -343,6 +430,7 @@ def main() -> None:
     s = Settings.from_env()
     stage = JudgeStage(s)
     stage.start_control(s)
+    threading.Thread(target=stage.warm, args=(s.default_sport,), name="judge-warm", daemon=True).start()
     try:
         run_service(WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.handle, health=stage.health), s)
     finally:

@@ -4,7 +4,7 @@
 //
 //   npm ci && node consume.js --bootstrap 127.0.0.1:19092 --topic verdicts --group my-app
 //
-// Options: --topic verdicts|results  --group ID  --schema-dir DIR (default ../../../shared/schemas)
+// Options: --topic verdicts|results|partial-verdicts  --group ID  --schema-dir DIR (default ../../../shared/schemas)
 //          --analysis-id ID (only that analysis)  --max N (exit after N)  --prefix P (topic prefix)
 'use strict';
 const fs = require('fs');
@@ -17,8 +17,9 @@ const args = { bootstrap: '127.0.0.1:19092', topic: 'verdicts', group: 'node-int
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i += 2) args[argv[i].replace(/^--/, '')] = argv[i + 1];
 
-const SCHEMA = { verdicts: 'verdict.schema.json', results: 'analysis-completed.schema.json' }[args.topic];
-if (!SCHEMA) { console.error(`unknown topic ${args.topic}: verdicts or results`); process.exit(2); }
+const SCHEMA = { verdicts: 'verdict.schema.json', results: 'analysis-completed.schema.json',
+  'partial-verdicts': 'partial-verdict.schema.json' }[args.topic];
+if (!SCHEMA) { console.error(`unknown topic ${args.topic}: verdicts, results or partial-verdicts`); process.exit(2); }
 const validate = new Ajv2020({ strict: false, allErrors: true })
   .compile(JSON.parse(fs.readFileSync(path.join(args['schema-dir'], SCHEMA), 'utf8')));
 

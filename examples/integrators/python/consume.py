@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""AI Coach integrator example (Python, confluent-kafka / librdkafka): subscribe to `verdicts` or
-`results` with your own consumer group, validate each message against the published JSON Schema,
+"""AI Coach integrator example (Python, confluent-kafka / librdkafka): subscribe to `verdicts`,
+`results` or `partial-verdicts` with your own consumer group, validate each message against the published JSON Schema,
 print it as one JSON line.
 
     pip install confluent-kafka jsonschema   # (or jsonschema-rs)
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException
 
-SCHEMAS = {"verdicts": "verdict.schema.json", "results": "analysis-completed.schema.json"}
+SCHEMAS = {"verdicts": "verdict.schema.json", "results": "analysis-completed.schema.json",
+           "partial-verdicts": "partial-verdict.schema.json"}
 DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "schemas"
 
 

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from services.gateway.auth import caller_of, owner_of
@@ -23,8 +23,10 @@ from services.gateway.openapi import SSE_RESPONSE, V1, EventStreamResponse, erro
 from services.gateway.uploads import (UploadRejected, new_analysis_id, parse_bbox, probe_video, request_record,
                                       save_upload, stored_content_type)
 from shared import bus
+from shared.documents import MalformedDocument, PartialVerdictDocument
 from shared.messages import AnalysisRequested, utc_now
-from shared.store import ObjectStore, keys
+from shared.status import requested_revision
+from shared.store import ObjectNotFound, ObjectStore, keys
 
 log = logging.getLogger("gateway")
 router = APIRouter()
@@ -91,9 +93,38 @@ def get_analysis(aid: str, deps: Deps = Depends(get_deps)):
     return analysis_status(deps.store, check_id(aid))
 
 
-@router.get("/v1/analyses/{aid}/result", responses=errors(*V1, 404, 409, 422))
-def get_result(aid: str, deps: Deps = Depends(get_deps)):
-    done_status(deps.store, check_id(aid))
+def _partial_verdict(store: ObjectStore, aid: str) -> Optional[dict]:
+    """The judge's latest provisional verdict (partial.json) for the athlete revision the analysis
+    is working on; None when there is none (yet) or it belongs to an earlier athlete."""
+    try:
+        doc = PartialVerdictDocument.read(store, keys.partial_verdict(aid))
+    except (ObjectNotFound, MalformedDocument):
+        return None
+    if doc.revision < requested_revision(store, aid):
+        return None
+    return doc.model_dump(by_alias=True)
+
+
+RESULT_200 = {200: {"description": "The result document (shared/schemas/result.schema.json). With `partial=1` "
+                                   "while the analysis runs: the latest provisional verdict instead "
+                                   "(shared/schemas/partial-verdict-document.schema.json, `schema` "
+                                   "coach.partial-verdict-document/1); once done, the result as without it"}}
+
+
+@router.get("/v1/analyses/{aid}/result", responses={**RESULT_200, **errors(*V1, 404, 409, 422)})
+def get_result(aid: str, partial: bool = Query(False, description="While the analysis runs, answer its latest "
+                                                                  "provisional verdict (409 until the judge has made "
+                                                                  "one)"),
+               deps: Deps = Depends(get_deps)):
+    check_id(aid)
+    if partial:
+        st = analysis_status(deps.store, aid)
+        if st["status"] in ("queued", "running"):
+            doc = _partial_verdict(deps.store, aid)
+            if doc is None:
+                raise HTTPException(409, f"analysis {aid} is {st['status']}: no partial verdict yet")
+            return doc
+    done_status(deps.store, aid)
     return _fresh_urls(deps.store, deps.store.get_json(keys.result(aid)))
 
 
@@ -110,18 +141,24 @@ def get_annotated_video(aid: str, deps: Deps = Depends(get_deps)):
 @router.get("/v1/analyses/{aid}/events", response_class=EventStreamResponse,
             responses={**SSE_RESPONSE, **errors(*V1, 404, 422, json_route=False)})
 async def events(aid: str, request: Request, deps: Deps = Depends(get_deps)):
-    """Server-sent events: a `progress` event on every change, `end` when done or failed."""
+    """Server-sent events: a `progress` event on every change, a `partial` event with each new
+    provisional verdict (the partial.json document) while the analysis runs, `end` when done or failed."""
     check_id(aid)
     store = deps.store
     first = await asyncio.to_thread(analysis_status, store, aid)   # 404 before the stream starts
 
     async def stream():
-        last, st = None, first
+        last, st, shown = None, first, None
         while True:
             body = json.dumps(st)
             if body != last:
                 yield f"event: progress\ndata: {body}\n\n"
                 last = body
+            if st["status"] in ("queued", "running"):
+                doc = await asyncio.to_thread(_partial_verdict, store, aid)
+                if doc is not None and (doc["revision"], doc["sequence"]) != shown:
+                    shown = (doc["revision"], doc["sequence"])
+                    yield f"event: partial\ndata: {json.dumps(doc)}\n\n"
             if st["status"] in ("done", "failed"):
                 yield f"event: end\ndata: {body}\n\n"
                 return

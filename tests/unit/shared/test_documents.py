@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from shared.documents import (DOCUMENT_MODELS, AnalysisRequest, AthleteSelection, ChosenAthlete, ClipPosesDocument,
-                              LrSwaps, MalformedDocument, PoseFrame, SessionAlignment, StageStatus, TrackingDocument,
+                              LrSwaps, MalformedDocument, PartialVerdictDocument, PoseFrame, SessionAlignment,
+                              StageStatus, TrackingDocument,
                               VerdictDocument, VerdictFrame)
-from shared.messages import AnalysisRequested, AthleteSelected, Repetition, VideoInfo
+from shared.messages import AnalysisRequested, AthleteSelected, FaultSegment, Repetition, VideoInfo
 from shared.schema_catalog import SCHEMA_DIR, published_schemas
 from shared.poses import keypoints_array, load_sequence
 from shared.skeleton import LANDMARK_NAMES, NUM_LANDMARKS
@@ -52,6 +53,12 @@ def _documents() -> dict[str, object]:
                     VerdictFrame(index=1, faults=None, angles_deg={"knee_l": None})],
             segments=[{"type": "shallow_depth", "start_frame": 0, "end_frame": 0, "peak_probability": 0.8}],
             repetitions=[Repetition(index=1, start_frame=0, end_frame=1)], sequence_model_version=None),
+        keys.partial_verdict(AID): PartialVerdictDocument(
+            analysis_id=AID, sport="squat", model_version="squat-1", sequence=2, track_id=2, clips_posed=3, clip_count=None,
+            frames_posed=96, frames_total=300, posed_until_s=3.2, safe_until_s=2.2,
+            faults=[FaultSegment(type="shallow_depth", start_frame=49, end_frame=64, start_s=1.633, end_s=2.133,
+                                 peak_probability=0.9, track_id=2)], withheld=1, fault_types=["shallow_depth"],
+            frames_performing=60, repetitions=0, synthetic=True, notes=["provisional: judged on the first 3.2 s"]),
         keys.status(AID, "pose"): StageStatus(stage="pose", state="running", fraction=0.5,
                                               updated_at="2026-01-01T00:00:00+00:00", clips_done=2),
         keys.selection(AID): AthleteSelection(revision=1, track_id=5, previous_track_id=2, requested_at="t", by="local",

@@ -46,7 +46,9 @@ def test_judge_waits_for_the_missing_clips():
     store.put_json(keys.tracking(aid), {**tracking, "clip_count": 2})   # one of two clips posed so far
     ctx = handler_context("judge", store)
     JudgeStage(ctx.settings, store).handle(message, ctx)
-    assert ctx.emitted() == []
+    assert ctx.emitted(ctx.settings.topics.verdicts) == []      # only a provisional one (test_judge_partial.py)
+    [(_, _, provisional)] = ctx.emitted(ctx.settings.topics.partial_verdicts)
+    assert (provisional.clips_posed, provisional.clip_count) == (1, 2)
     with pytest.raises(ObjectNotFound):
         store.get_json(keys.verdict(aid))
     status = store.get_json(keys.status(aid, "judge"))
