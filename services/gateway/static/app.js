@@ -607,6 +607,7 @@ function framesArrived(A) {
     for (const li of $("#fault-list").children) li.classList.toggle("selected", Number(li.dataset.k) === s.k);
     for (const r of document.querySelectorAll("#timeline rect.seg")) r.classList.toggle("selected", Number(r.getAttribute("data-k")) === s.k);
   }
+  for (const r of document.querySelectorAll("#timeline rect.seg")) if (!A.enabled.has(r.getAttribute("data-type"))) r.setAttribute("opacity", 0.25);
   setFrame(A.cur, false);
 }
 
