@@ -103,7 +103,8 @@ def get_result(aid: str, frames: Literal["all", "none"] = Query(
     done_status(deps.store, check_id(aid))
     if frames == "none":
         return JSONResponse(_fresh_urls(deps.store, result_pages.read_summary(deps.store, aid)))
-    return _fresh_urls(deps.store, deps.store.get_json(keys.result(aid)))
+    # JSONResponse: the document is JSON already; FastAPI's encoder would walk every frame (~2 s for vtest)
+    return JSONResponse(_fresh_urls(deps.store, deps.store.get_json(keys.result(aid))))
 
 
 @router.get("/v1/analyses/{aid}/frames", response_model=None, responses={
