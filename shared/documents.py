@@ -13,6 +13,8 @@ at, under analyses/<id>/ (keys: shared/store.py `keys`):
     status/<stage>.json       StageStatus         every worker (shared/worker.py), watchdog -> gateway, watchdog
                                                   (also sessions/<sid>/status/align.json: align worker -> gateway)
     result.json               shared/result.py AnalysisResult (suggest -> gateway, integrators)
+    result-summary.json       shared/result.py ResultSummary  (suggest -> gateway: ?frames=none)
+    result-frames/NNNNN.json  shared/result.py ResultFrames   (suggest -> gateway: /frames; shared/result_pages.py)
     sessions/<sid>/alignment.json  SessionAlignment  the tracker's align worker -> gateway
 
 Writers build a document through its model and store it with `store.put_json(key, doc)`;

@@ -143,3 +143,106 @@ class AnalysisResult(_Doc):
     judgement: Optional[Judgement] = Field(None, description="Trust in the faults: label source, finding, not judgeable stretches")
     revision: int = Field(0, ge=0, description="0 for the analysis; N after the user's N-th athlete switch "
                           "(POST /v1/analyses/{id}/athlete): athletes[0] is then the person they chose")
+
+
+# -- the result in pages (#17): a small summary, and the per-frame part in columnar chunks ------------
+# Written by suggest beside result.json (which stays whole for integrators); read by the gateway's
+# GET /v1/analyses/{id}/result?frames=none and GET /v1/analyses/{id}/frames (shared/result_pages.py).
+
+class AthleteSummary(_Doc):
+    """An athlete of the result without its per-frame list: how many frames, and which."""
+    track_id: int
+    is_target: bool
+    choice_reason: Optional[str] = None
+    frame_count: int = Field(ge=0, description="Entries in the athlete's per-frame list")
+    frames_seen: int = Field(ge=0, description="Frames with a box (bbox_px)")
+    frames_posed: int = Field(ge=0, description="Frames with a pose (keypoints)")
+    first_seen_frame: Optional[int] = Field(None, description="First frame with a box (null: never seen)")
+    last_seen_frame: Optional[int] = Field(None, description="Last frame with a box")
+
+
+class BiomechanicsSummary(_Doc):
+    """`biomechanics` without its per-frame `series` (those are in the frame pages)."""
+    fps: float
+    filter: str
+    com_model: str
+    scale: BiomechScale
+    angles: dict[str, AngleSummary]
+    peak_com_speed_px_s: Optional[float] = None
+    peak_com_speed_m_s: Optional[float] = None
+    jumps: list[JumpResult] = Field(default_factory=list)
+    bone_length_cv: dict[str, Optional[float]] = Field(default_factory=dict)
+
+
+class FramePaging(_Doc):
+    """Where the per-frame data is: GET /v1/analyses/{id}/frames?start=S&count=N, frame indices [start, end)."""
+    start: int = Field(ge=0, description="First frame index of the athlete's per-frame list")
+    end: int = Field(ge=0, description="One past its last frame index")
+    chunk_frames: int = Field(ge=1, description="Frames per stored chunk (result-frames/NNNNN.json covers "
+                              "frame indices [N*chunk_frames, (N+1)*chunk_frames)); a good page size")
+    chunks: int = Field(ge=0, description="Number of stored chunks")
+
+
+class ResultSummary(_Doc):
+    """result.json without its per-frame arrays (athletes[].frames, biomechanics.series): what a page
+    shows before any frame (analyses/<id>/result-summary.json; ?frames=none)."""
+    schema_: Literal["coach.result-summary/1"] = Field("coach.result-summary/1", alias="schema")
+    id: str
+    sport: str
+    video: VideoInfo
+    athletes: list[AthleteSummary]
+    faults: list[FaultResult]
+    artifacts: dict[str, Artifact] = Field(default_factory=dict)
+    timings_s: dict[str, float] = Field(default_factory=dict)
+    models: dict[str, str] = Field(default_factory=dict)
+    biomechanics: Optional[BiomechanicsSummary] = None
+    repetitions: Optional[list[Repetition]] = None
+    score: Optional[ActionScore] = None
+    judgement: Optional[Judgement] = None
+    revision: int = Field(0, ge=0)
+    frame_paging: FramePaging
+
+
+class OtherAthleteFrames(_Doc):
+    """Another person's frames in the page, as columns (one entry per frame)."""
+    track_id: int
+    index: list[int]
+    t_s: list[float]
+    bbox_px: list[Optional[BBox]]
+
+
+Column = list[Optional[float]]
+
+
+class ResultFrames(_Doc):
+    """The per-frame part of the result for frame indices [start, start + count), as columns: every
+    list holds one entry per frame of the athlete in that range, in `index` order (a frame's row
+    of result.json is entry i of every column). Stored in chunks of FramePaging.chunk_frames
+    (analyses/<id>/result-frames/NNNNN.json) and answered by GET /v1/analyses/{id}/frames."""
+    schema_: Literal["coach.result-frames/1"] = Field("coach.result-frames/1", alias="schema")
+    id: str
+    revision: int = Field(0, ge=0)
+    start: int = Field(ge=0, description="First frame index asked for / covered")
+    count: int = Field(ge=0, description="Frame indices covered: [start, start + count)")
+    end: int = Field(ge=0, description="One past the last frame index of the whole result (page until start >= end)")
+    track_id: Optional[int] = Field(None, description="The athlete (athletes[0] of the result)")
+    keypoint_names: list[str] = Field(description="Landmark order of the flat keypoint arrays")
+    index: list[int]
+    t_s: list[float]
+    bbox_px: list[Optional[BBox]]
+    keypoints: list[Optional[Column]] = Field(
+        description="Per frame: [x_px, y_px, confidence] of each of keypoint_names, flat (3 per landmark; null "
+                    "for a landmark not seen); null: no pose on this frame")
+    keypoints_3d: list[Optional[Column]] = Field(description="Per frame: [x_m, y_m, z_m] per landmark, flat, as keypoints")
+    angles_deg: dict[str, Column] = Field(default_factory=dict, description="angle name -> value per frame")
+    angles_3d_deg: Optional[dict[str, Column]] = Field(
+        None, description="angle name -> value per frame; null: no 3D angles in the result at all")
+    angles_3d_present: Optional[list[bool]] = Field(None, description="Per frame: whether the frame has 3D angles")
+    judged: list[bool] = Field(description="Per frame: the judge gave a verdict (faults non-empty in result.json)")
+    faults: dict[str, Column] = Field(default_factory=dict, description="fault type -> probability per frame "
+                                      "(null: not judged on this frame)")
+    activity: list[Optional[Literal["performing", "not_performing"]]]
+    view: list[Optional[Literal["front", "oblique", "side"]]]
+    phase: list[Optional[Literal["bottom"]]]
+    biomechanics: Optional[BiomechSeries] = Field(None, description="biomechanics.series for these frames")
+    others: list[OtherAthleteFrames] = Field(default_factory=list, description="Everybody else followed in these frames")

@@ -13,7 +13,7 @@ from shared.messages import (
     AnalysisCompleted, AnalysisRequested, AnalysisVerdict, AthleteSelected, ClipPoses, DeadLetter, ModelPublished,
     PartialVerdict, SessionAlignmentRequested, TrackedClip,
 )
-from shared.result import AnalysisResult
+from shared.result import AnalysisResult, ResultFrames, ResultSummary
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -23,7 +23,8 @@ def published_schemas() -> dict[str, dict]:
     services hand each other through the store (shared/documents.py)."""
     models: list[type[BaseModel]] = [
         AnalysisRequested, TrackedClip, ClipPoses, AnalysisVerdict, AnalysisCompleted, DeadLetter, ModelPublished,
-        AthleteSelected, SessionAlignmentRequested, PartialVerdict, AnalysisResult, *DOCUMENT_MODELS,
+        AthleteSelected, SessionAlignmentRequested, PartialVerdict, AnalysisResult, ResultSummary, ResultFrames,
+        *DOCUMENT_MODELS,
     ]
     out = {}
     for m in models:

@@ -116,6 +116,22 @@ class keys:
         return f"{cls._check(aid)}/result.json"
 
     @classmethod
+    def result_summary(cls, aid: str) -> str:
+        """result.json less its per-frame arrays (shared/result.py ResultSummary)."""
+        return f"{cls._check(aid)}/result-summary.json"
+
+    @classmethod
+    def result_frames(cls, aid: str, chunk: int) -> str:
+        """Chunk `chunk` of the result's per-frame data as columns (shared/result.py ResultFrames)."""
+        if chunk < 0:
+            raise ValueError(f"bad chunk {chunk!r}")
+        return f"{cls._check(aid)}/result-frames/{chunk:05d}.json"
+
+    @classmethod
+    def result_frames_prefix(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/result-frames/"
+
+    @classmethod
     def annotated_video(cls, aid: str) -> str:
         return f"{cls._check(aid)}/annotated.mp4"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared import result_pages
 from shared.documents import (AnalysisRequest, ClipPosesDocument, MalformedDocument, PoseFrame, StageStatus,
                               TrackingDocument, VerdictDocument)
 from shared.features import frame_features
@@ -24,7 +25,7 @@ from shared.messages import AnalysisCompleted, AnalysisVerdict
 from shared.observability import ANALYSES_COMPLETED, ANALYSIS_SECONDS, FRAMES, log_fields
 from shared.poses import NotAllPosed, load_sequence
 from shared.render import H264Writer, draw_label, draw_pose
-from shared.result import AnalysisResult, Artifact
+from shared.result import AnalysisResult, Artifact, ResultSummary
 from shared.skeleton import LANDMARK_NAMES
 from shared.store import ObjectNotFound, ObjectStore, keys
 from shared.worker import Context, WorkerSpec, run_service
@@ -142,6 +143,7 @@ class SuggestStage:
         # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
         from services.suggest.biomech_report import attach_biomechanics
         attach_biomechanics(ctx.store, aid, result, frames, fps)
+        store_pages(ctx.store, aid, result)   # before result.json: a stored result always has its pages
         ctx.store.put_json(keys.result(aid), result)
         ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision,
                    result_revision=revision)
@@ -155,6 +157,15 @@ class SuggestStage:
         judge = StageStatus.read(store, keys.status(aid, "judge"))
         return {"tracker": tracking.seconds, "pose": round(pose_s, 3),
                 "judge": judge.seconds or 0.0, "suggest": round(time.perf_counter() - started, 3)}
+
+
+def store_pages(store: ObjectStore, aid: str, result: AnalysisResult) -> None:
+    """The result in pages (#17) beside result.json: the per-frame part in columnar chunks, then the
+    summary (written last: a summary of revision R means every chunk of R is stored)."""
+    doc = result.model_dump(mode="json", by_alias=True)
+    for k, chunk in enumerate(result_pages.chunks(doc)):
+        store.put_json(keys.result_frames(aid, k), chunk)
+    store.put_json(keys.result_summary(aid), ResultSummary.model_validate(result_pages.summarize(doc)))
 
 
 def _result_revision(store: ObjectStore, aid: str) -> int:

@@ -85,6 +85,37 @@ def test_vtest_every_frame_accounted_with_poses_verdicts_and_video(gateway, vtes
     assert set(result["timings_s"]) >= {"tracker", "pose", "judge", "suggest"}
 
 
+def test_the_result_in_pages_equals_result_json(gateway, vtest_analysis):
+    """#17: the summary (?frames=none) is the result less its per-frame arrays, and the /frames pages,
+    read from suggest's chunks, hold exactly the frames of result.json, whatever the page size."""
+    from shared.result_pages import frame_rows
+
+    aid, _, _ = vtest_analysis
+    plain = {"Accept-Encoding": "identity"}
+    full = gateway.get(f"/v1/analyses/{aid}/result", headers=plain)
+    summary = gateway.get(f"/v1/analyses/{aid}/result", params={"frames": "none"}, headers=plain)
+    assert summary.status_code == 200 and summary.json()["schema"] == "coach.result-summary/1"
+    assert len(summary.content) * 20 < len(full.content), (len(summary.content), len(full.content))
+    result, head = full.json(), summary.json()
+    assert {k: v for k, v in head.items() if k not in ("schema", "athletes", "biomechanics", "frame_paging", "artifacts", "faults")} == \
+        {k: v for k, v in result.items() if k not in ("schema", "athletes", "biomechanics", "artifacts", "faults")}
+    assert head["frame_paging"] == {"start": 0, "end": 795, "chunk_frames": 200, "chunks": 4}
+    assert [a["track_id"] for a in head["athletes"]] == [a["track_id"] for a in result["athletes"]]
+    assert "series" not in head["biomechanics"] and head["biomechanics"]["angles"] == result["biomechanics"]["angles"]
+    frames = result["athletes"][0]["frames"]
+    for size in (1000, 300):   # one page; pages that cut across the stored chunks
+        pages = [gateway.get(f"/v1/analyses/{aid}/frames", params={"start": s, "count": size}).json()
+                 for s in range(0, 795, size)]
+        assert [r for p in pages for r in frame_rows(p)] == frames
+        assert [v for p in pages for v in p["biomechanics"]["com_px"]] == result["biomechanics"]["series"]["com_px"]
+        for other in result["athletes"][1:]:
+            got = [(i, b) for p in pages for o in p["others"] if o["track_id"] == other["track_id"]
+                   for i, b in zip(o["index"], o["bbox_px"])]
+            assert got == [(f["index"], f["bbox_px"]) for f in other["frames"]]
+    refused = gateway.get(f"/v1/analyses/{aid}/frames", params={"start": 0, "count": 1001})
+    assert refused.status_code == 422 and "at most 1000" in refused.json()["detail"]
+
+
 def test_integrators_receive_the_verdict_on_the_verdicts_topic(coach_stack, vtest_analysis):
     aid, _, _ = vtest_analysis
     s = coach_stack.settings

@@ -162,9 +162,21 @@ def test_vtest_squat_through_the_page(browser, base_url, gateway, vtest_video):
     assert "not trained on expert labels" in summary, "criteria-based squat models are marked as such"
     assert "No faults found" not in summary and "fault segment" not in summary
     assert js(browser, "return document.querySelectorAll('#timeline rect.seg').length") == 0
-    assert js(browser, "return document.querySelectorAll('#timeline [data-lane=idle] rect').length") > 0, \
-        "the timeline shows when the athlete was not performing"
+    # the frames arrive in pages after the summary (#17): the timeline fills in
+    wait_for(lambda: js(browser, "return document.querySelectorAll('#timeline [data-lane=idle] rect').length") > 0, 60,
+             "the timeline to show when the athlete was not performing")
     assert "Not judged" in visible_text(browser, "#fault-list")
+    # ... and the page never downloads the whole result document, only the summary and the frame pages
+    wait_for(lambda: js(browser, "return AICoach.state.A.frames.every((f) => f !== undefined)"), 60, "every frame to load")
+    fetched = js(browser, "return performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname + new URL(e.name).search)")
+    assert f"/v1/analyses/{aid}/result?frames=none" in fetched
+    assert not [u for u in fetched if u.startswith(f"/v1/analyses/{aid}/result") and "frames=none" not in u], fetched
+    pages = [u for u in fetched if u.startswith(f"/v1/analyses/{aid}/frames?")]
+    assert len(pages) == -(-result["video"]["frames"] // 200), pages   # each 200-frame chunk once
+    plots = js(browser, "return [...document.querySelectorAll('#plots .plot')].map(p => p.querySelectorAll('path[d^=M]').length)")
+    assert plots and all(k > 0 for k in plots), "the angle plots are drawn from the pages"
+    posed = sum(1 for f in result["athletes"][0]["frames"] if f["keypoints"])
+    assert f"athlete found in {posed} of {result['video']['frames']} frames" in visible_text(browser, "#summary")
 
     # the annotated video is loaded and decodable
     wait_for(lambda: js(browser, "return document.querySelector('#player').readyState >= 2"), 60, "the annotated video")

@@ -11,7 +11,7 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
@@ -22,9 +22,10 @@ from services.gateway.deps import (ID_RE, REJECTED, SUBMITTED, Deps, analysis_st
 from services.gateway.openapi import SSE_RESPONSE, V1, EventStreamResponse, errors
 from services.gateway.uploads import (UploadRejected, new_analysis_id, parse_bbox, probe_video, request_record,
                                       save_upload, stored_content_type)
-from shared import bus
+from shared import bus, result_pages
 from shared.documents import MalformedDocument, PartialVerdictDocument
 from shared.messages import AnalysisRequested, utc_now
+from shared.result import ResultFrames
 from shared.status import requested_revision
 from shared.store import ObjectNotFound, ObjectStore, keys
 
@@ -105,17 +106,19 @@ def _partial_verdict(store: ObjectStore, aid: str) -> Optional[dict]:
     return doc.model_dump(by_alias=True)
 
 
-RESULT_200 = {200: {"description": "The result document (shared/schemas/result.schema.json). With `partial=1` "
-                                   "while the analysis runs: the latest provisional verdict instead "
-                                   "(shared/schemas/partial-verdict-document.schema.json, `schema` "
-                                   "coach.partial-verdict-document/1); once done, the result as without it"}}
-
-
-@router.get("/v1/analyses/{aid}/result", responses={**RESULT_200, **errors(*V1, 404, 409, 422)})
-def get_result(aid: str, partial: bool = Query(False, description="While the analysis runs, answer its latest "
-                                                                  "provisional verdict (409 until the judge has made "
-                                                                  "one)"),
-               deps: Deps = Depends(get_deps)):
+@router.get("/v1/analyses/{aid}/result", responses={200: {"description": (
+    "The result document (shared/schemas/result.schema.json); with `frames=none` the result without its "
+    "per-frame arrays (shared/schemas/result-summary.schema.json): `athletes[].frames` and "
+    "`biomechanics.series` are left out, `frame_paging` says where the frames are (GET .../frames). "
+    "With `partial=1` while the analysis runs: the latest provisional verdict instead "
+    "(shared/schemas/partial-verdict-document.schema.json, `schema` coach.partial-verdict-document/1); "
+    "once done, the result as without it")},
+    **errors(*V1, 404, 409, 422)})
+def get_result(aid: str, frames: Literal["all", "none"] = Query(
+        "all", description="`none`: leave out the per-frame arrays (kilobytes instead of megabytes)"),
+        partial: bool = Query(False, description="While the analysis runs, answer its latest provisional verdict "
+                                                 "(409 until the judge has made one)"),
+        deps: Deps = Depends(get_deps)):
     check_id(aid)
     if partial:
         st = analysis_status(deps.store, aid)
@@ -125,7 +128,27 @@ def get_result(aid: str, partial: bool = Query(False, description="While the ana
                 raise HTTPException(409, f"analysis {aid} is {st['status']}: no partial verdict yet")
             return doc
     done_status(deps.store, aid)
-    return _fresh_urls(deps.store, deps.store.get_json(keys.result(aid)))
+    if frames == "none":
+        return JSONResponse(_fresh_urls(deps.store, result_pages.read_summary(deps.store, aid)))
+    # JSONResponse: the document is JSON already; FastAPI's encoder would walk every frame (~2 s for vtest)
+    return JSONResponse(_fresh_urls(deps.store, deps.store.get_json(keys.result(aid))))
+
+
+@router.get("/v1/analyses/{aid}/frames", response_model=None, responses={
+    200: {"model": ResultFrames, "description": "Frames [start, start + count) of the athlete (and of everybody "
+          "else followed) as columns: entry i of every list is one frame (shared/schemas/result-frames.schema.json)"},
+    **errors(*V1, 404, 409, 422)})
+def get_frames(aid: str, start: int = Query(0, ge=0, le=10**9, description="First frame index"),
+               count: int = Query(result_pages.CHUNK_FRAMES, ge=1, le=10**9, description=(
+                   f"Frame indices to cover, at most {result_pages.MAX_PAGE_FRAMES}")),
+               deps: Deps = Depends(get_deps)):
+    """The per-frame part of the result in pages, served from the columnar chunks suggest stores
+    (chunk_frames frame indices each, see the result's `frame_paging`)."""
+    if count > result_pages.MAX_PAGE_FRAMES:
+        raise HTTPException(422, f"count is at most {result_pages.MAX_PAGE_FRAMES} frames per request; "
+                                 f"ask for the next page with start={start + result_pages.MAX_PAGE_FRAMES}")
+    done_status(deps.store, check_id(aid))
+    return JSONResponse(result_pages.read_frames(deps.store, aid, start, count))
 
 
 @router.get("/v1/analyses/{aid}/video", status_code=307, response_class=RedirectResponse,

@@ -1,6 +1,6 @@
 /* AI Coach web page: upload a clip, follow the analysis, review faults against exemplars.
    Vanilla JS, no build step, no downloads: everything comes from the gateway that serves this file.
-   API: GET /v1/sports, POST /v1/analyses, POST /v1/analyses/{id}/athlete, GET /v1/analyses[/{id}[/events|/result|/video|/keypoints.csv]]. */
+   API: GET /v1/sports, POST /v1/analyses, POST /v1/analyses/{id}/athlete, GET /v1/analyses[/{id}[/events|/result|/frames|/video|/keypoints.csv]]. */
 "use strict";
 (function () {
 
@@ -123,6 +123,7 @@ const state = {
   es: null,              // EventSource
   poll: null,
   A: null,               // the loaded result, see buildResult
+  pages: null,           // {key: "<id>/<revision>", chunks: Map(chunk -> rows)}: frames loaded in pages (streamFrames)
 };
 
 // ───────────────────────── routing ─────────────────────────
@@ -457,7 +458,8 @@ function showFailed(st) {
 }
 async function loadResult(id) {
   try {
-    const r = await api(`/v1/analyses/${id}/result`);
+    // the summary only (kilobytes); the frames follow in pages (streamFrames)
+    const r = await api(`/v1/analyses/${id}/result?frames=none`);
     if (state.aid !== id) return;
     buildResult(r);
   } catch (e) { analysisError(`The result could not be loaded: ${e.message}`); }
@@ -491,11 +493,12 @@ function buildResult(r) {
   const athletes = r.athletes || [];
   const athlete = athletes.find((a) => a.is_target) || athletes[0] || { frames: [] };
   const fps = r.video.fps;
-  let n = r.video.frames || 0;
-  for (const f of athlete.frames) n = Math.max(n, f.index + 1);
+  let n = Math.max(r.video.frames || 0, r.frame_paging ? r.frame_paging.end : 0);
+  for (const f of athlete.frames || []) n = Math.max(n, f.index + 1);
   n = Math.max(n, 1);
-  const frames = new Array(n).fill(null);
-  for (const f of athlete.frames) frames[f.index] = f;
+  // a summary (?frames=none) has no frames: undefined = not loaded yet, null = not in the result
+  const frames = new Array(n).fill(athlete.frames ? null : undefined);
+  for (const f of athlete.frames || []) frames[f.index] = f;
 
   // fault types: the sport's order first, then anything else the result has
   const types = [];
@@ -535,6 +538,87 @@ function buildResult(r) {
   setFrame(0, false);
   if (segs.length) selectSeg(0, false);
   else { fill($("#fault-detail")); show($("#compare-card"), false); }
+  if (!athlete.frames && r.frame_paging) streamFrames(A);
+}
+
+// ── the frames, in pages (#17): the summary shows at once; the frames come as columns from
+// GET /v1/analyses/{id}/frames, one stored chunk at a time: first the chunk at the slider, then
+// the next one to be played, then the rest (timeline, plots and fault details fill in as they come) ──
+function rowsOfPage(p) {   // the columns back into result.json's per-frame rows
+  const names = p.keypoint_names;
+  const named = (flat) => {
+    if (!flat) return null;
+    const o = {};
+    names.forEach((nm, j) => { if (flat[3 * j] != null) o[nm] = flat.slice(3 * j, 3 * j + 3); });
+    return o;
+  };
+  const row = (cols, i) => { const o = {}; for (const k in cols || {}) o[k] = cols[k][i]; return o; };
+  return p.index.map((index, i) => ({
+    index, t_s: p.t_s[i], bbox_px: p.bbox_px[i], keypoints: named(p.keypoints[i]), keypoints_3d: named(p.keypoints_3d[i]),
+    angles_deg: row(p.angles_deg, i), angles_3d_deg: p.angles_3d_present && p.angles_3d_present[i] ? row(p.angles_3d_deg, i) : null,
+    faults: p.judged[i] ? row(p.faults, i) : {}, activity: p.activity[i], view: p.view[i], phase: p.phase[i],
+  }));
+}
+async function streamFrames(A) {
+  const size = A.r.frame_paging.chunk_frames, total = A.r.frame_paging.chunks, key = `${A.id}/${A.r.revision || 0}`;
+  if (!state.pages || state.pages.key !== key) state.pages = { key, chunks: new Map() };
+  const cache = state.pages.chunks;
+  const merge = ({ rows, others }) => {
+    for (const f of rows) if (f.index < A.n) A.frames[f.index] = f;
+    addPeopleBoxes(A, others);
+  };
+  for (const got of cache.values()) merge(got);   // pages already loaded for this result (showResult again)
+  if (cache.size) framesArrived(A);
+  let drawn = performance.now(), failures = 0;
+  while (state.A === A && state.pages.key === key && cache.size < total) {
+    const here = Math.floor(A.cur / size);
+    let k = here;
+    for (let j = 0; j < total; j++) if (!cache.has((here + j) % total)) { k = (here + j) % total; break; }
+    let page;
+    try {
+      page = await api(`/v1/analyses/${A.id}/frames?start=${k * size}&count=${size}`);
+    } catch (e) {
+      if (++failures >= 3) { analysisError(`The frames could not be loaded: ${e.message}`); return; }
+      await new Promise((ok) => setTimeout(ok, 1000 * failures));
+      continue;
+    }
+    const got = { rows: rowsOfPage(page), others: page.others || [] };
+    if (state.pages.key !== key) return;
+    cache.set(k, got);
+    if (state.A !== A) return;
+    merge(got);
+    // redraw at once for the frames on screen, else at most once a second, and when all are in
+    if (k === Math.floor(A.cur / size) || cache.size === total || performance.now() - drawn > 1000) {
+      framesArrived(A);
+      drawn = performance.now();
+    }
+  }
+}
+/** The other people's boxes of a frame page (columns per person) into the player's people boxes. */
+function addPeopleBoxes(A, others) {
+  for (const o of others) {
+    const p = (A.people || []).find((q) => q.id === o.track_id);
+    if (p) o.index.forEach((index, i) => { if (o.bbox_px[i]) p.boxes.set(index, o.bbox_px[i]); });
+  }
+}
+function framesArrived(A) {
+  if (state.A !== A) return;
+  for (const s of A.segs) s.dev = deviation(s);
+  const zoomable = A.zoom.possible;
+  A.zoom = zoomPlan(A);
+  if (A.zoom.possible && !zoomable) { $("#zoom").checked = A.zoom.useful; $("#zoom").parentElement.hidden = false; }
+  renderSummary();
+  renderTimeline();
+  renderFaultList();
+  renderPlots();
+  const s = A.sel != null ? A.segs[A.sel] : null;
+  if (s) {
+    renderFaultDetail(s);
+    for (const li of $("#fault-list").children) li.classList.toggle("selected", Number(li.dataset.k) === s.k);
+    for (const r of document.querySelectorAll("#timeline rect.seg")) r.classList.toggle("selected", Number(r.getAttribute("data-k")) === s.k);
+  }
+  for (const r of document.querySelectorAll("#timeline rect.seg")) if (!A.enabled.has(r.getAttribute("data-type"))) r.setAttribute("opacity", 0.25);
+  setFrame(A.cur, false);
 }
 
 /** How far the measure was from the standard at the segment's most certain frame, per side. */
@@ -575,7 +659,7 @@ function devSentence(seg) {
 
 function renderSummary() {
   const A = state.A, r = A.r;
-  const posed = A.frames.filter((f) => f && f.keypoints).length;
+  const posed = A.athlete.frames_posed != null ? A.athlete.frames_posed : A.frames.filter((f) => f && f.keypoints).length;
   const parts = [
     el("strong", null, A.sport.title || r.sport), ` · ${A.n} frames at ${fmt(A.fps, 0)} fps (${fmt(A.duration, 1)} s)`,
     ` · athlete found in ${posed} of ${A.n} frames`,
@@ -603,17 +687,21 @@ function renderPeople() {
   show($("#people-card"), others.length > 0);
   show($("#people-error"), false);
   fill($("#people"), others.map((p) => {
-    const seen = p.frames.filter((f) => f.bbox_px).map((f) => f.index);
-    const span = seen.length ? ` (${fmt(seen[0] / A.fps, 1)}–${fmt(seen[seen.length - 1] / A.fps, 1)} s)` : "";
+    const boxed = p.frames && p.frames.filter((f) => f.bbox_px).map((f) => f.index);
+    // a summary (?frames=none) counts each person's frames instead of listing them
+    const seen = boxed ? { n: boxed.length, first: boxed[0], last: boxed[boxed.length - 1] }
+      : { n: p.frames_seen || 0, first: p.first_seen_frame, last: p.last_seen_frame };
+    const span = seen.n ? ` (${fmt(seen.first / A.fps, 1)}–${fmt(seen.last / A.fps, 1)} s)` : "";
     const button = el("button", { type: "button", class: "make-athlete", "data-track": p.track_id }, "Make this the athlete");
     button.addEventListener("click", () => makeAthlete(A.id, p.track_id, button));
     const hot = (on) => { const b = $(`#people-layer .person-box[data-track="${p.track_id}"]`); if (b) b.classList.toggle("hot", on); };
     return el("li", { "data-track": p.track_id, onmouseenter: () => hot(true), onmouseleave: () => hot(false),
       onfocusin: () => hot(true), onfocusout: () => hot(false) },
-      el("span", null, `Person ${p.track_id}: seen in ${seen.length} frames${span}`), " ", button);
+      el("span", null, `Person ${p.track_id}: seen in ${seen.n} frames${span}`), " ", button);
   }));
   // their boxes on the player, one button each (so Tab and Enter reach them too), and the athlete's
-  A.people = others.map((p) => ({ id: p.track_id, boxes: new Map(p.frames.filter((f) => f.bbox_px).map((f) => [f.index, f.bbox_px])) }));
+  // (a summary has no frames: the boxes come with the frame pages, streamFrames -> addPeopleBoxes)
+  A.people = others.map((p) => ({ id: p.track_id, boxes: new Map((p.frames || []).filter((f) => f.bbox_px).map((f) => [f.index, f.bbox_px])) }));
   show($("#show-people-label"), others.length > 0);
   closeSwitch();
   fill($("#people-layer"),
@@ -795,7 +883,8 @@ function renderFrameInfo() {
   const A = state.A, i = A.cur, f = A.frames[i];
   const here = segsAt(i);
   const parts = [el("strong", null, `Frame ${i + 1} / ${A.n}`), ` · ${fmt(i / A.fps, 2)} s · `];
-  if (!f || !f.keypoints) parts.push(el("span", { class: "muted" }, "no pose found in this frame"));
+  if (f === undefined) parts.push(el("span", { class: "muted" }, "loading this frame…"));
+  else if (!f || !f.keypoints) parts.push(el("span", { class: "muted" }, "no pose found in this frame"));
   else if (f.activity === "not_performing") parts.push(el("span", { class: "muted" }, "not performing the exercise: not judged"));
   else if (!here.length) parts.push(el("span", { class: "ok" }, "✓ no fault in this frame"));
   else {
@@ -1044,9 +1133,9 @@ function renderTimeline() {
   // frames where the athlete was not found
   const gaps = [];
   for (let i = 0; i < A.n; i++) {
-    if (A.frames[i] && A.frames[i].keypoints) continue;
+    if (A.frames[i] === undefined || (A.frames[i] && A.frames[i].keypoints)) continue;   // undefined: not loaded yet
     const j0 = i;
-    while (i + 1 < A.n && !(A.frames[i + 1] && A.frames[i + 1].keypoints)) i++;
+    while (i + 1 < A.n && A.frames[i + 1] !== undefined && !(A.frames[i + 1] && A.frames[i + 1].keypoints)) i++;
     gaps.push({ x: j0, w: i - j0 + 1, color: "#9aa5b1", title: `no pose: frames ${j0 + 1}–${i + 1}` });
   }
   if (gaps.length) lanes.push(lane("No pose found", "#9aa5b1", gaps, { id: "nopose" }));
@@ -1209,7 +1298,7 @@ function setupCompareEvents() {
     if (ve.dataset.retried) { setText($("#cmp-exemplar-cap"), "The exemplar clip could not be loaded."); return; }
     ve.dataset.retried = "1";
     try {
-      const r = await api(`/v1/analyses/${A.id}/result`);
+      const r = await api(`/v1/analyses/${A.id}/result?frames=none`);
       const fresh = r.faults.flatMap((f) => f.suggestions || []).find((x) => x.video_key === cmp.sug.video_key);
       if (fresh && fresh.url) {
         for (const s of A.segs) for (const x of s.suggestions || []) if (x.video_key === fresh.video_key) x.url = fresh.url;
