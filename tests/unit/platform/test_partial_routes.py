@@ -4,6 +4,7 @@ stream announces each new partial. The real stack: tests/integration/test_partia
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from fastapi import HTTPException
@@ -49,25 +50,26 @@ def _status(call) -> int:
 
 def test_result_with_partial_answers_the_provisional_verdict_while_running_then_the_result():
     store, deps = _running()
-    assert _status(lambda: get_result(AID, partial=False, deps=deps)) == 409          # as before
-    assert _status(lambda: get_result(AID, partial=True, deps=deps)) == 409           # no partial yet
-    assert _status(lambda: get_result("f" * 32, partial=True, deps=deps)) == 404
+    assert _status(lambda: get_result(AID, frames="all", partial=False, deps=deps)) == 409          # as before
+    assert _status(lambda: get_result(AID, frames="all", partial=True, deps=deps)) == 409           # no partial yet
+    assert _status(lambda: get_result("f" * 32, frames="all", partial=True, deps=deps)) == 404
     store.put_json(keys.partial_verdict(AID), _partial(2))
-    doc = get_result(AID, partial=True, deps=deps)
+    doc = get_result(AID, frames="all", partial=True, deps=deps)
     assert doc["schema"] == "coach.partial-verdict-document/1" and doc["sequence"] == 2
-    assert _status(lambda: get_result(AID, partial=False, deps=deps)) == 409          # the plain route waits
+    assert _status(lambda: get_result(AID, frames="all", partial=False, deps=deps)) == 409          # the plain route waits
     _finish(store)
-    for flag in (True, False):
-        assert get_result(AID, partial=flag, deps=deps)["schema"] == "coach.result/2"
+    for flag in (True, False):   # the finished result is answered as stored JSON (no per-frame re-encoding)
+        resp = get_result(AID, frames="all", partial=flag, deps=deps)
+        assert json.loads(resp.body)["schema"] == "coach.result/2"
 
 
 def test_a_partial_of_the_athlete_before_a_switch_is_not_answered():
     store, deps = _running()
     store.put_json(keys.partial_verdict(AID), _partial(3, revision=0))
     store.put_json(keys.selection(AID), AthleteSelection(revision=1, track_id=4, requested_at=utc_now()))
-    assert _status(lambda: get_result(AID, partial=True, deps=deps)) == 409
+    assert _status(lambda: get_result(AID, frames="all", partial=True, deps=deps)) == 409
     store.put_json(keys.partial_verdict(AID), _partial(1, revision=1))
-    assert get_result(AID, partial=True, deps=deps)["revision"] == 1
+    assert get_result(AID, frames="all", partial=True, deps=deps)["revision"] == 1
 
 
 class _Client:
