@@ -83,7 +83,7 @@ async function api(path, retried) {
     throw new Error("Cannot reach the AI Coach server. Check the connection and that the server is running.");
   }
   if (resp.status === 401 && !retried && askForKey(await errorText(resp))) return api(path, true);
-  if (!resp.ok) throw new Error(await errorText(resp));
+  if (!resp.ok) throw Object.assign(new Error(await errorText(resp)), { status: resp.status });
   return resp.json();
 }
 
@@ -124,6 +124,8 @@ const state = {
   poll: null,
   A: null,               // the loaded result, see buildResult
   pages: null,           // {key: "<id>/<revision>", chunks: Map(chunk -> rows)}: frames loaded in pages (streamFrames)
+  video: null,           // the analysis' video as its status gives it ({fps, width, height, frames})
+  partial: null,         // {revision, sequence} of the provisional verdict shown (renderPartial)
 };
 
 // ───────────────────────── routing ─────────────────────────
@@ -390,6 +392,7 @@ async function openAnalysis(id) {
   show($("#analysis-error"), false);
   show($("#result"), false);
   show($("#stages-card"), true);
+  clearPartial();
   fill($("#stages"), ...STAGES.map(([k, label]) => el("li", { "data-stage": k },
     el("span", null, label), el("span", { class: "pct" }, "0%"), el("div", { class: "bar" }, el("span")))));
   await loadSports().catch(() => null);
@@ -413,6 +416,7 @@ function renderStatus(st) {
   setText(pill, { queued: "queued", running: "analysing…", done: "done", failed: "failed" }[st.status] || st.status);
   const sport = state.sports && state.sports[st.sport];
   const v = st.video || {};
+  state.video = st.video || null;
   setText($("#analysis-meta"), [sport ? sport.title : st.sport, when(st.submitted_at),
     v.width ? `${v.width}×${v.height}, ${v.frames || "?"} frames at ${fmt(v.fps, 0)} fps` : ""].filter(Boolean).join(" · "));
   for (const [k] of STAGES) {
@@ -427,6 +431,7 @@ function followEvents(id) {
   const es = new EventSource(withKey(`/v1/analyses/${id}/events`));
   state.es = es;
   es.addEventListener("progress", (ev) => { show($("#analysis-error"), false); renderStatus(JSON.parse(ev.data)); });
+  es.addEventListener("partial", (ev) => renderPartial(JSON.parse(ev.data)));
   es.addEventListener("end", (ev) => {
     es.close(); state.es = null;
     const st = JSON.parse(ev.data);
@@ -448,13 +453,66 @@ function pollStatus(id) {   // fallback when server-sent events are not availabl
       renderStatus(st);
       if (st.status === "done") return loadResult(id);
       if (st.status === "failed") return showFailed(st);
+      await pollPartial(id);
     } catch (e) { analysisError(`Cannot follow the analysis: ${e.message}. Retrying…`); }
     pollStatus(id);
   }, 2000);
 }
 function showFailed(st) {
+  clearPartial();
   analysisError(`The analysis failed: ${st.error || "no reason was given"}.\n` +
     "Check that the athlete is fully visible and the camera matches the sport's advice, then try another clip.");
+}
+
+// ── what is known while the analysis runs (#17): the judge's latest provisional verdict (the
+// `partial` event, or GET .../result?partial=1 when polling), shown under the progress bars until
+// the full result replaces it ──
+function clearPartial(floor) {
+  state.partial = floor || null;   // a floor {revision, sequence: 0} after an athlete switch drops older ones
+  fill($("#partial"));
+  show($("#partial"), false);
+}
+async function pollPartial(id) {   // the polling twin of the `partial` event
+  try {
+    // frames=none: should the analysis have finished meanwhile, the answer is the result's summary, not megabytes
+    renderPartial(await api(`/v1/analyses/${id}/result?partial=1&frames=none`));
+  } catch (e) {
+    if (e.status !== 409) throw e;   // 409: the judge has not made one yet
+  }
+}
+function renderPartial(p) {
+  if (!p || p.schema !== "coach.partial-verdict-document/1" || p.analysis_id !== state.aid || state.A) return;
+  const last = state.partial;   // keep the newest (revision, sequence): an older one may arrive late
+  if (last && (p.revision < last.revision || (p.revision === last.revision && p.sequence <= last.sequence))) return;
+  state.partial = { revision: p.revision, sequence: p.sequence };
+  const sport = (state.sports || {})[p.sport];
+  const title = (type) => {
+    const f = sport && sport.faults.find((x) => x.id === type);
+    return f ? f.title : type.replace(/_/g, " ");
+  };
+  const v = state.video || {};
+  const total = p.frames_total || v.frames;
+  const totalS = total && v.fps ? total / v.fps : null;
+  const faults = [...p.faults].sort((a, b) => a.start_s - b.start_s || a.type.localeCompare(b.type));
+  const plural = (k, one, many) => `${k} ${k === 1 ? one : many}`;
+  fill($("#partial"),
+    el("h3", { id: "partial-head" }, "What is known so far", el("span", { class: "provisional" }, "provisional · may change")),
+    el("p", { class: "partial-span" }, `Judged so far: first ${fmt(p.posed_until_s, 1)} s` +
+      (totalS ? ` of ${fmt(totalS, 1)} s` : "") +
+      ` (${p.clips_posed}${p.clip_count ? ` of ${p.clip_count}` : ""} clips posed).`),
+    p.finding ? el("p", { class: "partial-finding" }, `Finding so far: ${p.finding}.`) : null,
+    faults.length
+      ? [el("p", null, `${plural(faults.length, "fault segment", "fault segments")} so far:`),
+        el("ul", { class: "partial-faults" }, faults.map((f) =>
+          el("li", { "data-type": f.type }, `${title(f.type)}: ${fmt(f.start_s, 1)}–${fmt(f.end_s, 1)} s`)))]
+      : p.finding ? null : el("p", { class: "partial-none" }, `No fault found up to ${fmt(p.safe_until_s, 1)} s.`),
+    p.withheld ? el("p", { class: "partial-withheld" }, `${plural(p.withheld, "more fault segment", "more fault segments")} ` +
+      `ending after ${fmt(p.safe_until_s, 1)} s ${p.withheld === 1 ? "is" : "are"} withheld until later frames settle ` +
+      `${p.withheld === 1 ? "it" : "them"}.`) : null,
+    p.repetitions != null ? el("p", { class: "partial-reps" }, `Repetitions so far: ${p.repetitions}.`) : null,
+    el("p", { class: "muted small" }, "Provisional: the frames still to come may change this. " +
+      "The full result replaces it when the analysis is done."));
+  show($("#partial"), true);
 }
 async function loadResult(id) {
   try {
@@ -524,6 +582,7 @@ function buildResult(r) {
   $("#zoom").parentElement.hidden = !A.zoom.possible;
 
   show($("#stages-card"), false);
+  clearPartial();
   show($("#result"), true);
   renderSummary();
   renderPeople();
@@ -789,8 +848,11 @@ async function makeAthlete(id, trackId, button, errorNode) {
     return;
   }
   if (state.aid !== id) return;
+  const revision = (await resp.json().catch(() => ({}))).revision;
+  if (state.aid !== id) return;
   stopAnalysis();
   openAnalysis(id);   // progress, then the result with the new athlete first
+  if (revision != null) state.partial = { revision, sequence: 0 };   // the previous athlete's partials no longer count
 }
 
 // What the judge could and could not say (#16): a finding when the exercise never happened, the
@@ -1507,6 +1569,6 @@ function init() {
 }
 
 // for tests and curious users: the page's state and the renderer of a result document
-window.AICoach = { state, showResult: buildResult, setFrame, nextFault, prevFault, frameOf: (t) => frameOf(t) };
+window.AICoach = { state, showResult: buildResult, showPartial: renderPartial, setFrame, nextFault, prevFault, frameOf: (t) => frameOf(t) };
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init); else init();
 })();
