@@ -144,18 +144,32 @@ def test_vtest_squat_through_the_page(browser, base_url, gateway, vtest_video):
     wait_for(lambda: browser.execute_script("return location.hash").startswith("#/a/"), 120, "the upload to be accepted")
     aid = browser.execute_script("return location.hash").split("/")[-1]
     assert js(browser, "return document.querySelectorAll('#stages li').length") == 4
-    seen = set()
+    seen, partials = set(), []
 
     def finished():
         st = visible_text(browser, "#analysis-status")
         seen.add(st)
         err = visible_text(browser, "#analysis-error")
         assert not (err and "failed" in err), err
-        return visible_text(browser, "#summary")
+        summary = visible_text(browser, "#summary")
+        provisional = visible_text(browser, "#partial")
+        if provisional and not summary:
+            partials.append(provisional)
+        return summary
     summary = wait_for(finished, ANALYSIS_TIMEOUT_S, "the analysis to finish", interval=1)
     assert seen & {"analysing…", "queued"}, f"progress was never shown: {seen}"
     _shared["aid"] = aid
     result = gateway.get(f"/v1/analyses/{aid}/result").json()
+    # while it ran, the progress card said what was judged so far (the SSE `partial` event, #17), marked
+    # provisional; the result replaced it
+    assert partials, "no provisional verdict was shown while the analysis ran"
+    first = partials[0]
+    judged = re.search(r"Judged so far: first ([0-9.]+) s of ([0-9.]+) s", first)
+    assert judged, first
+    assert 0 < float(judged[1]) < float(judged[2]) and judged[2] == f"{result['video']['frames'] / result['video']['fps']:.1f}"
+    assert "may change" in first and "Finding so far: no squat repetitions found" in first, first
+    assert "fault segment" not in first, "walkers are no squats: no fault is listed"
+    assert visible_text(browser, "#partial") is None and js(browser, "return document.querySelector('#partial').childElementCount") == 0
     # nobody squats in vtest.avi: the page says so in words instead of showing faults (#16)
     assert result["faults"] == [] and result["judgement"]["finding"]
     assert f"Finding: {result['judgement']['finding']}." in summary
@@ -442,14 +456,19 @@ def test_another_person_made_the_athlete_from_the_page(browser, base_url, gatewa
     full_page_screenshot(browser, IMG / "web-people.png", 1366)
     browser.find_element("id", "person-confirm-yes").click()
 
+    shown_revisions = set()
+
     def switched():
         err = visible_text(browser, "#person-confirm-error") or visible_text(browser, "#analysis-error")
         assert not err, err
         if not visible_text(browser, "#summary"):
+            if visible_text(browser, "#partial"):
+                shown_revisions.add(js(browser, "return AICoach.state.partial.revision"))
             return None
         r = gateway.get(f"/v1/analyses/{aid}/result")
         return r.status_code == 200 and r.json()["athletes"][0]["track_id"] == new["track_id"]
     wait_for(switched, ANALYSIS_TIMEOUT_S, "the analysis to run again for the new athlete", interval=1)
+    assert 0 not in shown_revisions, "the previous athlete's provisional verdict is not shown during the re-run"
     wait_for(lambda: "athlete chosen: chosen by the user" in (visible_text(browser, "#summary") or ""), 60,
              "the page to show the new athlete's summary")
     relisted = js(browser, "return [...document.querySelectorAll('#people li')].map(li => +li.dataset.track)")
