@@ -473,6 +473,8 @@ def test_another_person_made_the_athlete_from_the_page(browser, base_url, gatewa
              "the page to show the new athlete's summary")
     relisted = js(browser, "return [...document.querySelectorAll('#people li')].map(li => +li.dataset.track)")
     assert old in relisted and new["track_id"] not in relisted, "the old athlete is now among the other people"
+    # the summary comes first, the frames (and so the boxes) in pages after it
+    wait_for(lambda: js(browser, "return AICoach.state.A.frames.every((f) => f !== undefined)"), 60, "the new athlete's frames")
     js(browser, "AICoach.setFrame(arguments[0], true)", frame)
     assert js(browser, "const n = document.querySelector('#people-layer .athlete-box'); return !n.hidden && +n.dataset.track") \
         == new["track_id"], "the player marks the new athlete where they were clicked"

@@ -499,7 +499,7 @@ function renderPartial(p) {
     el("h3", { id: "partial-head" }, "What is known so far", el("span", { class: "provisional" }, "provisional · may change")),
     el("p", { class: "partial-span" }, `Judged so far: first ${fmt(p.posed_until_s, 1)} s` +
       (totalS ? ` of ${fmt(totalS, 1)} s` : "") +
-      ` (${p.clips_posed}${p.clip_count ? ` of ${p.clip_count}` : ""} clips posed).`),
+      ` (${p.clips_posed}${p.clip_count ? ` of ${p.clip_count} clips` : p.clips_posed === 1 ? " clip" : " clips"} posed).`),
     p.finding ? el("p", { class: "partial-finding" }, `Finding so far: ${p.finding}.`) : null,
     faults.length
       ? [el("p", null, `${plural(faults.length, "fault segment", "fault segments")} so far:`),
