@@ -15,6 +15,7 @@ import numpy as np
 
 from services.pose.refine import context_frames, make_refiner, refine_clip
 from services.pose.swaps import relabel_like
+from shared.clips import clip_count
 from shared.documents import ClipPosesDocument, LrSwaps, PoseFrame, RawTail, TrackingDocument
 from shared.messages import ClipPoses, TrackedClip
 from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS, log_fields
@@ -114,7 +115,8 @@ class PoseStage:
         try:
             total = TrackingDocument.read(ctx.store, keys.tracking(aid)).clip_count
         except ObjectNotFound:
-            total = max(done + 1, -(-(msg.video.frames or 0) // ctx.settings.clip_frames))
+            total = max(done + 1, clip_count(msg.video.frames or 0, ctx.settings.clip_frames,
+                                             ctx.settings.first_clip_frames))
         ctx.status(aid, "done" if done >= total else "running", min(1.0, done / total), clips_done=done)
 
 
