@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal, Optional, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
+from shared.clips import clip_spans
 from shared.messages import (
     ActionScore, AnalysisRequested, AthleteSelected, BBox, NotJudgeable, PartialVerdictBody, Repetition, VideoInfo,
 )
@@ -153,12 +154,20 @@ class TrackingDocument(Document):
     height: int = Field(gt=0)
     clip_count: int = Field(ge=0)
     clip_frames: int = Field(ge=1)
+    first_clip_frames: int = Field(0, ge=0, description="Frames of the first clip when it is shorter than "
+                                   "clip_frames (clips then [0, first_clip_frames), [first_clip_frames, "
+                                   "clip_frames), then every clip_frames); 0: every clip has clip_frames "
+                                   "frames (the last one fewer), as in documents before issue 17")
     athlete: ChosenAthlete
     athletes: list[FollowedPerson] = Field(default_factory=list, description="Everyone followed long enough, the "
                                            "athlete first (absent in documents of older trackers)")
     choice: Optional[TrackerChoice] = None
     seconds: float = Field(0.0, ge=0)
     revision: int = Field(0, ge=0, description="0 as tracked; N after the user's N-th athlete switch")
+
+    def clip_spans(self) -> list[tuple[int, int]]:
+        """[start, end) frame indices of each clip (shared/clips.py)."""
+        return clip_spans(self.frames, self.clip_frames, self.first_clip_frames)
 
 
 # ---------------------------------------------------------------------------- poses/clip-NNNNN.json

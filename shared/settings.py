@@ -72,6 +72,10 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # where workers serve /metrics + /healthz; 0.0.0.0 in containers
     # Analysis
     clip_frames: int = 32             # frames per clip message from tracker to pose
+    # The first clip is cut short (frames [0, first_clip_frames), then [first_clip_frames, clip_frames),
+    # then every clip_frames as before: shared/clips.py) so it is posed and judged sooner (issue 17,
+    # docs/benchmarks.md "First verdict"). 0 or >= clip_frames: no short first clip.
+    first_clip_frames: int = 8
     max_upload_mb: int = 200
     max_duration_s: float = 600.0
     max_pixels: int = 3840 * 2160

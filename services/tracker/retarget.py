@@ -48,10 +48,10 @@ def retarget(tracking: TrackingDocument, track_id: int, revision: int,
 
 
 def clips_of(tracking: TrackingDocument, sport: str) -> list[TrackedClip]:
-    """The TrackedClip messages of tracking.json's athlete: every frame once, in clips of the
-    analysis's clip size (so the clip count, which the judge waits for, is unchanged)."""
+    """The TrackedClip messages of tracking.json's athlete: every frame once, in the analysis's clip
+    layout (tracking.json's clip_frames and first_clip_frames, shared/clips.py), so the clip count,
+    which the judge waits for, and each clip's frames are those the tracker published."""
     aid, fps, n = tracking.analysis_id, float(tracking.fps), int(tracking.frames)
-    size = int(tracking.clip_frames)
     person = tracking.athletes[0]
     boxes = dict(zip(person.frames, person.boxes_px))
     info = VideoInfo(fps=fps, width=tracking.width, height=tracking.height, frames=n)
@@ -60,10 +60,10 @@ def clips_of(tracking: TrackingDocument, sport: str) -> list[TrackedClip]:
                      track_score=1.0 if boxes.get(i) is not None else 0.0,
                      track_state="tracked" if boxes.get(i) is not None else "lost")
             for i in range(n)]
-    count = -(-n // size)
+    spans = tracking.clip_spans()
     return [TrackedClip(analysis_id=aid, sport=sport, clip_index=k, track_id=person.track_id, video=info,
-                        frames=refs[k * size:(k + 1) * size], is_last=k == count - 1, revision=tracking.revision)
-            for k in range(count)]
+                        frames=refs[a:b], is_last=k == len(spans) - 1, revision=tracking.revision)
+            for k, (a, b) in enumerate(spans)]
 
 
 def latest_selection(store, aid: str) -> AthleteSelection | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.clips import clip_count, clip_end, effective_first
 from shared.documents import ChosenAthlete, TrackingDocument
 from shared.messages import AnalysisRequested, FrameRef, TrackedClip, VideoInfo
 from shared.observability import FRAMES
@@ -52,20 +53,28 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
         clip_index = 0
         info = VideoInfo(fps=fps, width=msg.video.width, height=msg.video.height, frames=msg.video.frames)
 
+        size, first = s.clip_frames, effective_first(s.clip_frames, s.first_clip_frames)
+        published = 0               # frames published so far: the next clip starts there
+
         def publish(frames: list, is_last: bool) -> None:
-            nonlocal clip_index
+            nonlocal clip_index, published
             for ft in frames:   # a clip may only reference frames that are stored
                 uploads.pop(ft.index).result()
             clip = TrackedClip(analysis_id=aid, sport=msg.sport, clip_index=clip_index, video=info,
                                frames=[_frame_ref(aid, ft, fps) for ft in frames], is_last=is_last)
             ctx.emit(s.topics.clips, clip, key=f"{aid}:{clip_index}")
             clip_index += 1
+            published += len(frames)
+
+        def next_clip() -> int:   # frames in the next clip (shared/clips.py: a short first one, then cut at multiples of size)
+            return clip_end(published, size, first) - published
 
         def take(tracks: list) -> None:
             pending.extend(tracks)
-            while len(pending) > s.clip_frames:   # keep >= 1 frame back so the last clip is known
-                publish(pending[:s.clip_frames], is_last=False)
-                del pending[:s.clip_frames]
+            while len(pending) > next_clip():   # keep >= 1 frame back so the last clip is known
+                n = next_clip()
+                publish(pending[:n], is_last=False)
+                del pending[:n]
 
         # The gateway checks the duration a container declares; one that declares none (or lies)
         # is stopped here, so a stream without end cannot keep a worker forever.
@@ -94,12 +103,13 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
             except NoPersonFound as exc:
                 raise AnalysisFailed(f"nobody was found in the video: {exc}") from None
             choice = tracker.choice
-            n_clips = clip_index + -(-len(pending) // s.clip_frames)
+            n_clips = clip_count(published + len(pending), size, first)   # the layout of every frame returned
             # tracking.json is written before the last clip goes out: the judge reads the clip
             # count from it to know when an analysis is complete.
             ctx.store.put_json(keys.tracking(aid), TrackingDocument(
                 analysis_id=aid, frames=index, fps=fps, width=msg.video.width,
-                height=msg.video.height, clip_count=n_clips, clip_frames=s.clip_frames,
+                height=msg.video.height, clip_count=n_clips, clip_frames=size,
+                first_clip_frames=first if first < size else 0,
                 athlete=ChosenAthlete(track_id=choice.track_id if choice else 0,
                                       reason=choice.reason if choice else "no choice made",
                                       candidates=_jsonable(choice.candidates if choice else [])),
@@ -107,8 +117,9 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
                 seconds=round(time.perf_counter() - started, 3),
             ))
             while pending:
-                chunk = pending[:s.clip_frames]
-                del pending[:s.clip_frames]
+                n = next_clip()
+                chunk = pending[:n]
+                del pending[:n]
                 publish(chunk, is_last=not pending)
         finally:
             cap.release()
@@ -117,13 +128,28 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
                seconds=round(time.perf_counter() - started, 3))
 
 
+_detector = None
+
+
+def person_detector():
+    """The worker's PersonDetector, built once (LiteRT import + interpreter: ~0.4 s on the 2-core
+    machine, which the first analysis used to pay before its first clip); its pass counter restarts
+    for each analysis. One analysis is tracked at a time per process (athlete switches detect nothing)."""
+    global _detector
+    if _detector is None:
+        from services.tracker.detector import PersonDetector
+        _detector = PersonDetector()
+    _detector.passes = 0
+    return _detector
+
+
 def make_tracker(s, target, fps: float, path: Path | None = None, progress=None):
     """The tracker the settings ask for (COACH_TRACKER, COACH_ATHLETE_POLICY, COACH_MIN_TRACK_S,
     COACH_TRACKER_REFINE). "mot" needs the whole clip before it can choose; with refinement it
     reads the video file a second time (frames are not kept in memory)."""
     if s.tracker == "legacy":
         from services.tracker.athlete import AthleteTracker
-        return AthleteTracker(target_bbox_px=target)
+        return AthleteTracker(target_bbox_px=target, detector=person_detector())
     if s.tracker != "mot":
         raise ValueError(f"COACH_TRACKER={s.tracker!r}: expected mot or legacy")
     from services.tracker.mot import MotAthleteTracker
@@ -139,7 +165,7 @@ def make_tracker(s, target, fps: float, path: Path | None = None, progress=None)
         finally:
             cap.release()
 
-    return MotAthleteTracker(target_bbox_px=target, fps=fps, policy=s.athlete_policy, min_track_s=s.min_track_s,
+    return MotAthleteTracker(target_bbox_px=target, detector=person_detector(), fps=fps, policy=s.athlete_policy, min_track_s=s.min_track_s,
                              reread=reread if path is not None else None, refine=s.tracker_refine, progress=progress)
 
 
@@ -182,6 +208,7 @@ def main() -> None:
     from shared.settings import Settings
 
     s = Settings.from_env()
+    person_detector()   # loaded before the first analysis comes, not on its way to the first clip
     # athlete switches get their own loop (and group): a short retarget never waits behind a long tracking
     run_service(WorkerSpec(SERVICE, s.topics.analyses, AnalysisRequested, handle), s,
                 also=(WorkerSpec(SERVICE, s.topics.athlete_selections, AthleteSelected, handle_selection,

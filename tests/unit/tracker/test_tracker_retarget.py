@@ -186,3 +186,20 @@ def test_an_analysis_reads_as_running_until_the_result_of_the_switch_is_stored()
     # no switch ever: the old rule (a stored result is enough while a redelivery runs)
     store.delete_prefix(keys.selection(AID))
     assert is_done(store, AID, suggest("running"))
+
+
+def test_a_switch_republishes_the_short_first_clip_layout_the_tracker_used(world):
+    """tracking.json of a tracker with a short first clip (8 frames, then cuts at 32, 64): the
+    republished clips have the same frames each, so the clip count and the pose worker's context
+    (the previous clip's tail) line up as on the first pass."""
+    from services.tracker.retarget import handle_selection
+
+    store, ctx, emitted = world
+    store.put_json(keys.tracking(AID), {**_tracking(), "first_clip_frames": 8, "clip_count": 4})
+    handle_selection(_select(store, 5, 1), ctx)
+    clips = [m for *_, m in emitted]
+    assert [(c.frames[0].index, c.frames[-1].index) for c in clips] == [(0, 7), (8, 31), (32, 63), (64, 69)]
+    assert [key for _, key, _ in emitted] == [f"{AID}:{k}" for k in range(4)]
+    assert [c.is_last for c in clips] == [False, False, False, True]
+    doc = store.get_json(keys.tracking(AID))
+    assert doc["first_clip_frames"] == 8 and doc["clip_count"] == 4 == len(clips)

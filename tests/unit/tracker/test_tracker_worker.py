@@ -79,3 +79,56 @@ def test_result_lists_the_other_people_with_boxes_only():
     assert [f.index for f in a.frames] == [4, 5] and a.frames[1].t_s == 0.5 and a.frames[0].keypoints is None
     before = TrackingDocument.parse({**base, "athlete": {"track_id": 0, "reason": "r", "candidates": []}})
     assert _other_people(before, 10.0) == []      # a tracking.json from before `athletes`
+
+
+@pytest.fixture
+def vtest_45(tmp_path) -> Path:
+    out = tmp_path / "vtest45.avi"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(VTEST), "-frames:v", "45", "-c:v", "mjpeg",
+                    "-q:v", "3", str(out)], check=True)
+    return out
+
+
+def test_the_short_first_clip_leaves_once_the_athlete_is_chosen_and_later_cuts_are_unchanged(vtest_45, monkeypatch):
+    """COACH_FIRST_CLIP_FRAMES=8: clip 0 (frames 0-7) is published as soon as the tracker has chosen
+    the athlete (its 15-frame selection window), not after 33 decoded frames; then frames 8-31 and
+    32-44, the cut at 32 where it always was; tracking.json records the layout and the clip count."""
+    import cv2
+
+    from services.tracker import worker
+    from shared.store import keys
+
+    aid = "f" * 32
+    store = MemoryStore()
+    store.put_file("uploads/x", vtest_45)
+    ctx = Context("tracker", Settings(first_clip_frames=8), store, producer=None, log=logging.getLogger("test"))
+    reads, emitted = [0], []
+    real = cv2.VideoCapture
+
+    class CountingCapture:   # how many frames were decoded when each clip went out
+        def __init__(self, path):
+            self.cap = real(path)
+
+        def read(self):
+            reads[0] += 1
+            return self.cap.read()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(worker.cv2, "VideoCapture", CountingCapture)
+    monkeypatch.setattr(ctx, "status", lambda *a, **k: None)
+    monkeypatch.setattr(ctx, "emit", lambda topic, m, key: emitted.append((key, m, reads[0])))
+    worker.handle(AnalysisRequested(analysis_id=aid, sport="squat", video_key="uploads/x",
+                                    video=VideoInfo(fps=10.0, width=768, height=576, frames=45)), ctx)
+
+    spans = [(m.frames[0].index, m.frames[-1].index) for _, m, _ in emitted]
+    assert spans == [(0, 7), (8, 31), (32, 44)]
+    assert [key for key, _, _ in emitted] == [f"{aid}:{k}" for k in range(3)]
+    assert [m.is_last for _, m, _ in emitted] == [False, False, True]
+    assert emitted[0][2] <= 16, f"clip 0 waited for {emitted[0][2]} decoded frames (selection window: 15)"
+    assert emitted[1][2] == 33, "clip 1 goes out once frame 32 is known, as the 32-frame clip 0 used to"
+    tracking = store.get_json(keys.tracking(aid))
+    assert tracking["clip_count"] == 3 and tracking["clip_frames"] == 32 and tracking["first_clip_frames"] == 8
+    stored = [k for k in store.objects if "/frames/" in k]
+    assert all(f.frame_key in stored for _, m, _ in emitted for f in m.frames), "clips reference stored frames only"
