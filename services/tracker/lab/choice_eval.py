@@ -20,11 +20,16 @@ Measures (pure functions below, `choice_row` / `summarise`):
 * correct: the chosen track (for mot its multi-person track, the identity the policy picked; for
   legacy the athlete track it outputs) covers the athlete (IoU >= 0.5 with the athlete's
   ground truth) in more than half of the frames it has a box;
+* picked: of the first 10 frames in which the chosen track covers anybody (IoU >= 0.5), most
+  cover the athlete: the policy picked the athlete's track, even if the track later went to
+  someone else (tracking's error, counted by `correct` and identity switches);
 * delivered accuracy: the same test on the athlete boxes the worker outputs (for mot after
   refinement, which starts from the chosen track's first box and may follow the athlete even
   where the multi-person track later went to someone else, or the reverse);
-* reachable (mot): some kept track (>= min_track_s) is correct: a wrong choice with a reachable
-  athlete is the policy's fault, an unreachable one the tracking's;
+* reachable: some track the worker keeps in tracking.json's `athletes` (>= min_track_s) is
+  correct: after a wrong choice the user can switch to the athlete (`POST
+  /v1/analyses/{id}/athlete`); for mot a wrong choice with a reachable athlete is the policy's
+  fault, an unreachable one the tracking's;
 * lock frame: the first frame from which the delivered track stays on the athlete: the first
   frame covering the athlete after the last frame it covers someone else (frames covering
   nobody, e.g. the athlete absent or the box on the background, neither lock nor break a lock);
@@ -115,6 +120,15 @@ def policy_on_truth(actors_gt: Seq[Seq], frame_h: int, fps: float, policy: str,
     return ch.choose(pool, policy)[0].track_id
 
 
+def picked_first(boxes: Seq, actors_gt: Seq[Seq], target: int = 0, first: int = 10,
+                 min_iou: float = MIN_IOU) -> bool:
+    """The choice picked the target's track: of the first `first` frames in which the track
+    covers anybody, most cover the target (whatever the track does later: a later switch to
+    someone else is the tracking's error, not the choice's)."""
+    who = [w for w in (covers(b, gts, min_iou) for b, gts in zip(boxes, actors_gt)) if w is not None][:first]
+    return bool(who) and sum(w == target for w in who) > len(who) / 2
+
+
 def choice_row(chosen_boxes: Seq, delivered_boxes: Seq, actors_gt: Seq[Seq], fps: float,
                alternatives: int | None = None, reachable: bool | None = None) -> dict:
     """One sequence, one tracker/policy: the figures `summarise` aggregates.
@@ -126,7 +140,7 @@ def choice_row(chosen_boxes: Seq, delivered_boxes: Seq, actors_gt: Seq[Seq], fps
     delivered = on_target_share(delivered_boxes, target_gt)
     lock = lock_frame(delivered_boxes, actors_gt)
     return {"correct": is_correct(share), "on_athlete": None if share is None else round(share, 3),
-            "delivered_correct": is_correct(delivered),
+            "picked": picked_first(chosen_boxes, actors_gt), "delivered_correct": is_correct(delivered),
             "reachable": reachable, "lock_frame": lock, "lock_s": None if lock is None else round(lock / fps, 2),
             "close": None if alternatives is None else alternatives > 0}
 
@@ -140,8 +154,9 @@ def summarise(rows: Seq[dict]) -> dict:
         raise ValueError("no sequences")
     out: dict = {"sequences": n, "correct": sum(r["correct"] for r in rows),
                  "accuracy": round(sum(r["correct"] for r in rows) / n, 3)}
-    if all("delivered_correct" in r for r in rows):
-        out["delivered_accuracy"] = round(sum(r["delivered_correct"] for r in rows) / n, 3)
+    for key, name in (("picked", "picked"), ("delivered_correct", "delivered_accuracy")):
+        if all(key in r for r in rows):
+            out[name] = round(sum(r[key] for r in rows) / n, 3)
     reach = [r["reachable"] for r in rows if r.get("reachable") is not None]
     if reach:
         out["reachable"] = round(sum(reach) / len(reach), 3)
@@ -211,8 +226,10 @@ def run_mot_policies(frames: Seq[np.ndarray], detector, fps: float, policies: Se
     return out, time.perf_counter() - started
 
 
-def run_legacy(frames: Seq[np.ndarray], detector, config=None) -> tuple[dict, float]:
-    """The default tracker as the worker runs it without a box: AthleteTracker()."""
+def run_legacy(frames: Seq[np.ndarray], detector, fps: float, config=None, min_track_s: float = 1.0) -> tuple[dict, float]:
+    """The default tracker as the worker runs it without a box: AthleteTracker(). "kept": every
+    track the worker writes to tracking.json's `athletes` (>= min_track_s; worker.people_doc),
+    the people a user can switch to."""
     from ..athlete import AthleteTracker
 
     started = time.perf_counter()
@@ -221,82 +238,131 @@ def run_legacy(frames: Seq[np.ndarray], detector, config=None) -> tuple[dict, fl
     for f in frames:
         fts += tracker.push(f)
     fts += tracker.finish()
+    seconds = time.perf_counter() - started
     boxes = [ft.bbox_px for ft in fts]
+    min_frames = max(1, int(round(min_track_s * fps)))
+    kept = []
+    for v in tracker.tracks().values():
+        if len(v) >= min_frames:
+            at = dict(v)
+            kept.append([at.get(t) for t in range(len(frames))])
     return {"chosen": boxes, "delivered": boxes, "scores": [float(ft.score) for ft in fts], "alternatives": None,
-            "reason": tracker.choice.reason if tracker.choice else None}, time.perf_counter() - started
+            "reason": tracker.choice.reason if tracker.choice else None, "kept": kept}, seconds
+
+
+SAVED = ("chosen", "delivered", "scores", "kept", "alternatives", "reason", "track_id")
 
 
 def evaluate_choice(split: str = "test", cases: tuple[str, ...] | None = None, policies: Seq[str] = POLICIES,
                     legacy: bool = True, detector=None, progress=None, fps: float = 10.0,
-                    seeds: tuple[int, ...] | None = None) -> dict:
-    """The `coach tracker eval --choice` document (module doc). seeds: a subset of the split's."""
+                    seeds: tuple[int, ...] | None = None, save_dir: str | None = None) -> dict:
+    """The `coach tracker eval --choice` document (module doc). seeds: a subset of the split's;
+    save_dir: also write every sequence's record there (<sequence>.pkl: ground truth of every
+    actor, and per tracker the chosen, delivered and kept tracks): `score_saved` scores them again."""
+    import pickle
+    from pathlib import Path
+
     from ..detector import PersonDetector
     from . import evalset
-    from .evaluation import Track, identity_switches, vot_lt
 
     cases = tuple(cases or evalset.CASES)
     detector = detector or PersonDetector()
     sprites = evalset.load_sprites()
     seeds = seeds or (evalset.SPLITS["tune"] + evalset.SPLITS["test"] if split == "all" else evalset.SPLITS[split])
-    modes = (["legacy"] if legacy else []) + [f"mot/{p}" for p in policies]
-    rows: dict[str, list[dict]] = {m: [] for m in modes}
-    tracks: dict[str, list] = {m: [] for m in modes}
-    truth: dict[str, list[dict]] = {p: [] for p in policies}
     seconds: dict[str, float] = {"legacy": 0.0, "mot": 0.0}
-    per_seq = []
-    n_frames = 0
+    records = []
     for case in cases:
         for seed in seeds:
             seq = evalset.make_sequence(case, seed, sprites)
             rendered = [seq.render(t)[:2] for t in range(seq.n_frames)]
             frames = [f for f, _ in rendered]
-            actors_gt = [b for _, b in rendered]
-            target_gt = [b[0] for b in actors_gt]
-            n_frames += len(frames)
-            row = {"sequence": seq.name, "case": case, "split": seq.split, "athlete": seq.actors[0].sprite}
             results: dict[str, dict] = {}
             if legacy:
-                results["legacy"], s = run_legacy(frames, detector)
-                seconds["legacy"] += s
+                results["legacy"], sec = run_legacy(frames, detector, fps)
+                seconds["legacy"] += sec
             if policies:
-                by_policy, s = run_mot_policies(frames, detector, fps, policies)
-                seconds["mot"] += s
+                by_policy, sec = run_mot_policies(frames, detector, fps, policies)
+                seconds["mot"] += sec
                 for p, r in by_policy.items():
                     results[f"mot/{p}"] = r
-            for m, r in results.items():
-                reach = None
-                if "kept" in r:
-                    reach = any(is_correct(on_target_share(k, target_gt)) for k in r["kept"])
-                cr = choice_row(r["chosen"], r["delivered"], actors_gt, fps, r["alternatives"], reach)
-                run = Track(seq.name, list(r["delivered"]), list(r["scores"]), target_gt)
-                tracks[m].append(run)
-                cr["f_score"] = vot_lt([run])["f_score"]
-                cr["id_switches"] = identity_switches(r["delivered"], actors_gt)
-                cr["reason"] = r["reason"]
-                rows[m].append(cr)
-                row[m] = cr
-            for p in policies:
-                pick = policy_on_truth(actors_gt, seq.size[1], fps, p)
-                truth[p].append({"case": case, "correct": pick == 0})
-                row.setdefault("on_truth", {})[p] = pick == 0
-            per_seq.append(row)
+            rec = {"sequence": seq.name, "case": case, "split": seq.split, "athlete": seq.actors[0].sprite,
+                   "actors_gt": [b for _, b in rendered], "fps": fps, "size": seq.size,
+                   "results": {m: {k: r.get(k) for k in SAVED} for m, r in results.items()}}
+            records.append(rec)
+            if save_dir:
+                Path(save_dir).mkdir(parents=True, exist_ok=True)
+                with open(Path(save_dir) / f"{seq.name}.pkl", "wb") as fh:
+                    pickle.dump(rec, fh)
             if progress:
-                progress(row)
+                progress(score_record(rec, policies))
             del rendered, frames
-    out: dict = {"split": split, "sequences": len(per_seq), "frames": n_frames, "athlete": "actor 0 (evalset)"}
+    out = score_records(records, split, policies)
+    n_frames = out["frames"]
+    out["fps"] = {k: round(n_frames / v, 1) for k, v in seconds.items() if v > 0}
+    return out
+
+
+def score_record(rec: dict, policies: Seq[str] = POLICIES) -> dict:
+    """One sequence's row: per tracker `choice_row` + F-score, identity switches and the reason;
+    `on_truth`: per policy, whether it picks the athlete on the ground-truth tracks."""
+    from .evaluation import Track, identity_switches, vot_lt
+
+    actors_gt, fps = rec["actors_gt"], rec["fps"]
+    target_gt = [g[0] for g in actors_gt]
+    row = {k: rec[k] for k in ("sequence", "case", "split", "athlete")}
+    for m, r in rec["results"].items():
+        reach = None if r.get("kept") is None else any(is_correct(on_target_share(k, target_gt)) for k in r["kept"])
+        cr = choice_row(r["chosen"], r["delivered"], actors_gt, fps, r["alternatives"], reach)
+        cr["f_score"] = vot_lt([Track(rec["sequence"], list(r["delivered"]), list(r["scores"]), target_gt)])["f_score"]
+        cr["id_switches"] = identity_switches(r["delivered"], actors_gt)
+        cr["reason"] = r["reason"]
+        row[m] = cr
+    row["on_truth"] = {p: policy_on_truth(actors_gt, rec["size"][1], fps, p) == 0 for p in policies}
+    return row
+
+
+def score_records(records: Seq[dict], split: str, policies: Seq[str] = POLICIES) -> dict:
+    """The document from per-sequence records (evaluate_choice's, or saved ones)."""
+    from .evaluation import Track, vot_lt
+
+    rows = [score_record(r, policies) for r in records]
+    modes = list(records[0]["results"]) if records else []
+    tracks = {m: [Track(r["sequence"], list(r["results"][m]["delivered"]), list(r["results"][m]["scores"]),
+                        [g[0] for g in r["actors_gt"]]) for r in records] for m in modes}
+    out: dict = {"split": split, "sequences": len(rows), "frames": sum(len(r["actors_gt"]) for r in records),
+                 "athlete": "actor 0 (evalset)"}
     for m in modes:
-        out[m] = summarise(rows[m])
+        out[m] = summarise([r[m] for r in rows])
         out[m]["f_score"] = vot_lt(tracks[m])["f_score"]
-        out[m]["id_switches_per_sequence"] = round(float(np.mean([r["id_switches"] for r in rows[m]])), 3)
-    out["on_truth"] = {p: round(float(np.mean([r["correct"] for r in truth[p]])), 3) for p in policies}
+        out[m]["id_switches_per_sequence"] = round(float(np.mean([r[m]["id_switches"] for r in rows])), 3)
+    out["on_truth"] = {p: round(float(np.mean([r["on_truth"][p] for r in rows])), 3) for p in policies}
     out["cases"] = {}
-    for c in cases:
-        idx = [i for i, r in enumerate(per_seq) if r["case"] == c]
-        cc = {m: {"accuracy": round(float(np.mean([rows[m][i]["correct"] for i in idx])), 3),
+    for c in dict.fromkeys(r["case"] for r in rows):
+        idx = [i for i, r in enumerate(rows) if r["case"] == c]
+        cc = {m: {"accuracy": round(float(np.mean([rows[i][m]["correct"] for i in idx])), 3),
+                  "picked": round(float(np.mean([rows[i][m]["picked"] for i in idx])), 3),
+                  "delivered_accuracy": round(float(np.mean([rows[i][m]["delivered_correct"] for i in idx])), 3),
                   "f_score": vot_lt([tracks[m][i] for i in idx])["f_score"]} for m in modes}
-        cc["on_truth"] = {p: round(float(np.mean([truth[p][i]["correct"] for i in idx])), 3) for p in policies}
+        cc["on_truth"] = {p: round(float(np.mean([rows[i]["on_truth"][p] for i in idx])), 3) for p in policies}
         cc["sequences"] = len(idx)
         out["cases"][c] = cc
-    out["fps"] = {k: round(n_frames / v, 1) for k, v in seconds.items() if v > 0}
-    out["per_sequence"] = per_seq
+    out["per_sequence"] = rows
     return out
+
+
+def score_saved(save_dir: str, policies: Seq[str] = POLICIES) -> dict:
+    """Score the records an earlier run saved (`--save-tracks DIR`) again, without tracking."""
+    import pickle
+    from pathlib import Path
+
+    records = []
+    for f in sorted(Path(save_dir).glob("*.pkl")):
+        with open(f, "rb") as fh:
+            records.append(pickle.load(fh))
+    if not records:
+        raise ValueError(f"{save_dir}: no saved sequences (*.pkl)")
+    from . import evalset
+
+    order = {c: i for i, c in enumerate(evalset.CASES)}
+    records.sort(key=lambda r: (order.get(r["case"], 99), int(r["sequence"].rsplit("-", 1)[1])))
+    return score_records(records, records[0]["split"], policies)

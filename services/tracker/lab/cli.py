@@ -59,8 +59,13 @@ def cmd_choice(args) -> int:
 
     started = time.perf_counter()
     # --trackers: "full" (or "legacy") brings the default tracker, "mot" the policies
-    out = evaluate_choice(args.split, _cases(args.cases), policies if "mot" in trackers else (),
-                          legacy="legacy" in trackers or "full" in trackers, progress=progress)
+    if args.from_tracks:
+        from .choice_eval import score_saved
+        out = score_saved(args.from_tracks, policies)
+    else:
+        out = evaluate_choice(args.split, _cases(args.cases), policies if "mot" in trackers else (),
+                              legacy="legacy" in trackers or "full" in trackers, progress=progress,
+                              save_dir=args.save_tracks)
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["machine"] = {"cpus": os.cpu_count(), "load_1min_after": round(os.getloadavg()[0], 2),
                       "opencv_threads": args.threads}
@@ -78,14 +83,14 @@ def choice_table(out: dict) -> str:
     modes = [m for m in out if m == "legacy" or m.startswith("mot/")]
     lines = [f"split {out['split']}: {out['sequences']} sequences, {out['frames']} frames; the athlete chosen "
              f"from detection (no box); athlete = {out['athlete']}",
-             f"{'':<18}{'accuracy':>9}{'delivered':>10}{'reachable':>10}{'close':>7}{'close+wrong':>12}{'locked':>8}"
+             f"{'':<18}{'accuracy':>9}{'picked':>8}{'delivered':>10}{'reachable':>10}{'close':>7}{'close+wrong':>12}{'locked':>8}"
              f"{'lock s (median)':>16}{'F':>7}{'switches':>9}"]
 
     def cell(v, fmt):
         return "-" if v is None else format(v, fmt)
     for m in modes:
         r = out[m]
-        lines.append(f"{m:<18}{r['accuracy']:>9.3f}{cell(r.get('delivered_accuracy'), '.3f'):>10}{cell(r.get('reachable'), '.3f'):>10}{cell(r.get('close'), '.3f'):>7}"
+        lines.append(f"{m:<18}{r['accuracy']:>9.3f}{cell(r.get('picked'), '.3f'):>8}{cell(r.get('delivered_accuracy'), '.3f'):>10}{cell(r.get('reachable'), '.3f'):>10}{cell(r.get('close'), '.3f'):>7}"
                      f"{cell(r.get('close_and_wrong'), 'd'):>12}{r['locked']:>8.3f}{cell(r['lock_s_median'], '.1f'):>16}"
                      f"{r['f_score']:>7.3f}{r['id_switches_per_sequence']:>9.2f}")
     if out.get("on_truth"):
@@ -183,6 +188,10 @@ def register(sub) -> None:
                     help="evaluate the athlete choice: no box, the worker's choice (legacy and mot per policy)")
     ev.add_argument("--policies", default="most_active,largest,first_seen",
                     help="--choice: the COACH_ATHLETE_POLICY values for mot (default all three)")
+    ev.add_argument("--save-tracks", metavar="DIR",
+                    help="--choice: also write every sequence's boxes (pickle) to DIR, to score them offline")
+    ev.add_argument("--from-tracks", metavar="DIR",
+                    help="--choice: score the boxes a --save-tracks run wrote to DIR again (no tracking)")
     ev.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: the one-core figure)")
     ev.add_argument("--per-sequence", action="store_true", help="also list every sequence")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")

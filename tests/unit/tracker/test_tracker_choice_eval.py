@@ -59,6 +59,17 @@ def test_lock_is_the_first_frame_on_the_athlete_after_the_last_one_on_someone_el
     assert lock_frame([ATH] * 4, gts(4)) == 0
 
 
+def test_picked_looks_at_the_first_frames_the_track_covers_anybody():
+    actors = gts(30)
+    # on the athlete for 8 of its first 10 covering frames (2 on the other), then someone else for good
+    boxes = [None, BG, ATH, OTHER, ATH, ATH, OTHER] + [ATH] * 6 + [OTHER] * 17
+    from services.tracker.lab.choice_eval import picked_first
+    assert picked_first(boxes, actors)
+    assert not is_correct(on_target_share(boxes, [g[0] for g in actors]))    # most of its frames: not the athlete
+    assert not picked_first([OTHER] * 5 + [ATH] * 25, actors, first=10)       # 5 of 10 is not most
+    assert not picked_first([BG] * 30, actors)                                 # never on anybody
+
+
 def test_choice_row_gives_seconds_and_closeness_and_summary_aggregates():
     actors = gts(10)
     right = choice_row([ATH] * 10, [OTHER] * 2 + [ATH] * 8, actors, fps=10.0, alternatives=0, reachable=True)
@@ -69,6 +80,7 @@ def test_choice_row_gives_seconds_and_closeness_and_summary_aggregates():
     # the chosen multi-person track went to someone else, the refined one kept the athlete
     refined = choice_row([ATH] * 4 + [OTHER] * 6, [ATH] * 10, actors, fps=10.0, alternatives=0, reachable=True)
     assert not refined["correct"] and refined["delivered_correct"] and refined["lock_frame"] == 0
+    assert right["picked"] and not wrong["picked"] and not refined["picked"]    # refined: 4 of its first 10 frames
     legacy = choice_row([ATH] * 10, [ATH] * 10, actors, fps=10.0)     # no margin: closeness is not defined
     assert legacy["close"] is None and legacy["reachable"] is None
     late = choice_row([ATH] * 10, [None] * 6 + [ATH] * 4, actors, fps=10.0, alternatives=1, reachable=True)
@@ -106,7 +118,7 @@ def test_policies_on_perfect_tracks_pick_as_documented():
 def test_table_shows_accuracy_and_policy_on_truth():
     from services.tracker.lab.cli import choice_table
 
-    row = {"sequences": 3, "correct": 2, "accuracy": 0.667, "delivered_accuracy": 0.5, "reachable": 1.0, "close": 0.333, "close_and_wrong": 1,
+    row = {"sequences": 3, "correct": 2, "accuracy": 0.667, "picked": 1.0, "delivered_accuracy": 0.5, "reachable": 1.0, "close": 0.333, "close_and_wrong": 1,
            "locked": 0.667, "lock_s_median": 0.4, "lock_s_mean": 0.4, "f_score": 0.41, "id_switches_per_sequence": 1.0}
     legacy = {k: v for k, v in row.items() if k not in ("reachable", "close", "close_and_wrong")}
     out = {"split": "test", "sequences": 3, "frames": 300, "athlete": "actor 0 (evalset)", "legacy": legacy,
@@ -116,9 +128,9 @@ def test_table_shows_accuracy_and_policy_on_truth():
     text = choice_table(out)
     lines = text.splitlines()
     mot = next(ln for ln in lines if ln.startswith("mot/most_active")).split()
-    assert mot[1:5] == ["0.667", "0.500", "1.000", "0.333"] and mot[-2:] == ["0.410", "1.00"]
+    assert mot[1:6] == ["0.667", "1.000", "0.500", "1.000", "0.333"] and mot[-2:] == ["0.410", "1.00"]
     leg = next(ln for ln in lines if ln.startswith("legacy")).split()
-    assert leg[3:6] == ["-", "-", "-"]                    # no reachability / margin for the default tracker
+    assert leg[4:7] == ["-", "-", "-"]                    # no reachability / margin for the default tracker
     assert "most_active 0.500" in text and "crowd" in text and "on truth: most_active 0.00" in text
 
 
