@@ -36,6 +36,9 @@ Measures (pure functions below, `choice_row` / `summarise`):
   None if it never does. Time-to-lock = lock frame / fps;
 * close: the policy listed alternatives (candidates scoring >= 0.7 x the chosen one);
 * F-score (VOT-LT) of the delivered track, as in `coach tracker eval`;
+* with `from_box`, the reference `legacy/box` and `mot/box`: the trackers started from the
+  athlete's first ground-truth box (a request with `target_bbox_px`; `coach tracker eval`):
+  how often the same measures are met when the choice cannot be wrong;
 * on truth: the policy applied to the ground-truth boxes of all actors (perfect tracks, no
   keypoints): does it pick actor 0? Where it does not, the athlete is not distinguishable by that
   policy in that case (a walker among walkers), whatever the tracker does.
@@ -250,15 +253,28 @@ def run_legacy(frames: Seq[np.ndarray], detector, fps: float, config=None, min_t
             "reason": tracker.choice.reason if tracker.choice else None, "kept": kept}, seconds
 
 
+def run_from_box(seq, pairs, detector, fps: float, kind: str) -> tuple[dict, float]:
+    """Reference: the tracker started from the athlete's first ground-truth box (`coach tracker
+    eval`, request with target_bbox_px = policy "box"): the same measures, no choice involved."""
+    from .evaluation import run_tracker
+
+    r = run_tracker(seq, None, detector, pairs, kind)
+    chosen = r.alone.boxes if r.alone is not None else r.boxes
+    return {"chosen": list(chosen), "delivered": list(r.boxes), "scores": list(r.scores), "alternatives": None,
+            "reason": "target_bbox (ground truth)", "kept": None}, r.seconds
+
+
 SAVED = ("chosen", "delivered", "scores", "kept", "alternatives", "reason", "track_id")
 
 
 def evaluate_choice(split: str = "test", cases: tuple[str, ...] | None = None, policies: Seq[str] = POLICIES,
                     legacy: bool = True, detector=None, progress=None, fps: float = 10.0,
-                    seeds: tuple[int, ...] | None = None, save_dir: str | None = None) -> dict:
+                    seeds: tuple[int, ...] | None = None, save_dir: str | None = None,
+                    from_box: bool = False) -> dict:
     """The `coach tracker eval --choice` document (module doc). seeds: a subset of the split's;
     save_dir: also write every sequence's record there (<sequence>.pkl: ground truth of every
-    actor, and per tracker the chosen, delivered and kept tracks): `score_saved` scores them again."""
+    actor, and per tracker the chosen, delivered and kept tracks): `score_saved` scores them again.
+    from_box: also the reference runs from the ground-truth box (`legacy/box`, `mot/box`)."""
     import pickle
     from pathlib import Path
 
@@ -269,7 +285,7 @@ def evaluate_choice(split: str = "test", cases: tuple[str, ...] | None = None, p
     detector = detector or PersonDetector()
     sprites = evalset.load_sprites()
     seeds = seeds or (evalset.SPLITS["tune"] + evalset.SPLITS["test"] if split == "all" else evalset.SPLITS[split])
-    seconds: dict[str, float] = {"legacy": 0.0, "mot": 0.0}
+    seconds: dict[str, float] = {"legacy": 0.0, "mot": 0.0, "legacy/box": 0.0, "mot/box": 0.0}
     records = []
     for case in cases:
         for seed in seeds:
@@ -285,6 +301,11 @@ def evaluate_choice(split: str = "test", cases: tuple[str, ...] | None = None, p
                 seconds["mot"] += sec
                 for p, r in by_policy.items():
                     results[f"mot/{p}"] = r
+            if from_box:
+                pairs = [(f, b[0]) for f, b in rendered]
+                for m, kind in (("legacy/box", "legacy"), ("mot/box", "mot")):
+                    results[m], sec = run_from_box(seq, pairs, detector, fps, kind)
+                    seconds[m] += sec
             rec = {"sequence": seq.name, "case": case, "split": seq.split, "athlete": seq.actors[0].sprite,
                    "actors_gt": [b for _, b in rendered], "fps": fps, "size": seq.size,
                    "results": {m: {k: r.get(k) for k in SAVED} for m, r in results.items()}}
@@ -350,17 +371,27 @@ def score_records(records: Seq[dict], split: str, policies: Seq[str] = POLICIES)
     return out
 
 
-def score_saved(save_dir: str, policies: Seq[str] = POLICIES) -> dict:
-    """Score the records an earlier run saved (`--save-tracks DIR`) again, without tracking."""
+def score_saved(save_dirs: str | Seq[str], policies: Seq[str] = POLICIES) -> dict:
+    """Score the records earlier runs saved (`--save-tracks DIR`) again, without tracking; the
+    trackers of several runs over the same sequences are merged per sequence."""
     import pickle
     from pathlib import Path
 
-    records = []
-    for f in sorted(Path(save_dir).glob("*.pkl")):
-        with open(f, "rb") as fh:
-            records.append(pickle.load(fh))
+    by_name: dict[str, dict] = {}
+    for d in ([save_dirs] if isinstance(save_dirs, str) else save_dirs):
+        for f in sorted(Path(d).glob("*.pkl")):
+            with open(f, "rb") as fh:
+                rec = pickle.load(fh)
+            if rec["sequence"] in by_name:
+                by_name[rec["sequence"]]["results"].update(rec["results"])
+            else:
+                by_name[rec["sequence"]] = rec
+    records = list(by_name.values())
     if not records:
-        raise ValueError(f"{save_dir}: no saved sequences (*.pkl)")
+        raise ValueError(f"{save_dirs}: no saved sequences (*.pkl)")
+    modes = set(records[0]["results"])
+    if any(set(r["results"]) != modes for r in records):
+        raise ValueError("the saved runs do not cover the same sequences with the same trackers")
     from . import evalset
 
     order = {c: i for i, c in enumerate(evalset.CASES)}

@@ -58,14 +58,15 @@ def cmd_choice(args) -> int:
             print(f"  {row['sequence']:<16} {picks}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    # --trackers: "full" (or "legacy") brings the default tracker, "mot" the policies
+    # --trackers: "full" (or "legacy") brings the default tracker, "mot" the policies, "box" the
+    # trackers started from the ground-truth box (reference)
     if args.from_tracks:
         from .choice_eval import score_saved
-        out = score_saved(args.from_tracks, policies)
+        out = score_saved(args.from_tracks.split(","), policies)
     else:
         out = evaluate_choice(args.split, _cases(args.cases), policies if "mot" in trackers else (),
                               legacy="legacy" in trackers or "full" in trackers, progress=progress,
-                              save_dir=args.save_tracks)
+                              save_dir=args.save_tracks, from_box="box" in trackers)
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["machine"] = {"cpus": os.cpu_count(), "load_1min_after": round(os.getloadavg()[0], 2),
                       "opencv_threads": args.threads}
@@ -80,7 +81,7 @@ def cmd_choice(args) -> int:
 
 def choice_table(out: dict) -> str:
     """The `coach tracker eval --choice` document as a table (what a person reads)."""
-    modes = [m for m in out if m == "legacy" or m.startswith("mot/")]
+    modes = [m for m in out if m.startswith(("legacy", "mot/"))]
     lines = [f"split {out['split']}: {out['sequences']} sequences, {out['frames']} frames; the athlete chosen "
              f"from detection (no box); athlete = {out['athlete']}",
              f"{'':<18}{'accuracy':>9}{'picked':>8}{'delivered':>10}{'reachable':>10}{'close':>7}{'close+wrong':>12}{'locked':>8}"
@@ -183,7 +184,9 @@ def register(sub) -> None:
     ev.add_argument("--local-tracker", default="kcf", choices=("kcf", "csrt"))
     ev.add_argument("--trackers", default="plain,full,mot",
                     help="comma-separated: plain (local tracker alone), full (single-target tracker), mot "
-                         "(multi-person tracker + refinement; mot_alone, without it, comes with it)")
+                         "(multi-person tracker + refinement; mot_alone, without it, comes with it); with --choice: "
+                         "full (or legacy) = the default tracker's choice, mot = each policy's, box = both trackers "
+                         "from the ground-truth box (reference)")
     ev.add_argument("--choice", action="store_true",
                     help="evaluate the athlete choice: no box, the worker's choice (legacy and mot per policy)")
     ev.add_argument("--policies", default="most_active,largest,first_seen",
@@ -191,7 +194,7 @@ def register(sub) -> None:
     ev.add_argument("--save-tracks", metavar="DIR",
                     help="--choice: also write every sequence's boxes (pickle) to DIR, to score them offline")
     ev.add_argument("--from-tracks", metavar="DIR",
-                    help="--choice: score the boxes a --save-tracks run wrote to DIR again (no tracking)")
+                    help="--choice: score the boxes --save-tracks runs wrote again (no tracking); DIR[,DIR...] merged per sequence")
     ev.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: the one-core figure)")
     ev.add_argument("--per-sequence", action="store_true", help="also list every sequence")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")

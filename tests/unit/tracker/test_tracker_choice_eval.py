@@ -162,3 +162,35 @@ def test_disjoint_split_shares_no_person_and_no_scene_with_the_tuning_part(sprit
     # and its athletes are the test athletes, visible in the first frame
     seq = evalset.make_sequence("crowd", evalset.SPLITS["disjoint"][0], sprites)
     assert seq.actors[0].sprite in evalset.TEST_ATHLETES and seq.render(0)[1][0] is not None
+
+
+def test_saved_runs_are_scored_again_and_merged_per_sequence(tmp_path):
+    import pickle
+
+    from services.tracker.lab.choice_eval import score_saved
+
+    actors = gts(20)
+
+    def save(d, name, results):
+        d.mkdir(exist_ok=True)
+        rec = {"sequence": name, "case": "crowd", "split": "test", "athlete": "w174", "actors_gt": actors,
+               "fps": 10.0, "size": (768, 576), "results": results}
+        (d / f"{name}.pkl").write_bytes(pickle.dumps(rec))
+
+    def res(boxes, alts=None, kept=None):
+        return {"chosen": boxes, "delivered": boxes, "scores": [1.0] * len(boxes), "alternatives": alts,
+                "reason": "r", "kept": kept, "track_id": 0}
+
+    save(tmp_path / "a", "crowd-100", {"legacy": res([ATH] * 20), "mot/most_active": res([OTHER] * 20, 1, [[ATH] * 20])})
+    save(tmp_path / "a", "crowd-101", {"legacy": res([OTHER] * 20), "mot/most_active": res([ATH] * 20, 0, [[ATH] * 20])})
+    save(tmp_path / "b", "crowd-100", {"legacy/box": res([ATH] * 20)})
+    save(tmp_path / "b", "crowd-101", {"legacy/box": res([ATH] * 20)})
+    out = score_saved([str(tmp_path / "a"), str(tmp_path / "b")], policies=("most_active",))
+    assert out["sequences"] == 2 and out["frames"] == 40
+    assert out["legacy"]["accuracy"] == 0.5 and out["legacy/box"]["accuracy"] == 1.0
+    mot = out["mot/most_active"]
+    # one wrong choice with the athlete among the kept people (a switch would fix it), one right
+    assert mot["accuracy"] == 0.5 and mot["reachable"] == 1.0 and mot["close_and_wrong"] == 1
+    assert out["cases"]["crowd"]["legacy"]["accuracy"] == 0.5
+    with pytest.raises(ValueError):
+        score_saved(str(tmp_path / "empty"))
