@@ -149,7 +149,8 @@ def choice_row(chosen_boxes: Seq, delivered_boxes: Seq, actors_gt: Seq[Seq], fps
 
 
 def summarise(rows: Seq[dict]) -> dict:
-    """Per tracker/policy over sequences: sequences, choice accuracy, reachable (mot), close
+    """Per tracker/policy over sequences: sequences, choice accuracy, reachable (and how many
+    wrong choices had the athlete listed: `wrong_but_listed`), close
     share (and wrong among the close ones), locked share and time-to-lock (median / mean s over
     the locked sequences)."""
     n = len(rows)
@@ -160,9 +161,11 @@ def summarise(rows: Seq[dict]) -> dict:
     for key, name in (("picked", "picked"), ("delivered_correct", "delivered_accuracy")):
         if all(key in r for r in rows):
             out[name] = round(sum(r[key] for r in rows) / n, 3)
-    reach = [r["reachable"] for r in rows if r.get("reachable") is not None]
+    reach = [r for r in rows if r.get("reachable") is not None]
     if reach:
-        out["reachable"] = round(sum(reach) / len(reach), 3)
+        out["reachable"] = round(sum(r["reachable"] for r in reach) / len(reach), 3)
+        # wrong choices where the athlete is among the people listed: a switch puts it right
+        out["wrong_but_listed"] = sum(r["reachable"] and not r["correct"] for r in reach)
     close = [r for r in rows if r.get("close") is not None]
     if close:
         out["close"] = round(sum(r["close"] for r in close) / len(close), 3)

@@ -88,7 +88,7 @@ def test_choice_row_gives_seconds_and_closeness_and_summary_aggregates():
     # 2 of 3 right; the athlete was among the tracks each time; 2 close choices, one of them wrong;
     # 2 locked, at 0.2 s and 0.6 s
     assert s["sequences"] == 3 and s["correct"] == 2 and s["accuracy"] == 0.667 and s["delivered_accuracy"] == 0.667
-    assert s["reachable"] == 1.0 and s["close"] == 0.667 and s["close_and_wrong"] == 1
+    assert s["reachable"] == 1.0 and s["wrong_but_listed"] == 1 and s["close"] == 0.667 and s["close_and_wrong"] == 1
     assert s["locked"] == 0.667 and s["lock_s_median"] == 0.4 and s["lock_s_mean"] == 0.4
     assert "close" not in summarise([legacy]) and summarise([legacy])["accuracy"] == 1.0
     with pytest.raises(ValueError):
@@ -190,7 +190,8 @@ def test_saved_runs_are_scored_again_and_merged_per_sequence(tmp_path):
     assert out["legacy"]["accuracy"] == 0.5 and out["legacy/box"]["accuracy"] == 1.0
     mot = out["mot/most_active"]
     # one wrong choice with the athlete among the kept people (a switch would fix it), one right
-    assert mot["accuracy"] == 0.5 and mot["reachable"] == 1.0 and mot["close_and_wrong"] == 1
+    assert mot["accuracy"] == 0.5 and mot["reachable"] == 1.0 and mot["wrong_but_listed"] == 1
+    assert mot["close_and_wrong"] == 1
     assert out["cases"]["crowd"]["legacy"]["accuracy"] == 0.5
     with pytest.raises(ValueError):
         score_saved(str(tmp_path / "empty"))
