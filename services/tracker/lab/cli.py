@@ -66,7 +66,8 @@ def cmd_choice(args) -> int:
     else:
         out = evaluate_choice(args.split, _cases(args.cases), policies if "mot" in trackers else (),
                               legacy="legacy" in trackers or "full" in trackers, progress=progress,
-                              save_dir=args.save_tracks, from_box="box" in trackers)
+                              save_dir=args.save_tracks, from_box="box" in trackers,
+                              seeds=tuple(int(x) for x in args.seeds.split(",")) if args.seeds else None)
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["machine"] = {"cpus": os.cpu_count(), "load_1min_after": round(os.getloadavg()[0], 2),
                       "opencv_threads": args.threads}
@@ -193,6 +194,7 @@ def register(sub) -> None:
                     help="--choice: the COACH_ATHLETE_POLICY values for mot (default all three)")
     ev.add_argument("--save-tracks", metavar="DIR",
                     help="--choice: also write every sequence's boxes (pickle) to DIR, to score them offline")
+    ev.add_argument("--seeds", help="--choice: comma-separated subset of the split's seeds (default: all)")
     ev.add_argument("--from-tracks", metavar="DIR",
                     help="--choice: score the boxes --save-tracks runs wrote again (no tracking); DIR[,DIR...] merged per sequence")
     ev.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: the one-core figure)")
