@@ -1,11 +1,16 @@
 """`coach tracker ...`: measure the athlete tracker like a long-term tracker.
 
-  coach tracker eval [--split test|tune|all] [--cases a,b] [--trackers plain,full,mot] [--json]
+  coach tracker eval [--split test|tune|disjoint|all] [--cases a,b] [--trackers plain,full,mot] [--json]
       VOT-LT precision / recall / F-score of the athlete's track, identity switches per sequence,
       on the built evaluation set (services/tracker/lab/evalset.py, rendered on the fly), per case and
       overall, and frames per second: plain (local tracker only), full (single-target tracker:
       + verification + re-detection), mot (multi-person tracker + refinement of the athlete) and
       mot_alone (its athlete track before refinement), with MOTA / IDF1 over all people.
+  coach tracker eval --choice [--split test|tune|disjoint] [--policies most_active,largest,first_seen] [--json]
+      the athlete CHOICE: every sequence starts with no box, as the worker runs it without a
+      target_bbox; per tracker (legacy = the default; mot/<policy> = COACH_TRACKER=mot with that
+      COACH_ATHLETE_POLICY): choice accuracy, time-to-lock, F-score, how often the choice was close
+      (services/tracker/lab/choice_eval.py). --split disjoint: people and scenes never in the tuning part.
   coach tracker evalset --out DIR [--split ...] [--cases ...]
       write the evaluation sequences as MP4 with their ground truth drawn (eyeballing), plus
       ground_truth.json (per sequence, per frame: the target's box or null).
@@ -34,8 +39,76 @@ def _cases(arg: str | None) -> tuple[str, ...] | None:
     return cases
 
 
+def cmd_choice(args) -> int:
+    import cv2
+
+    from .choice_eval import POLICIES, evaluate_choice
+
+    cv2.setNumThreads(args.threads)
+    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+    bad = [p for p in policies if p not in POLICIES]
+    if bad:
+        raise SystemExit(f"coach tracker: unknown policy {', '.join(bad)}; policies: {', '.join(POLICIES)}")
+    trackers = tuple(t.strip() for t in args.trackers.split(",") if t.strip())
+
+    def progress(row: dict) -> None:
+        if not args.quiet:
+            picks = "  ".join(f"{m} {'ok' if r['correct'] else 'WRONG'} F {r['f_score']:.3f}"
+                              for m, r in row.items() if isinstance(r, dict) and "correct" in r)
+            print(f"  {row['sequence']:<16} {picks}", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    # --trackers: "full" (or "legacy") brings the default tracker, "mot" the policies, "box" the
+    # trackers started from the ground-truth box (reference)
+    if args.from_tracks:
+        from .choice_eval import score_saved
+        out = score_saved(args.from_tracks.split(","), policies)
+    else:
+        out = evaluate_choice(args.split, _cases(args.cases), policies if "mot" in trackers else (),
+                              legacy="legacy" in trackers or "full" in trackers, progress=progress,
+                              save_dir=args.save_tracks, from_box="box" in trackers,
+                              seeds=tuple(int(x) for x in args.seeds.split(",")) if args.seeds else None)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    out["machine"] = {"cpus": os.cpu_count(), "load_1min_after": round(os.getloadavg()[0], 2),
+                      "opencv_threads": args.threads}
+    if not args.per_sequence:
+        out.pop("per_sequence")
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print(choice_table(out))
+    return 0
+
+
+def choice_table(out: dict) -> str:
+    """The `coach tracker eval --choice` document as a table (what a person reads)."""
+    modes = [m for m in out if m.startswith(("legacy", "mot/"))]
+    lines = [f"split {out['split']}: {out['sequences']} sequences, {out['frames']} frames; the athlete chosen "
+             f"from detection (no box); athlete = {out['athlete']}",
+             f"{'':<18}{'accuracy':>9}{'picked':>8}{'delivered':>10}{'reachable':>10}{'close':>7}{'close+wrong':>12}{'locked':>8}"
+             f"{'lock s (median)':>16}{'F':>7}{'switches':>9}"]
+
+    def cell(v, fmt):
+        return "-" if v is None else format(v, fmt)
+    for m in modes:
+        r = out[m]
+        lines.append(f"{m:<18}{r['accuracy']:>9.3f}{cell(r.get('picked'), '.3f'):>8}{cell(r.get('delivered_accuracy'), '.3f'):>10}{cell(r.get('reachable'), '.3f'):>10}{cell(r.get('close'), '.3f'):>7}"
+                     f"{cell(r.get('close_and_wrong'), 'd'):>12}{r['locked']:>8.3f}{cell(r['lock_s_median'], '.1f'):>16}"
+                     f"{r['f_score']:>7.3f}{r['id_switches_per_sequence']:>9.2f}")
+    if out.get("on_truth"):
+        lines.append("policy on the ground-truth tracks (is the athlete distinguishable?): " +
+                     ", ".join(f"{p} {v:.3f}" for p, v in out["on_truth"].items()))
+    for c, v in out.get("cases", {}).items():
+        lines.append(f"  {c:<14}" + "  ".join(f"{m} {v[m]['accuracy']:.2f}" for m in modes) +
+                     "  | on truth: " + ", ".join(f"{p} {a:.2f}" for p, a in v.get("on_truth", {}).items()))
+    return "\n".join(lines)
+
+
 def cmd_eval(args) -> int:
     import cv2
+
+    if args.choice:
+        return cmd_choice(args)
 
     from ..config import TrackerConfig
     from .evaluation import evaluate
@@ -105,13 +178,25 @@ def register(sub) -> None:
     sub = tr.add_subparsers(dest="tracker_cmd", required=True)
 
     ev = sub.add_parser("eval", help="plain vs full tracker on the built evaluation set")
-    ev.add_argument("--split", default="test", choices=("test", "tune", "all"),
-                    help="test: the held-out seeds (default); tune: the seeds used for tuning")
+    ev.add_argument("--split", default="test", choices=("test", "tune", "disjoint", "all"),
+                    help="test: the held-out seeds (default); tune: the seeds used for tuning; disjoint: people "
+                         "and scenes never in a tuning sequence (all = tune + test)")
     ev.add_argument("--cases", help="comma-separated subset of the cases (default: all)")
     ev.add_argument("--local-tracker", default="kcf", choices=("kcf", "csrt"))
     ev.add_argument("--trackers", default="plain,full,mot",
                     help="comma-separated: plain (local tracker alone), full (single-target tracker), mot "
-                         "(multi-person tracker + refinement; mot_alone, without it, comes with it)")
+                         "(multi-person tracker + refinement; mot_alone, without it, comes with it); with --choice: "
+                         "full (or legacy) = the default tracker's choice, mot = each policy's, box = both trackers "
+                         "from the ground-truth box (reference)")
+    ev.add_argument("--choice", action="store_true",
+                    help="evaluate the athlete choice: no box, the worker's choice (legacy and mot per policy)")
+    ev.add_argument("--policies", default="most_active,largest,first_seen",
+                    help="--choice: the COACH_ATHLETE_POLICY values for mot (default all three)")
+    ev.add_argument("--save-tracks", metavar="DIR",
+                    help="--choice: also write every sequence's boxes (pickle) to DIR, to score them offline")
+    ev.add_argument("--seeds", help="--choice: comma-separated subset of the split's seeds (default: all)")
+    ev.add_argument("--from-tracks", metavar="DIR",
+                    help="--choice: score the boxes --save-tracks runs wrote again (no tracking); DIR[,DIR...] merged per sequence")
     ev.add_argument("--threads", type=int, default=1, help="OpenCV threads (default 1: the one-core figure)")
     ev.add_argument("--per-sequence", action="store_true", help="also list every sequence")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -120,6 +205,6 @@ def register(sub) -> None:
 
     es = sub.add_parser("evalset", help="write the evaluation sequences as MP4 with their ground truth")
     es.add_argument("--out", required=True)
-    es.add_argument("--split", default="test", choices=("test", "tune", "all"))
+    es.add_argument("--split", default="test", choices=("test", "tune", "disjoint", "all"))
     es.add_argument("--cases")
     es.set_defaults(fn=cmd_evalset)

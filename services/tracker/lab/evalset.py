@@ -53,7 +53,13 @@ from lab.walkers import (
     read_frames,
 )
 
-SPLITS = {"tune": (0, 1, 2, 3), "test": (100, 101, 102, 103, 104)}
+SPLITS = {"tune": (0, 1, 2, 3), "test": (100, 101, 102, 103, 104), "disjoint": (200, 201, 202, 203, 204)}
+# The "disjoint" split shares nobody and no scene with the tuning part: its people are the test
+# athletes plus the one distractor no tuning sequence uses (the "test" split draws its passers-by
+# from the same pool as the tuning part, and paints on the same three scenes); its scenes are
+# two images no other split uses (`DISJOINT_SCENES`, also behind the vtest-scale cases).
+UNSEEN_DISTRACTORS = ("w000",)
+DISJOINT_SCENES = ("home.jpg", "graf1.png")
 CASES = ("fast_motion", "motion_blur", "occlusion", "exit_reentry", "camera_pan", "crowd")
 HARD = ("occlusion", "exit_reentry", "camera_pan", "crowd")
 ABSENT_BELOW = 0.25          # visible share of the body under which the target counts as absent
@@ -118,6 +124,7 @@ class Sequence:
     actors: list[Actor]              # actor 0 is the target
     sprites: dict[str, Sprite] = field(repr=False, default_factory=dict)
     cam_exposure: float = 0.0        # background blur = this x camera speed
+    scene: str = ""                  # the background's name ("vtest" or an opencv-doc image)
 
     @property
     def n_frames(self) -> int:
@@ -295,18 +302,31 @@ def _actor(name: str, foot: np.ndarray, height, rng: np.random.Generator, sprite
     return Actor(name, foot, hs, int(rng.integers(0, len(sprites[name]))), exposure)
 
 
+def _scene(split: str, seed: int, names: tuple[str, str]) -> str:
+    return (DISJOINT_SCENES if split == "disjoint" else names)[seed % 2]
+
+
+def _vtest_scale_scene(split: str, seed: int, wid: int, hgt: int, cache: Path | None) -> tuple[np.ndarray, str]:
+    """The empty vtest scene, or (disjoint split) another image scaled to its size; + its name."""
+    if split != "disjoint":
+        return load_background("vtest", cache), "vtest"
+    name = _scene(split, seed, ("", ""))
+    return _fit(load_background(name, cache), wid, hgt), name
+
+
 def make_sequence(case: str, seed: int, sprites: dict[str, Sprite] | None = None,
                   cache: Path | None = None) -> Sequence:
     """One sequence of a case. Seeds in SPLITS["tune"] draw tuning athletes, others test athletes."""
     if case not in CASES:
         raise ValueError(f"unknown case {case!r}: {', '.join(CASES)}")
     sprites = sprites if sprites is not None else load_sprites(cache)
-    split = "tune" if seed in SPLITS["tune"] else "test"
+    split = "tune" if seed in SPLITS["tune"] else "disjoint" if seed in SPLITS["disjoint"] else "test"
     # A case-and-seed specific generator: the same (case, seed) is the same sequence everywhere.
     rng = np.random.default_rng([CASES.index(case), seed, VERSION])
     athletes = TUNE_ATHLETES if split == "tune" else TEST_ATHLETES
     target = athletes[int(rng.integers(len(athletes)))]
-    pool = tuple(n for n in DISTRACTORS)
+    pool = tuple(n for n in DISTRACTORS) if split != "disjoint" else \
+        tuple(n for n in TEST_ATHLETES + UNSEEN_DISTRACTORS if n != target)
     others = list(rng.permutation(pool))
     look = _lookalikes(sprites, target, pool, 2)
     others = look + [o for o in others if o not in look]           # lookalikes first
@@ -314,7 +334,7 @@ def make_sequence(case: str, seed: int, sprites: dict[str, Sprite] | None = None
 
     if case in ("fast_motion", "motion_blur"):
         wid, hgt, n = 640, 480, 90
-        bg = _fit(load_background(("leuvenA.jpg", "building.jpg")[seed % 2], cache), wid, hgt, 1.2)
+        bg = _fit(load_background(scene := _scene(split, seed, ("leuvenA.jpg", "building.jpg")), cache), wid, hgt, 1.2)
         cam0 = _crop_origin(rng, bg, wid, hgt)
         speed = (12.0, 26.0) if case == "fast_motion" else (18.0, 32.0)
         foot = _segments(rng, n, np.array([wid * rng.uniform(0.3, 0.7), hgt * rng.uniform(0.75, 0.85)]), speed,
@@ -332,7 +352,7 @@ def make_sequence(case: str, seed: int, sprites: dict[str, Sprite] | None = None
         # vtest scale: ~90 px people on the empty vtest scene; people walk across the athlete's
         # path nearer the camera (in front), one stops in front of the athlete for a while.
         wid, hgt, n = 768, 576, 120
-        bg = load_background("vtest", cache)
+        bg, scene = _vtest_scale_scene(split, seed, wid, hgt, cache)
         y = rng.uniform(260, 330)
         left = rng.random() < 0.5
         xs = (60.0, 700.0) if left else (700.0, 60.0)
@@ -353,7 +373,7 @@ def make_sequence(case: str, seed: int, sprites: dict[str, Sprite] | None = None
 
     elif case == "exit_reentry":
         wid, hgt, n = 640, 480, 130
-        bg = _fit(load_background(("building.jpg", "leuvenA.jpg")[seed % 2], cache), wid, hgt, 1.1)
+        bg = _fit(load_background(scene := _scene(split, seed, ("building.jpg", "leuvenA.jpg")), cache), wid, hgt, 1.1)
         cam0 = _crop_origin(rng, bg, wid, hgt)
         y = hgt * rng.uniform(0.78, 0.88)
         t_out = int(rng.integers(30, 45))           # leaves the frame completely at t_out
@@ -380,7 +400,7 @@ def make_sequence(case: str, seed: int, sprites: dict[str, Sprite] | None = None
         # A camera on a tripod pans after the athlete across a wide scene (world = the background
         # upscaled 2.2x), lagging and overshooting; once it pans away and the athlete leaves the view.
         wid, hgt, n = 640, 480, 120
-        bg = _fit(load_background(("leuvenA.jpg", "building.jpg")[seed % 2], cache), wid, hgt, 2.2)
+        bg = _fit(load_background(scene := _scene(split, seed, ("leuvenA.jpg", "building.jpg")), cache), wid, hgt, 2.2)
         ww, wh = bg.shape[1], bg.shape[0]
         y = wh * rng.uniform(0.7, 0.8)
         x_a, x_b = 0.15 * ww, 0.85 * ww
@@ -413,7 +433,7 @@ def make_sequence(case: str, seed: int, sprites: dict[str, Sprite] | None = None
 
     else:  # crowd
         wid, hgt, n = 768, 576, 120
-        bg = load_background("vtest", cache)
+        bg, scene = _vtest_scale_scene(split, seed, wid, hgt, cache)
         foot = _segments(rng, n, np.array([rng.uniform(250, 500), rng.uniform(280, 330)]), (3.0, 7.0), (10, 25),
                          (80, 230, 690, 400), vy_share=0.5)
         actors = [_actor(target, foot, np.interp(foot[:, 1], [230, 400], [82, 104]), rng, sprites)]
@@ -425,13 +445,13 @@ def make_sequence(case: str, seed: int, sprites: dict[str, Sprite] | None = None
         camera = np.zeros((n, 2), int)
 
     camera = np.asarray(camera, int)
-    return Sequence(f"{case}-{seed}", case, seed, split, (wid, hgt), bg, camera, actors, sprites, cam_exposure)
+    return Sequence(f"{case}-{seed}", case, seed, split, (wid, hgt), bg, camera, actors, sprites, cam_exposure, scene)
 
 
 def make_split(split: str = "test", cases: tuple[str, ...] = CASES,
                sprites: dict[str, Sprite] | None = None) -> list[Sequence]:
     if split not in SPLITS and split != "all":
-        raise ValueError(f"split must be one of tune, test, all; got {split!r}")
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, all; got {split!r}")
     seeds = SPLITS["tune"] + SPLITS["test"] if split == "all" else SPLITS[split]
     sprites = sprites if sprites is not None else load_sprites()
     return [make_sequence(c, s, sprites) for c in cases for s in seeds]

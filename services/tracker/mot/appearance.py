@@ -87,6 +87,8 @@ def search(frame: np.ndarray, desc: np.ndarray, weights: np.ndarray, c: np.ndarr
     colours: Swain & Ballard's ratio-histogram back-projection, summed over the box's inner part
     with a box filter. Colours survive motion blur, which the face-driven detector and the
     correlation filter do not. -> the best box (x, y, w, h) or None. desc: the track's (3, 136)."""
+    if w < 1.0 or h < 1.0:                                 # a Kalman box that collapsed (w or h <= 0): nothing to find
+        return None
     s = min(1.0, 40.0 / max(h, 1.0))                       # work with the person ~40 px tall
     x1, y1 = c[0] - radius - w / 2, c[1] - radius - h / 2
     patch = crop(frame, x1, y1, c[0] + radius + w / 2, c[1] + radius + h / 2)

@@ -40,6 +40,19 @@ def test_kalman_follows_constant_motion_and_keeps_predicting():
     assert 0.04 < kf.speed < 0.06                        # 5 px / 100 px box
 
 
+def test_colour_search_with_a_collapsed_box_finds_nothing_instead_of_failing():
+    # a track whose Kalman box has shrunk to a negative width: the analysis used to fail with an
+    # OpenCV error (camera_pan, test seed 104, started without a box: `coach tracker eval --choice`)
+    from services.tracker.mot import appearance as app
+
+    frame = np.full((100, 100, 3), 128, np.uint8)
+    desc = np.ones((3, 136), np.float32)
+    weights = np.ones(136)
+    assert app.search(frame, desc, weights, np.array([50.0, 50.0]), -3.0, 80.0, 0.0) is None
+    assert app.search(frame, desc, weights, np.array([50.0, 50.0]), 10.0, -5.0, 0.0) is None
+    assert app.search(frame, desc, weights, np.array([50.0, 50.0]), 10.0, 30.0, 10.0) is not None
+
+
 def test_assignment_respects_the_minimum_score():
     score = np.array([[0.9, 0.1], [0.8, 0.2]])
     pairs, rows, cols = assign(score, 0.5)
