@@ -3,7 +3,7 @@
     coach pose train-refiner [--steps 2000] [--out services/pose/weights/strn.pt] [--T 10] [--layers 3] [--heads 2]
                              [--no-spatial | --no-temporal] [--seed 0] [--threads 2] [--minutes CAP]
     coach pose eval [--weights PATH] [--labels full|heavy] [--clip-frames N] [--json]   (--real: on hand-labelled real frames, services/pose/lab/eval_real.py)
-    coach pose ablate [--steps 2000] [--out out/strn-ablations] [--only SLUG ...]
+    coach pose ablate [--steps 2000] [--labels full|heavy] [--whole-runs] [--out DIR] [--only SLUG ...]
     coach pose tune-smoother [--weights PATH]
     coach pose bench-refiner [--weights PATH] [--fps 30] [--clips 20] [--threads 1 2] [--batch-windows 1 8 64 256] [--json]
     coach pose run INPUT [--json] [--refiner strn|one_euro|none] [--boxes tracker|pose] [--max-frames N] [--pose-model M]
@@ -100,10 +100,12 @@ def cmd_ablate(args) -> int:
     from services.pose.lab.strn_train import ablate, ablation_markdown
 
     _threads(args.threads)
-    res = ablate(_config(args), args.steps, Path(args.out), args.minutes, Path(args.cache) if args.cache else None,
-                 seed=args.seed, log=_log, only=args.only, **_loss_kw(args))
+    out = Path(args.out or ("out/strn-ablations" if args.labels == "full" else f"out/strn-ablations-{args.labels}"))
+    res = ablate(_config(args), args.steps, out, args.minutes, Path(args.cache) if args.cache else None,
+                 seed=args.seed, log=_log, only=args.only, labels=args.labels,
+                 protocol="whole" if args.whole_runs else "clips", **_loss_kw(args))
     md = ablation_markdown(res, _config(args))
-    (Path(args.out) / "ablations.md").write_text(md)
+    (out / "ablations.md").write_text(md)
     print(md)
     return 0
 
@@ -208,7 +210,14 @@ def register(sub) -> None:
 
     ab = ps.add_parser("ablate", help="paper tables 6-8: spatial/temporal, T, layers x heads (bounded runs)")
     model_args(ab, 1, 1, 2000)  # the base of tables 6 and 7 (bounded runs on a 2-core CPU)
-    ab.add_argument("--out", default="out/strn-ablations")
+    ab.add_argument("--out", default=None, help="default: out/strn-ablations (--labels full), "
+                                                "out/strn-ablations-LABELS otherwise")
+    ab.add_argument("--labels", default="full", choices=("full", "heavy"),
+                    help="train targets and scoring labels: BlazePose full (the base model itself) or heavy on the "
+                         "clean frames")
+    ab.add_argument("--whole-runs", action="store_true",
+                    help="the earlier protocol: whole walker runs refined at once (default: the worker's clips, "
+                         "with the previous clip as context)")
     ab.add_argument("--only", nargs="*", default=None, help="run slugs to compute (e.g. T10-L3-H2-ST-s16); default all")
     ab.set_defaults(fn=cmd_ablate)
 

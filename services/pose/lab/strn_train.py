@@ -616,34 +616,85 @@ def ablation_configs(base: StrnConfig) -> dict[str, StrnConfig]:
     return out
 
 
+ABLATION_PROTOCOLS = ("clips", "whole")
+
+
+def ablation_protocol(labels: str = "full", protocol: str = "clips", clip_frames: int = CLIP_FRAMES) -> dict:
+    """What an ablation run was scored under; stored with every run so that a result is only reused under
+    the same protocol. "clips": the worker's (module docstring): every clip through refine_clip with the
+    previous clip's last frames as context; "whole" (the earlier protocol): whole walker runs at once."""
+    if protocol not in ABLATION_PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r}: one of {ABLATION_PROTOCOLS}")
+    if labels not in ("full", "heavy"):
+        raise ValueError(f"labels {labels!r}: full or heavy")
+    return {"labels": labels, "scoring": protocol, "clip_frames": clip_frames if protocol == "clips" else None,
+            "context": protocol == "clips", "missing": "wrong"}
+
+
+def ablation_predict(refiner, test_runs: list[Run], protocol: str = "clips",
+                     clip_frames: int = CLIP_FRAMES) -> list[np.ndarray]:
+    """A refiner's predictions on the test runs under an ablation protocol (see ablation_protocol)."""
+    if protocol == "whole":
+        if hasattr(refiner, "refine_batch"):
+            return refiner.refine_batch([(r.kps, r.present, None) for r in test_runs])
+        return [refiner.refine(r.kps, r.present, [None] * len(r.kps)) for r in test_runs]
+    return [clipwise(r, refiner, context=True, clip_frames=clip_frames) for r in test_runs]
+
+
 def ablate(base: StrnConfig, steps: int, out_dir: Path, minutes_cap: float = 30.0, cache: Path | None = None,
-           seed: int = 0, log: Callable[[str], None] = print, only: list[str] | None = None, **train_kw) -> dict:
-    """Train every ablation config for the same number of steps and evaluate it on the test walkers. Each
-    run is stored as out_dir/runs/<slug>.json (+ .pt), so runs can be split over processes (`only` = slugs)
-    and re-running skips what is there. Returns slug -> result."""
+           seed: int = 0, log: Callable[[str], None] = print, only: list[str] | None = None, labels: str = "full",
+           protocol: str = "clips", clip_frames: int = CLIP_FRAMES, **train_kw) -> dict:
+    """Train every ablation config for the same number of steps against `labels` and evaluate the STRN alone
+    (no post-pass) on the test walkers against the same labels, scored under `protocol` (ablation_protocol;
+    default the worker's clips with context; a frame with labels and no prediction is wrong on every joint).
+    Each run is stored as out_dir/runs/<slug>.json (+ .pt), so runs can be split over processes (`only` =
+    slugs) and re-running skips what is there under the same protocol. Rows beside the STRN's: the raw model
+    ("raw") and the worker's default refiner ("one_euro"). Returns slug -> result."""
+    proto = ablation_protocol(labels, protocol, clip_frames)
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    test_runs = load_runs("test", cache, True)
-    raw_path = runs_dir / "raw.json"
-    if not raw_path.exists():
-        raw_path.write_text(json.dumps({"config": None, "test": by_condition(test_runs, [r.kps for r in test_runs])}))
+    test_runs = load_runs("test", cache, True, labels)
+
+    def done(path: Path) -> bool:
+        return path.exists() and json.loads(path.read_text()).get("protocol") == proto
+
+    def score(preds: list[np.ndarray]) -> dict:
+        return by_condition(test_runs, preds)
+
+    if not done(runs_dir / "raw.json"):
+        (runs_dir / "raw.json").write_text(json.dumps({"config": None, "protocol": proto,
+                                                       "test": score([r.kps for r in test_runs])}))
+    if not done(runs_dir / "one_euro.json"):
+        preds = ablation_predict(OneEuroRefiner(freq_hz=FPS), test_runs, protocol, clip_frames)
+        (runs_dir / "one_euro.json").write_text(json.dumps({"config": None, "protocol": proto,
+                                                            "params": {"min_cutoff": 1.0, "beta": 10.0},
+                                                            "test": score(preds)}))
     for slug, cfg in ablation_configs(base).items():
         path = runs_dir / f"{slug}.json"
-        if path.exists() or (only and slug not in only):
+        if done(path) or (only and slug not in only):
             continue
-        log(f"== {slug}: {asdict(cfg)}")
-        model, hist = train(cfg, minutes=minutes_cap, max_steps=steps, seed=seed, cache=cache, log=log, **train_kw)
-        save_model(model, runs_dir / f"{slug}.pt", {"train": _train_meta(hist), "seed": seed, "train_kw": train_kw})
-        preds = StrnRefiner(model=model, freq_hz=FPS).refine_batch([(r.kps, r.present, None) for r in test_runs])
-        path.write_text(json.dumps({"config": asdict(cfg), "train": _train_meta(hist),
-                                    "test": by_condition(test_runs, preds)}, indent=1))
-    return {p.stem: json.loads(p.read_text()) for p in sorted(runs_dir.glob("*.json"))}
+        log(f"== {slug}: {asdict(cfg)} labels {labels}, scored {protocol}")
+        model, hist = train(cfg, minutes=minutes_cap, max_steps=steps, seed=seed, cache=cache, log=log,
+                            labels=labels, **train_kw)
+        save_model(model, runs_dir / f"{slug}.pt", {"train": _train_meta(hist), "seed": seed, "train_kw": train_kw,
+                                                    "labels": f"BlazePose {labels} on the clean frames"})
+        model.eval()
+        preds = ablation_predict(StrnRefiner(model=model, freq_hz=FPS, smooth=False), test_runs, protocol, clip_frames)
+        path.write_text(json.dumps({"config": asdict(cfg), "protocol": proto, "train": _train_meta(hist),
+                                    "test": score(preds)}, indent=1))
+    out = {}
+    for p in sorted(runs_dir.glob("*.json")):
+        r = json.loads(p.read_text())
+        if r.get("protocol") == proto:
+            out[p.stem] = r
+    return out
 
 
 def ablation_markdown(results: dict, base: StrnConfig) -> str:
     """The three tables in the paper's format: per-group PCK@0.2 (%) on the held-out walkers, all conditions
-    pooled, plus the blur-only mean, the acceleration error, the validation PCK used for selection and the
-    steps run. Tables 6 and 7 vary a base model: `base` (rows not run yet say so), followed by the rows of
+    pooled, plus the blur-only mean, the coverage (frames with labels that have a predicted pose: it caps
+    PCK, a missing pose being wrong), the acceleration error, the validation PCK used for selection and the
+    steps run; the raw model and the worker's default refiner (One Euro) head each table. Tables 6 and 7 vary a base model: `base` (rows not run yet say so), followed by the rows of
     the other usual base (1 layer x 1 head, or the paper's 3 layers x 2 heads) where those runs exist."""
     groups = list(GROUPS)
     pc = lambda v: f"{100 * v:.1f}"  # noqa: E731
@@ -652,26 +703,30 @@ def ablation_markdown(results: dict, base: StrnConfig) -> str:
     out = []
     for ti, (title, rows) in enumerate(TABLES.items()):
         lines = [f"**{title}**", "", "| method | T | layers | heads | " + " | ".join(groups)
-                 + " | Mean | Mean (blur) | accel | val PCK | steps |", "|" + "---|" * (len(groups) + 9)]
+                 + " | Mean | Mean (blur) | coverage | accel | val PCK | steps |", "|" + "---|" * (len(groups) + 10)]
         entries = [("BlazePose (raw)", results.get("raw"), None)]
+        if results.get("one_euro") is not None:
+            entries.append(("One Euro (worker default)", results["one_euro"], "one_euro"))
         for bi, b in enumerate(bases if ti < 2 else bases[:1]):  # table 8 rows fix layers x heads themselves
             got = [(name, results.get(_slug(replace(b, **change))), replace(b, **change)) for name, change in rows.items()]
             if bi == 0 or any(r is not None for _, r, _ in got):
                 entries += got
         seen = set()
         for name, r, cfg in entries:
-            key = _slug(cfg) if cfg else "raw"
+            key = cfg if isinstance(cfg, str) else _slug(cfg) if cfg else "raw"
             if key in seen:
                 continue
             seen.add(key)
+            if r is None and not isinstance(cfg, StrnConfig):
+                continue
             if r is None:
                 lines.append(f"| {name} | {cfg.T} | {cfg.layers} | {cfg.heads} | (not run) |")
                 continue
             a, tr = r["test"]["all"], r.get("train", {})
-            c = (lambda k: getattr(cfg, k)) if cfg else (lambda k: "-")
+            c = (lambda k: getattr(cfg, k)) if isinstance(cfg, StrnConfig) else (lambda k: "-")
             val = tr.get("best_val_pck")
             lines.append(f"| {name} | {c('T')} | {c('layers')} | {c('heads')} | " + " | ".join(pc(a["groups"][g]) for g in groups)
-                         + f" | {pc(a['pck02'])} | {pc(r['test']['blur']['pck02'])} | {a['accel']:.4f} | "
+                         + f" | {pc(a['pck02'])} | {pc(r['test']['blur']['pck02'])} | {pc(a.get('coverage', 1.0))} | {a['accel']:.4f} | "
                          + f"{pc(val) if val is not None else '-'} | {tr.get('steps', '-')} |")
         out.append("\n".join(lines) + "\n")
     return "\n".join(out)
