@@ -134,15 +134,6 @@ def test_table_shows_accuracy_and_policy_on_truth():
     assert "most_active 0.500" in text and "crowd" in text and "on truth: most_active 0.00" in text
 
 
-@pytest.fixture(scope="module")
-def sprites(tmp_path_factory):
-    from services.tracker.lab import evalset
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COACH_TRACKER_EVAL_CACHE", str(tmp_path_factory.mktemp("tracker-eval")))
-        yield evalset.load_sprites()
-
-
 @needs_media
 def test_disjoint_split_shares_no_person_and_no_scene_with_the_tuning_part(sprites):
     from services.tracker.lab import evalset

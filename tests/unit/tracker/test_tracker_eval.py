@@ -70,16 +70,6 @@ def test_sequences_are_averaged_before_f_is_maximised():
 
 # ------------------------------------------------------------------ the evaluation set
 
-@pytest.fixture(scope="module")
-def sprites(tmp_path_factory):
-    """The sprite library, built from vtest.avi into a fresh cache (~7 s)."""
-    from services.tracker.lab import evalset
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("COACH_TRACKER_EVAL_CACHE", str(tmp_path_factory.mktemp("tracker-eval")))
-        yield evalset.load_sprites()
-
-
 @needs_media
 def test_sprites_are_real_walk_cycles_cut_to_their_masks(sprites):
     from lab import walkers
