@@ -26,11 +26,10 @@ def keypoints_array(frames: Sequence[PoseFrame]) -> np.ndarray:
     return kps
 
 
-def load_sequence(store, aid: str, clip_count: int,
-                  revision: int | None = None) -> tuple[list[PoseFrame], np.ndarray]:
-    """All frames of an analysis in order (clips 0..clip_count-1), and their keypoints [N,33,3].
-    With `revision`, every clip must have been posed for that athlete revision (else NotAllPosed)."""
-    frames: list[PoseFrame] = []
+def load_clip_documents(store, aid: str, clip_count: int, revision: int | None = None) -> list[ClipPosesDocument]:
+    """The stored pose documents of clips 0..clip_count-1. With `revision`, every clip must have been
+    posed for that athlete revision (else NotAllPosed); without it a missing clip raises ObjectNotFound."""
+    docs = []
     for k in range(clip_count):
         try:
             doc = ClipPosesDocument.read(store, keys.clip_poses(aid, k))
@@ -40,5 +39,13 @@ def load_sequence(store, aid: str, clip_count: int,
             raise NotAllPosed(f"clip {k} has no poses yet") from None
         if revision is not None and doc.revision != revision:
             raise NotAllPosed(f"clip {k} was posed for athlete revision {doc.revision}, not {revision}")
-        frames.extend(doc.frames)
+        docs.append(doc)
+    return docs
+
+
+def load_sequence(store, aid: str, clip_count: int,
+                  revision: int | None = None) -> tuple[list[PoseFrame], np.ndarray]:
+    """All frames of an analysis in order (clips 0..clip_count-1), and their keypoints [N,33,3].
+    With `revision`, every clip must have been posed for that athlete revision (else NotAllPosed)."""
+    frames = [f for doc in load_clip_documents(store, aid, clip_count, revision) for f in doc.frames]
     return frames, keypoints_array(frames)

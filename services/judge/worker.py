@@ -6,9 +6,12 @@ verdict.json -> produce `verdicts` (AnalysisVerdict, keyed by analysis id) for t
 service and for integrators.
 
 Completeness is read from object storage (poses/ objects vs the tracker's clip count), not from
-worker memory, so a restarted or rebalanced judge picks up where another left off. A duplicate
-delivery re-judges and overwrites the same verdict.json; integrators keep the latest verdict per
-analysis id.
+worker memory, so a restarted or rebalanced judge picks up where another left off. The verdict is
+published once per stored sequence: the judge's `done` status (written once the broker has
+acknowledged the verdict) carries a fingerprint of the clip documents judged, and a later message
+finding the same ones (the last clips stored before the judge handled their messages, or a
+redelivery) publishes nothing; a clip posed again is judged again. Integrators keep the latest
+verdict per analysis id.
 
 While clips are still coming, the judge also judges the contiguous prefix posed so far now and
 then (the first clip, then each time the prefix has grown by half) and publishes a provisional
@@ -27,6 +30,7 @@ which covers a control message missed while the consumer was (re)joining.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -39,13 +43,14 @@ import numpy as np
 from services.judge.segments import fault_segments
 from services.judge import partial
 from shared.documents import (
-    AnalysisRequest, MalformedDocument, PartialVerdictDocument, TrackingDocument, VerdictDocument, VerdictFrame,
+    AnalysisRequest, MalformedDocument, PartialVerdictDocument, StageStatus, TrackingDocument, VerdictDocument,
+    VerdictFrame,
 )
 from shared.messages import (
     AnalysisVerdict, ClipPoses, FaultSegment, ModelPublished, NotJudgeable, PartialVerdict, VideoInfo,
 )
 from shared.observability import FRAMES, log_fields
-from shared.poses import NotAllPosed, load_sequence
+from shared.poses import NotAllPosed, keypoints_array, load_clip_documents
 from shared.store import ObjectNotFound, ObjectStore, keys
 from shared.worker import AnalysisFailed, Context, HandlerDeadlineExceeded, WorkerSpec, run_service
 
@@ -231,22 +236,38 @@ class JudgeStage:
             return
         started = time.perf_counter()
         try:
-            self.judge_analysis(msg, tracking, ctx)
+            judged_sha1 = self.judge_analysis(msg, tracking, ctx)
         except NotAllPosed as exc:   # after an athlete switch, a clip of the new athlete is still coming
             ctx.status(aid, "waiting", 0.0, clips_posed=done, clip_count=tracking.clip_count, revision=revision,
                        note=str(exc))
             return
+        if judged_sha1 is None:
+            return   # this exact sequence was judged and its verdict acknowledged already
+        ctx.flush()   # "done" below means the verdict is on the topic: a later message may then skip it
         FRAMES.labels(SERVICE).inc(tracking.frames)
-        ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision)
+        ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision,
+                   poses_sha1=judged_sha1)
 
-    def judge_analysis(self, msg: ClipPoses, tracking: TrackingDocument, ctx: Context) -> None:
+    def judge_analysis(self, msg: ClipPoses, tracking: TrackingDocument, ctx: Context) -> str | None:
+        """Judge the whole posed sequence, store verdict.json and publish the AnalysisVerdict. Returns
+        the fingerprint of what was judged, or None (nothing published) when the judge's status already
+        says that exact sequence was judged and its verdict acknowledged: when the last clips are stored
+        before the judge handles their messages, each of those messages finds the analysis complete,
+        and only the first must publish (integrators and suggest would otherwise get the same final
+        verdict twice). A redelivery after a crash before that status finds no match and publishes."""
         from services.judge.exercise import exercise_report
         from shared.features import ANGLE_NAMES, joint_angles_deg
 
         aid, fps = msg.analysis_id, float(tracking.fps)
         revision, track_id = tracking.revision, tracking.athlete.track_id
-        frames, kps = load_sequence(ctx.store, aid, tracking.clip_count, revision)   # NotAllPosed: wait
+        docs = load_clip_documents(ctx.store, aid, tracking.clip_count, revision)   # NotAllPosed: wait
+        frames = [f for doc in docs for f in doc.frames]
+        kps = keypoints_array(frames)                      # [N, 33, 3]
         pack = self.pack(msg.sport, ctx.store)             # kept for the whole analysis, even if a reload comes
+        judged_sha1 = _sequence_sha1(docs, kps, revision, pack.model_version)
+        if _already_judged(ctx.store, aid, revision, judged_sha1):
+            log.info("final verdict already published for these poses", extra=log_fields(clip_index=msg.clip_index))
+            return None
         size = (tracking.width, tracking.height)
         raw = pack.judge(kps, fps, size)                  # [N, n_faults], NaN rows: no pose
         if not np.isfinite(raw).all(axis=1).any():
@@ -313,6 +334,7 @@ class JudgeStage:
             frames_performing=judged["frames_performing"],
             not_judgeable=[NotJudgeable(**n) for n in not_judgeable], track_id=track_id, revision=revision,
         ), key=aid)
+        return judged_sha1
 
     def partial_verdict(self, msg: ClipPoses, tracking: TrackingDocument | None, stored: list[str],
                         ctx: Context) -> PartialVerdict | None:
@@ -367,6 +389,25 @@ class JudgeStage:
                                                      finding=out.finding,
                                                      seconds=round(time.perf_counter() - started, 3)))
         return out
+
+
+def _sequence_sha1(docs, kps: np.ndarray, revision: int, model_version: str) -> str:
+    """The exact stored inputs of a final verdict: each clip document's frames, poses and run (its
+    `seconds`: a clip posed again, e.g. when the watchdog re-drives the analysis, counts as new),
+    the athlete revision and the model version."""
+    h = hashlib.sha1(f"{revision}|{model_version}|".encode())
+    h.update(repr([(d.clip_index, d.seconds, d.frames[0].index if d.frames else -1, len(d.frames))
+                   for d in docs]).encode())
+    h.update(np.ascontiguousarray(kps, np.float32).tobytes())
+    return h.hexdigest()
+
+
+def _already_judged(store: ObjectStore, aid: str, revision: int, sha1: str) -> bool:
+    try:
+        st = StageStatus.read(store, keys.status(aid, SERVICE))
+    except (ObjectNotFound, MalformedDocument):
+        return False
+    return st.state == "done" and st.revision == revision and getattr(st, "poses_sha1", None) == sha1
 
 
 def _provenance(pack) -> tuple[bool, str]:
