@@ -344,6 +344,46 @@ def test_score_and_repetitions_render_only_when_present(browser, base_url):
     assert js(browser, "return AICoach.state.A.cur") == 50
 
 
+def test_a_provisional_verdict_with_faults_and_unjudgeable_stretches(browser, base_url):
+    """What the progress card shows while an analysis runs, for a partial that lists faults (vtest's
+    walkers never give one): each settled fault with its title and times, the stretches that cannot
+    be judged from the camera's view, the withheld count; a partial of an older sequence never
+    replaces a newer one."""
+    import json
+
+    from shared.documents import PartialVerdictDocument
+
+    if "aid" not in _shared:
+        pytest.skip("needs the analysis made by test_vtest_squat_through_the_page")
+    aid = _shared["aid"]
+    browser.get(base_url + f"#/a/{aid}")
+    js(browser, "location.reload()")
+    wait_for(lambda: visible_text(browser, "#summary"), 60, "the result")
+    fault = {"type": "knees_caving", "start_frame": 12, "end_frame": 30, "start_s": 0.4, "end_s": 1.0,
+             "peak_probability": 0.93, "track_id": 1}
+    doc = PartialVerdictDocument(
+        analysis_id=aid, sport="squat", model_version="squat-test", revision=0, sequence=7, clips_posed=3,
+        clip_count=9, frames_posed=72, frames_total=240, posed_until_s=2.4, safe_until_s=1.4, faults=[fault],
+        withheld=2, fault_types=["knees_caving", "shallow_depth"], frames_performing=60,
+        not_judgeable=[{"type": "shallow_depth", "start_frame": 0, "end_frame": 20, "start_s": 0.0, "end_s": 0.67,
+                        "view": "front", "reason": "depth cannot be judged from the front"}],
+        repetitions=1, synthetic=False).model_dump(mode="json", by_alias=True)
+    # the page as it is while the analysis runs: no result yet, the progress card open
+    js(browser, "AICoach.state.A = null; document.querySelector('#stages-card').hidden = false;"
+                f"AICoach.showPartial({json.dumps(doc)});")
+    shown = visible_text(browser, "#partial")
+    assert shown and "provisional" in shown, shown
+    assert "Judged so far: first 2.4 s" in shown and "3 of 9 clips posed" in shown
+    assert "1 fault segment so far" in shown and "Knees caving in: 0.4–1.0 s" in shown   # the pack's title
+    assert js(browser, "return [...document.querySelectorAll('#partial .partial-faults li')].map(li => li.dataset.type)") == ["knees_caving"]
+    assert "Not judgeable 0.0–0.7 s (Shallow squat)" in shown and "depth cannot be judged from the front" in shown
+    assert "2 more fault segments ending after 1.4 s are withheld" in shown
+    assert "Repetitions so far: 1." in shown
+    older = {**doc, "sequence": 6, "faults": [], "withheld": 0, "not_judgeable": []}
+    js(browser, f"AICoach.showPartial({json.dumps(older)});")
+    assert visible_text(browser, "#partial") == shown   # a late, older partial is dropped
+
+
 def _csv(gateway, aid: str) -> tuple[dict, list[dict]]:
     result = gateway.get(f"/v1/analyses/{aid}/result").json()
     r = gateway.get(f"/v1/analyses/{aid}/keypoints.csv")

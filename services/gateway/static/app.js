@@ -506,6 +506,9 @@ function renderPartial(p) {
         el("ul", { class: "partial-faults" }, faults.map((f) =>
           el("li", { "data-type": f.type }, `${title(f.type)}: ${fmt(f.start_s, 1)}–${fmt(f.end_s, 1)} s`)))]
       : p.finding ? null : el("p", { class: "partial-none" }, `No fault found up to ${fmt(p.safe_until_s, 1)} s.`),
+    (p.not_judgeable || []).length ? el("p", { class: "partial-not-judgeable muted small" },
+      p.not_judgeable.map((n, i) => [i ? el("br") : "",
+        `Not judgeable ${fmt(n.start_s, 1)}–${fmt(n.end_s, 1)} s (${title(n.type)}): ${n.reason}.`])) : null,
     p.withheld ? el("p", { class: "partial-withheld" }, `${plural(p.withheld, "more fault segment", "more fault segments")} ` +
       `ending after ${fmt(p.safe_until_s, 1)} s ${p.withheld === 1 ? "is" : "are"} withheld until later frames settle ` +
       `${p.withheld === 1 ? "it" : "them"}.`) : null,
