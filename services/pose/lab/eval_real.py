@@ -171,11 +171,13 @@ def score(items: list[dict]) -> dict:
 
 
 def subsets(items: list[dict]) -> dict[str, list[dict]]:
-    """The scored subsets: all frames, per video, and per tag (`rotated`) with its complement (`upright`)."""
+    """The scored subsets: all frames, per video, per tag (`rotated`) with its complement (`upright`), per person."""
     out = {"all": items, **{v: [i for i in items if i["video"] == v] for v in sorted({i["video"] for i in items})}}
     for tag in TAGS:
         out[tag] = [i for i in items if tag in i["tags"]]
     out["upright"] = [i for i in items if "rotated" not in i["tags"]]
+    for pid in dict.fromkeys(i["person"] for i in items):
+        out[f"person:{pid}"] = [i for i in items if i["person"] == pid]
     return out
 
 
@@ -219,7 +221,8 @@ def evaluate(models=("lite", "full", "heavy"), refiners=REFINERS, labels: Path =
            "ground_truth": "hand-labelled by a developer (an AI agent) on gridded zooms; see docs/pose.md",
            "people": {p["id"]: len(p["frames"]) for p in doc["people"] if p["frames"]},
            "consecutive_runs": consecutive_runs(doc),
-           "subset_frames": {k: len(v) for k, v in subsets([{"video": p["video"], "tags": tuple(f.get("tags", ()))}
+           "subset_frames": {k: len(v) for k, v in subsets([{"video": p["video"], "person": p["id"],
+                                                              "tags": tuple(f.get("tags", ()))}
                                                             for p in doc["people"] for f in p["frames"]]).items()},
            "models": {}, "rotated_alignment": {}}
     for model in models:
@@ -268,16 +271,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rep, indent=2))
         return 0
     print(f"{rep['labels']}: {sum(rep['people'].values())} labelled person-frames; runs {', '.join(rep['consecutive_runs'])}")
-    print(f"{'model':<7}{'method':<15}{'subset':<10}{'cover':>6}{'PCK@.2':>8}{'PCKh@.5':>8}{'swaps':>6}")
+    print(f"{'model':<7}{'method':<15}{'subset':<20}{'cover':>6}{'PCK@.2':>8}{'PCKh@.5':>8}{'swaps':>6}")
     for model, ms in rep["models"].items():
         for m, subs in ms.items():
             for s, r in subs.items():
-                print(f"{model:<7}{m:<15}{s:<10}{r['coverage']:>6.2f}{r['pck@0.2']['overall']:>8.3f}"
+                print(f"{model:<7}{m:<15}{s:<20}{r['coverage']:>6.2f}{r['pck@0.2']['overall']:>8.3f}"
                       f"{r['pckh@0.5']['overall']:>8.3f}{r['lr_swapped_frames']:>6}")
     for model, al in rep["rotated_alignment"].items():
         for on_off in ("on", "off"):
             for s, r in al[on_off].items():
-                print(f"{model:<7}{'crop align ' + on_off:<15}{s:<10}{r['coverage']:>6.2f}{r['pck@0.2']['overall']:>8.3f}"
+                print(f"{model:<7}{'crop align ' + on_off:<15}{s:<20}{r['coverage']:>6.2f}{r['pck@0.2']['overall']:>8.3f}"
                       f"{r['pckh@0.5']['overall']:>8.3f}{r['lr_swapped_frames']:>6}")
     return 0
 
