@@ -10,7 +10,10 @@ For each BlazePose model and each labelled person:
               refiner (`make_refiner("strn")`: STRN + Savitzky-Golay post-pass), `strn_only` = the STRN network
               without its post-pass (`smooth=False`), `savgol` = the post-pass alone on the raw crop track (the
               checkpoint's window, 0.7 s at any fps, and order), `one_euro` = `make_refiner("one_euro")`.
-Scored on the labelled frames only. PCK@0.2: error < 0.2 x max(w, h) of the labelled box; PCKh@0.5: error
+Scored on the labelled frames only, reported for all frames, per video and per subset (SUBSETS: `rotated` =
+frames tagged as a flip's inverted or strongly rotated body, `upright` = the rest). For the people with rotated
+frames the crop method is run a second time with the rotated-body alignment off (`rotated_alignment`:
+BlazePoseEstimator(align_rotated=True / False)). PCK@0.2: error < 0.2 x max(w, h) of the labelled box; PCKh@0.5: error
 < 0.5 x the labelled head segment (head top - upper neck). A frame without a pose counts as wrong for every
 labelled joint. Left/right is the person's own: swaps are not forgiven, only counted.
 """
@@ -38,6 +41,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 JOINTS = [n for g in GROUPS.values() for n in g]
 HALVES = {"upper": ("shoulder", "elbow", "wrist"), "lower": ("hip", "knee", "ankle")}
 REFINERS = ("strn", "strn_only", "savgol", "one_euro")
+TAGS = ("rotated",)   # per-frame tags of the label file (schema /2)
 METHODS = ("whole", "crop", *(f"crop+{r}" for r in REFINERS))
 
 
@@ -103,7 +107,10 @@ def read_span(video: Path, first: int, last: int) -> tuple[list[np.ndarray], flo
 
 
 def interp_boxes(person: dict, first: int, last: int) -> list[np.ndarray]:
-    keys = {f["frame"]: np.asarray(f["box"], float) for f in person["frames"]}
+    """The box per frame: labelled frames' boxes and box-only keyframes (`boxes`: where the person moves fast
+    between labelled frames, e.g. through the flip; never scored), linearly interpolated."""
+    keys = {b["frame"]: np.asarray(b["box"], float) for b in person.get("boxes", [])}
+    keys.update({f["frame"]: np.asarray(f["box"], float) for f in person["frames"]})
     ks = sorted(keys)
     out = []
     for t in range(first, last + 1):
@@ -163,13 +170,24 @@ def score(items: list[dict]) -> dict:
             "lr_swapped_frames": int(swaps)}
 
 
-def predict(doc: dict, model: str, refiners: dict) -> dict[str, list[dict]]:
+def subsets(items: list[dict]) -> dict[str, list[dict]]:
+    """The scored subsets: all frames, per video, per tag (`rotated`) with its complement (`upright`), per person."""
+    out = {"all": items, **{v: [i for i in items if i["video"] == v] for v in sorted({i["video"] for i in items})}}
+    for tag in TAGS:
+        out[tag] = [i for i in items if tag in i["tags"]]
+    out["upright"] = [i for i in items if "rotated" not in i["tags"]]
+    for pid in dict.fromkeys(i["person"] for i in items):
+        out[f"person:{pid}"] = [i for i in items if i["person"] == pid]
+    return out
+
+
+def predict(doc: dict, model: str, refiners, align_rotated: bool = True) -> dict[str, list[dict]]:
     """Per method, the scoring items of every labelled frame (in label-file order)."""
     from services.pose.blazepose import BlazePoseEstimator
 
     idx = [LANDMARK_INDEX[n] for n in JOINTS]
     out: dict[str, list[dict]] = {m: [] for m in ("whole", "crop", *(f"crop+{r}" for r in refiners))}
-    with BlazePoseEstimator(model=model) as est:
+    with BlazePoseEstimator(model=model, align_rotated=align_rotated) as est:
         for person in doc["people"]:
             if not person["frames"]:
                 continue
@@ -185,7 +203,8 @@ def predict(doc: dict, model: str, refiners: dict) -> dict[str, list[dict]]:
             for f in person["frames"]:
                 gt, vis, occ = label_arrays(f)
                 base = {"gt": gt, "vis": vis, "occ": occ, "box_side": float(max(f["box"][2:])), "head": head_size(f),
-                        "video": person["video"], "person": person["id"], "frame": f["frame"]}
+                        "video": person["video"], "person": person["id"], "frame": f["frame"],
+                        "tags": tuple(f.get("tags", ()))}
                 t = f["frame"] - first
                 for m, kp in tracks.items():
                     out[m].append({**base, "pred": kp[t, idx, :2].astype(float) if seq.present[t] else None})
@@ -193,18 +212,36 @@ def predict(doc: dict, model: str, refiners: dict) -> dict[str, list[dict]]:
     return out
 
 
-def evaluate(models=("lite", "full", "heavy"), refiners=REFINERS, labels: Path = LABELS) -> dict:
+def evaluate(models=("lite", "full", "heavy"), refiners=REFINERS, labels: Path = LABELS,
+             align_off: bool = True) -> dict:
     doc = load_labels(labels)
+    tilted = {"schema": doc.get("schema"), "people": [p for p in doc["people"]
+                                                      if any("rotated" in f.get("tags", ()) for f in p["frames"])]}
     rep = {"labels": str(Path(labels).relative_to(ROOT)) if Path(labels).is_relative_to(ROOT) else str(labels),
            "ground_truth": "hand-labelled by a developer (an AI agent) on gridded zooms; see docs/pose.md",
            "people": {p["id"]: len(p["frames"]) for p in doc["people"] if p["frames"]},
-           "consecutive_runs": consecutive_runs(doc), "models": {}}
+           "consecutive_runs": consecutive_runs(doc),
+           "subset_frames": {k: len(v) for k, v in subsets([{"video": p["video"], "person": p["id"],
+                                                              "tags": tuple(f.get("tags", ()))}
+                                                            for p in doc["people"] for f in p["frames"]]).items()},
+           "models": {}, "rotated_alignment": {}}
     for model in models:
         items = predict(doc, model, refiners)
-        rep["models"][model] = {m: {"all": score(its), **{v: score([i for i in its if i["video"] == v])
-                                                          for v in sorted({i["video"] for i in its})}}
-                                for m, its in items.items()}
+        rep["models"][model] = {m: {k: score(v) for k, v in subsets(its).items()} for m, its in items.items()}
+        if align_off and tilted["people"]:
+            # the same crops, people with rotated frames only, alignment off vs on (the `on` items are the run above)
+            ids = {p["id"] for p in tilted["people"]}
+            on = [i for i in items["crop"] if i["person"] in ids]
+            off = predict_crop(tilted, model, align_rotated=False)
+            rep["rotated_alignment"][model] = {
+                "people": sorted(ids),
+                "on": {k: score(subsets(on)[k]) for k in ("rotated", "upright")},
+                "off": {k: score(subsets(off)[k]) for k in ("rotated", "upright")}}
     return rep
+
+
+def predict_crop(doc: dict, model: str, align_rotated: bool) -> list[dict]:
+    return predict(doc, model, refiners=(), align_rotated=align_rotated)["crop"]
 
 
 def consecutive_runs(doc: dict) -> list[str]:
@@ -226,17 +263,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=["lite", "full", "heavy"], choices=("lite", "full", "heavy"))
     ap.add_argument("--refiners", nargs="+", default=list(REFINERS), choices=REFINERS)
     ap.add_argument("--labels", default=str(LABELS))
+    ap.add_argument("--no-align-off", action="store_true",
+                    help="skip the second crop run with the rotated-body alignment off")
     args = ap.parse_args(argv)
-    rep = evaluate(args.models, refiners=tuple(args.refiners), labels=Path(args.labels))
+    rep = evaluate(args.models, refiners=tuple(args.refiners), labels=Path(args.labels), align_off=not args.no_align_off)
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0
     print(f"{rep['labels']}: {sum(rep['people'].values())} labelled person-frames; runs {', '.join(rep['consecutive_runs'])}")
-    print(f"{'model':<7}{'method':<15}{'subset':<10}{'cover':>6}{'PCK@.2':>8}{'PCKh@.5':>8}{'swaps':>6}")
+    print(f"{'model':<7}{'method':<15}{'subset':<20}{'cover':>6}{'PCK@.2':>8}{'PCKh@.5':>8}{'swaps':>6}")
     for model, ms in rep["models"].items():
         for m, subs in ms.items():
             for s, r in subs.items():
-                print(f"{model:<7}{m:<15}{s:<10}{r['coverage']:>6.2f}{r['pck@0.2']['overall']:>8.3f}"
+                print(f"{model:<7}{m:<15}{s:<20}{r['coverage']:>6.2f}{r['pck@0.2']['overall']:>8.3f}"
+                      f"{r['pckh@0.5']['overall']:>8.3f}{r['lr_swapped_frames']:>6}")
+    for model, al in rep["rotated_alignment"].items():
+        for on_off in ("on", "off"):
+            for s, r in al[on_off].items():
+                print(f"{model:<7}{'crop align ' + on_off:<15}{s:<20}{r['coverage']:>6.2f}{r['pck@0.2']['overall']:>8.3f}"
                       f"{r['pckh@0.5']['overall']:>8.3f}{r['lr_swapped_frames']:>6}")
     return 0
 
