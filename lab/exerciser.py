@@ -79,7 +79,7 @@ def extract_exerciser(clip: Path = CLIP) -> Sprite:
     patches, out_masks = [], []
     for f, m in zip(frames, masks):
         rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-        cx = int(round(float(np.nonzero(m)[1].mean())))
+        cx = round(float(np.nonzero(m)[1].mean()))
         half = max(cx - cols[0], cols[-1] - cx) + 1
         top, bottom = rows[0], max(rows[-1], ground) + 1
         # a window centred on cx may leave the crop: pad image and mask alike (padding is masked out)
@@ -87,7 +87,7 @@ def extract_exerciser(clip: Path = CLIP) -> Sprite:
         img = cv2.copyMakeBorder(np.ascontiguousarray(f[y0:y1, x0:x1]), 0, 0, pw, pw, cv2.BORDER_CONSTANT)
         msk = np.pad(m, ((0, 0), (pw, pw)))
         src, mm = img[top:bottom, cx - half + pw:cx + half + 1 + pw], msk[top:bottom, cx - half + pw:cx + half + 1 + pw]
-        w, h = max(2, int(round(mm.shape[1] * SCALE))), max(2, int(round(mm.shape[0] * SCALE)))
+        w, h = max(2, round(mm.shape[1] * SCALE)), max(2, round(mm.shape[0] * SCALE))
         patches.append(cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA))
         out_masks.append(cv2.resize(mm.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5)
     # dx 0: he faces the camera; the case mirrors him by the direction he drifts, like a walker

@@ -38,6 +38,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from lab.exerciser import NAME as EXERCISER
+from lab.exerciser import load_exerciser
 from lab.walkers import (
     DATA,
     DISTRACTORS,
@@ -52,8 +54,6 @@ from lab.walkers import (
     median_background,
     read_frames,
 )
-from lab.exerciser import NAME as EXERCISER
-from lab.exerciser import load_exerciser
 
 SPLITS = {"tune": (0, 1, 2, 3), "test": (100, 101, 102, 103, 104), "disjoint": (200, 201, 202, 203, 204)}
 # The "disjoint" split shares nobody and no scene with the tuning part: its people are the test
