@@ -11,6 +11,8 @@
       target_bbox; per tracker (legacy = the default; mot/<policy> = COACH_TRACKER=mot with that
       COACH_ATHLETE_POLICY): choice accuracy, time-to-lock, F-score, how often the choice was close
       (services/tracker/lab/choice_eval.py). --split disjoint: people and scenes never in the tuning part.
+  --cases exerciser (either command): the case not in the default six, a real person warming up
+      (jumping jacks, arm and leg swings; the Sports2D clip, lab/exerciser.py) among 3-6 walkers.
   coach tracker evalset --out DIR [--split ...] [--cases ...]
       write the evaluation sequences as MP4 with their ground truth drawn (eyeballing), plus
       ground_truth.json (per sequence, per frame: the target's box or null).

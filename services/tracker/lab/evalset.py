@@ -4,7 +4,9 @@ No VOT2018-LT / LaSOT data can be reached from here, so the set is *built*: real
 out of real video and composited, deterministically, onto real backgrounds with controlled
 motion, so that the ground-truth box of every person in every frame is known exactly.
 
-People: the vtest.avi walkers of `lab/walkers.py` (sprites, cut out frame by frame).
+People: the vtest.avi walkers of `lab/walkers.py` (sprites, cut out frame by frame); for the
+`exerciser` case (`EXTRA_CASES`: run only when named) the man warming up in the Sports2D demo clip
+(`lab/exerciser.py`, cut out by BlazePose's segmentation; loaded into the library on first use).
 
 Composition. A sequence is a background (a crop of a real image, or a moving crop for a
 camera pan) plus actors painted back to front by their foot position (lower in the image =
