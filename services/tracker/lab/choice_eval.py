@@ -397,6 +397,6 @@ def score_saved(save_dirs: str | Seq[str], policies: Seq[str] = POLICIES) -> dic
         raise ValueError("the saved runs do not cover the same sequences with the same trackers")
     from . import evalset
 
-    order = {c: i for i, c in enumerate(evalset.CASES)}
+    order = {c: i for i, c in enumerate(evalset.ALL_CASES)}
     records.sort(key=lambda r: (order.get(r["case"], 99), int(r["sequence"].rsplit("-", 1)[1])))
     return score_records(records, records[0]["split"], policies)

@@ -11,6 +11,8 @@
       target_bbox; per tracker (legacy = the default; mot/<policy> = COACH_TRACKER=mot with that
       COACH_ATHLETE_POLICY): choice accuracy, time-to-lock, F-score, how often the choice was close
       (services/tracker/lab/choice_eval.py). --split disjoint: people and scenes never in the tuning part.
+  --cases exerciser (either command): the case not in the default six, a real person warming up
+      (jumping jacks, arm and leg swings; the Sports2D clip, lab/exerciser.py) among 3-6 walkers.
   coach tracker evalset --out DIR [--split ...] [--cases ...]
       write the evaluation sequences as MP4 with their ground truth drawn (eyeballing), plus
       ground_truth.json (per sequence, per frame: the target's box or null).
@@ -28,14 +30,14 @@ TRACKER_DOC = __doc__
 
 
 def _cases(arg: str | None) -> tuple[str, ...] | None:
-    from .evalset import CASES
+    from .evalset import ALL_CASES
 
     if not arg:
         return None
     cases = tuple(c.strip() for c in arg.split(",") if c.strip())
-    bad = [c for c in cases if c not in CASES]
+    bad = [c for c in cases if c not in ALL_CASES]
     if bad:
-        raise SystemExit(f"coach tracker: unknown case(s) {', '.join(bad)}; cases: {', '.join(CASES)}")
+        raise SystemExit(f"coach tracker: unknown case(s) {', '.join(bad)}; cases: {', '.join(ALL_CASES)}")
     return cases
 
 
@@ -181,7 +183,8 @@ def register(sub) -> None:
     ev.add_argument("--split", default="test", choices=("test", "tune", "disjoint", "all"),
                     help="test: the held-out seeds (default); tune: the seeds used for tuning; disjoint: people "
                          "and scenes never in a tuning sequence (all = tune + test)")
-    ev.add_argument("--cases", help="comma-separated subset of the cases (default: all)")
+    ev.add_argument("--cases", help="comma-separated cases (default: the six of the set; exerciser, an athlete "
+                                    "warming up among walkers, only when named)")
     ev.add_argument("--local-tracker", default="kcf", choices=("kcf", "csrt"))
     ev.add_argument("--trackers", default="plain,full,mot",
                     help="comma-separated: plain (local tracker alone), full (single-target tracker), mot "
