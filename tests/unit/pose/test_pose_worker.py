@@ -15,17 +15,25 @@ AID = "d" * 32
 
 
 class _NoPose:
-    def estimate_sequence(self, frames, boxes):
+    def new_session(self):
+        return object()
+
+    def end_session(self, session):
+        pass
+
+    def estimate_sequence(self, frames, boxes, session=None):
         from services.pose.blazepose import PoseSequence
         return PoseSequence.empty(len(frames))
 
 
 def _stage():
     from services.pose.refine import make_refiner
+    from services.pose.sessions import PoseSessions
     from services.pose.worker import PoseStage
 
     stage = PoseStage.__new__(PoseStage)   # the real handle(), no model
     stage.estimator, stage.pose_model = _NoPose(), "stub"
+    stage.sessions = PoseSessions(stage.estimator, 2)
     stage.refiner_name, stage.refiner_params = "none", {}
     stage.refiner = make_refiner("none")
     stage.fetch, stage.lock = ThreadPoolExecutor(2), threading.Lock()
