@@ -17,7 +17,7 @@ then reuses (reset). size 0: no session outlives its clip (every clip fresh: the
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Hashable
+from collections.abc import Hashable
 
 from services.pose.blazepose import BlazePoseEstimator, PoseSession
 
