@@ -211,6 +211,8 @@ class ClipPosesDocument(Document):
     seconds: float = Field(0.0, ge=0)
     lr_swaps_fixed: Optional[LrSwaps] = Field(None, description="Frames whose left/right halves were swapped back")
     context_frames: int = Field(0, ge=0, description="Raw poses of the previous clip the refiner saw first")
+    session_continued: bool = Field(False, description="BlazePose continued the previous clip's session (its "
+                                    "tracking and tilt; COACH_POSE_SESSIONS) instead of starting fresh")
     frames: list[PoseFrame]
     raw_tail: Optional[RawTail] = Field(None, description="Written when the refiner takes context (the STRN)")
 

@@ -49,6 +49,10 @@ POSE_INFERENCE_SECONDS = Histogram(
     "coach_pose_inference_seconds", "Pose model seconds per clip (inference only, no fetch/decode)", ["service"],
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
 )
+POSE_SESSIONS = Counter(
+    "coach_pose_sessions_total", "Clips posed, by whether BlazePose continued the previous clip's session",
+    ["service", "outcome"],   # continued | fresh
+)
 POSE_BATCH_FRAMES = Histogram(
     "coach_pose_batch_frames", "Frames per pose inference batch (one clip)", ["service"],
     buckets=(1, 2, 4, 8, 16, 24, 32, 48, 64, 128),

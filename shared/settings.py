@@ -85,6 +85,10 @@ class Settings:
     # BlazePose landmark model: "lite" | "full" | "heavy" (docs/pose.md: speed, accuracy, why the default);
     # lite and heavy are installed by scripts/setup.sh, and a missing one fails the pose worker at start-up
     pose_model: str = "full"
+    # BlazePose sessions a pose worker keeps across an analysis's consecutive clips (services/pose/sessions.py):
+    # a clip that continues the last one posed for its analysis keeps the video graph's tracking and the
+    # rotated-body tilt. ~110 MB each; 0: every clip starts fresh (docs/pose.md "Sessions across clips")
+    pose_sessions: int = 2
     # Tracker (docs/tracker.md): "legacy" is the single-target tracker that picks the athlete in the
     # first 15 frames (the default: the end-to-end test's judge finding on vtest.avi needs it);
     # "mot" follows everyone by detection and picks the athlete after the whole clip (issue 15).

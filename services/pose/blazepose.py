@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -219,14 +220,34 @@ def upright_turns(up: np.ndarray | None) -> list[int]:
     return sorted(turns, key=upness)
 
 
-class BlazePoseEstimator:
-    """One reusable MediaPipe Pose graph (video mode) with the chosen landmark model; not thread-safe.
+class PoseSession:
+    """What estimate_sequence carries from one call to the next of one athlete's sequence: its own
+    video-mode graph (MediaPipe's tracking state: the next frame's ROI comes from the last pose, no
+    person detection) and the rotated-body alignment state (the last pose's body axis and where it
+    was). Continuing a session says "these frames directly follow the last call's".
 
-    Every estimate_* call resets the graph first (Pose.reset(): a new graph run), so tracking
-    state never leaks between sequences. Measured on the 2-core dev CPU: reset 3 ms vs. 7 ms to
-    create + close a graph; either way the first frame of a run costs ~100 ms (vs. ~22 ms per
-    tracked frame), so the per-sequence overhead is the same and one estimator per worker is
-    kept for simplicity.
+    Made by BlazePoseEstimator.new_session(), handed back with end_session(). Sessions never share
+    a graph, so interleaved sequences never share tracking state; a graph's timestamps only ever
+    increase (SolutionBase adds 33 ms per process() call, reset() included). Not thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self.graph: mp.solutions.pose.Pose | None = None   # None until the first frame with a box
+        self.frames = 0                        # frames so far: the position of the next call's first frame
+        self.last_posed = -RETRY_WITHIN - 1    # position of the last frame with a pose
+        self.up: np.ndarray | None = None      # that pose's body up vector (image coordinates)
+
+
+class BlazePoseEstimator:
+    """MediaPipe Pose graphs (video mode) with the chosen landmark model; not thread-safe.
+
+    estimate_frames, and estimate_sequence without a session, start a new graph run first
+    (Pose.reset()), so tracking state never leaks between sequences. Measured on the 2-core dev
+    CPU: reset 3 ms vs. 7 ms to create + close a graph, but the first frame of a run costs
+    ~100-160 ms (the run re-opens its calculators and models, and the person detector runs) vs.
+    ~20 ms a tracked frame. A PoseSession (estimate_sequence(..., session=)) avoids that for a
+    sequence that comes in parts (the pose worker's clips). One spare graph serves session-less
+    calls and the next new session; each live session holds its own (~110 MB resident each).
     """
 
     def __init__(
@@ -266,15 +287,37 @@ class BlazePoseEstimator:
         self.align_rotated = align_rotated
         self._static: mp.solutions.pose.Pose | None = None
         self.retries = {"tried": 0, "found": 0}   # turned-crop passes: asked / gave a pose
+        self._sessions: weakref.WeakSet[PoseSession] = weakref.WeakSet()   # closed with the estimator
 
     # -- graph lifecycle -------------------------------------------------------------------
-    def _fresh_graph(self) -> mp.solutions.pose.Pose:
-        self._quiet.open()  # closed by _process on the first pose, or at the end of _run
+    def new_session(self) -> PoseSession:
+        """A fresh sequence (no tracking or tilt state). Its graph, taken at its first frame with a box,
+        is the spare one, reset, or a new one when a live session holds the spare."""
+        session = PoseSession()
+        self._sessions.add(session)
+        return session
+
+    def end_session(self, session: PoseSession) -> None:
+        """The session's graph becomes the spare (reset before its next use), or is closed when there is
+        a spare already: graphs alive = sessions alive + at most one."""
+        g, session.graph = session.graph, None
+        self._sessions.discard(session)
+        if g is None:
+            return
         if self._pose is None:
-            self._pose = mp.solutions.pose.Pose(**self._pose_kwargs)
+            self._pose = g
         else:
-            self._pose.reset()  # new graph run: no tracking state from the previous sequence
-        return self._pose
+            g.close()
+
+    def _start(self, session: PoseSession) -> mp.solutions.pose.Pose:
+        """The session's graph at its first frame: a new graph run, no tracking state from before."""
+        self._quiet.open()  # closed by _process on the first pose, or at the end of _run
+        if self._pose is not None:
+            session.graph, self._pose = self._pose, None
+            session.graph.reset()  # new graph run: no tracking state from the previous sequence
+        else:
+            session.graph = mp.solutions.pose.Pose(**self._pose_kwargs)
+        return session.graph
 
     def _process(self, pose: mp.solutions.pose.Pose, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Run one frame; returns (normalized landmarks [33,3]: x, y, visibility; world [33,3]) or None."""
@@ -290,6 +333,8 @@ class BlazePoseEstimator:
 
     def close(self) -> None:
         self._quiet.close()
+        for session in list(self._sessions):
+            self.end_session(session)   # its graph goes to the spare slot or is closed
         for g in (self._pose, self._static):
             if g is not None:
                 g.close()
@@ -326,7 +371,8 @@ class BlazePoseEstimator:
         self.close()
 
     # -- public API ------------------------------------------------------------------------
-    def estimate_sequence(self, frames_bgr: Sequence[np.ndarray], boxes_px: Sequence[np.ndarray | None]) -> PoseSequence:
+    def estimate_sequence(self, frames_bgr: Sequence[np.ndarray], boxes_px: Sequence[np.ndarray | None],
+                          session: PoseSession | None = None) -> PoseSequence:
         """Consecutive frames of one athlete, with the tracker's box (x, y, w, h px) per frame.
 
         Each frame is cut to a square crop around its box (crop_margin on each side, padded black
@@ -336,7 +382,12 @@ class BlazePoseEstimator:
         A frame whose box is None (or degenerate) is marked not present and is NOT run on the
         whole frame: no box means the tracker lost the athlete, and a whole-frame pose would
         likely be somebody else. The tracking state is kept across such gaps (the next crop is
-        again centred on the athlete); the graph is reset at the start of every call.
+        again centred on the athlete).
+
+        session: None starts from scratch (a new graph run, no tilt), as a whole new sequence. A
+        session (new_session()) carries the graph's tracking state and the tilt from its previous
+        call on: these frames must directly follow that call's last frame. On an exception the
+        session's state is undefined: end it.
         """
         if len(frames_bgr) != len(boxes_px):
             raise ValueError(f"{len(frames_bgr)} frames but {len(boxes_px)} boxes")
@@ -348,28 +399,38 @@ class BlazePoseEstimator:
                 image, (x0, y0, side) = crop_to_canvas(frame, *square_crop(np.asarray(box, dtype=np.float64), self.crop_margin), self.crop_size)
                 yield t, image, (x0, y0, side, side)
 
-        return self._run(len(frames_bgr), crops(), retry=self.align_rotated)
+        own = session is None
+        session = self.new_session() if own else session
+        try:
+            return self._run(len(frames_bgr), crops(), session, retry=self.align_rotated)
+        finally:
+            if own:
+                self.end_session(session)
 
     def estimate_frames(self, frames_bgr: Sequence[np.ndarray]) -> PoseSequence:
         """Whole frames, no boxes: the bare-model path (also for single images; video mode on one
         frame is a plain detection). BlazePose follows the most prominent person it finds."""
         jobs = ((t, f, (0.0, 0.0, float(f.shape[1]), float(f.shape[0]))) for t, f in enumerate(frames_bgr))
-        return self._run(len(frames_bgr), jobs)
+        session = self.new_session()
+        try:
+            return self._run(len(frames_bgr), jobs, session)
+        finally:
+            self.end_session(session)
 
-    def _run(self, num_frames: int, jobs: Iterable[_Job], retry: bool = False) -> PoseSequence:
-        """Run a fresh graph over (t, image, (ox, oy, sx, sy)); image coords (u, v) in [0, 1]
+    def _run(self, num_frames: int, jobs: Iterable[_Job], session: PoseSession, retry: bool = False) -> PoseSequence:
+        """Run the session's graph over (t, image, (ox, oy, sx, sy)); image coords (u, v) in [0, 1]
         map back to original pixels as (ox + u * sx, oy + v * sy). retry: square crops are turned
-        upright after a tilted pose, and looked for turned when lost during a rotation (see __init__)."""
+        upright after a tilted pose, and looked for turned when lost during a rotation (see __init__).
+        Frame t is at position session.frames + t of the session's sequence."""
         out = PoseSequence.empty(num_frames)
-        pose = None
-        last_posed, up = -RETRY_WITHIN - 1, None   # last frame with a pose, and its body's up vector
+        base = session.frames
         try:
             for t, image, (ox, oy, sx, sy) in jobs:
                 # (Re)start lazily: start_run() returns before the graph is up, and only a
                 # process() call waits for it, so the stderr window must include one.
-                if pose is None:
-                    pose = self._fresh_graph()
-                recent = retry and t - last_posed <= RETRY_WITHIN and up is not None
+                pose = session.graph if session.graph is not None else self._start(session)
+                up = session.up
+                recent = retry and base + t - session.last_posed <= RETRY_WITHIN and up is not None
                 tilt = tilt_deg(up) if recent else 0.0
                 found = None
                 if recent and abs(tilt) > ALIGN_ABOVE_DEG:
@@ -382,7 +443,7 @@ class BlazePoseEstimator:
                     found = self._retry_turned(image, upright_turns(up))
                 if found is None:
                     continue
-                last_posed, up = t, body_up(found[0])
+                session.last_posed, session.up = base + t, body_up(found[0])
                 norm, world = found  # norm: [33, 3] (u, v, visibility)
                 out.keypoints_px[t, :, 0] = ox + norm[:, 0] * sx
                 out.keypoints_px[t, :, 1] = oy + norm[:, 1] * sy
@@ -391,4 +452,5 @@ class BlazePoseEstimator:
                 out.present[t] = True
         finally:
             self._quiet.close()  # a sequence without any pose still ends the stderr window
+        session.frames = base + num_frames
         return out

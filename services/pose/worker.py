@@ -18,7 +18,7 @@ from services.pose.swaps import relabel_like
 from shared.clips import clip_count
 from shared.documents import ClipPosesDocument, LrSwaps, PoseFrame, RawTail, TrackingDocument
 from shared.messages import ClipPoses, TrackedClip
-from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS, log_fields
+from shared.observability import FRAMES, GPU_IN_USE, POSE_BATCH_FRAMES, POSE_INFERENCE_SECONDS, POSE_SESSIONS, log_fields
 from shared.skeleton import LANDMARK_NAMES
 from shared.store import ObjectNotFound, keys
 from shared.worker import Context, WorkerSpec, run_service
@@ -29,10 +29,13 @@ SERVICE = "pose"
 class PoseStage:
     """Holds the model for the worker's lifetime (graph start-up is not free)."""
 
-    def __init__(self, refiner_name: str, strn_weights: str = "", pose_model: str = "full"):
+    def __init__(self, refiner_name: str, strn_weights: str = "", pose_model: str = "full", pose_sessions: int = 2):
         from services.pose.blazepose import BlazePoseEstimator
+        from services.pose.sessions import PoseSessions
         # fails at start-up, naming COACH_POSE_MODEL, when the model is unknown or not installed
         self.estimator = BlazePoseEstimator(model=pose_model)
+        # BlazePose's graph and tilt kept across an analysis's consecutive clips (COACH_POSE_SESSIONS)
+        self.sessions = PoseSessions(self.estimator, pose_sessions)
         self.pose_model = self.estimator.model_id   # recorded with every clip, e.g. mediapipe-blazepose-heavy-0.10.21
         self.refiner_name = refiner_name
         # the STRN's checkpoint (empty: the shipped one); the other refiners take no weights
@@ -68,10 +71,21 @@ class PoseStage:
         # estimate_sequence skips frames without a box, so placeholders are never read
         blank = next((im for im in frames if im is not None), np.zeros((8, 8, 3), np.uint8))
         frames = [im if im is not None else blank for im in frames]
+        # A clip that directly follows the last one this worker posed for the same athlete continues its
+        # BlazePose session (no graph restart, the tilt carried); any other starts fresh (sessions.py).
+        # So a clip's raw poses may differ slightly with delivery order (docs/pose.md "Sessions across clips").
+        key = (aid, msg.revision, msg.track_id)
         with self.lock:
+            session, continued = self.sessions.take(key, msg.frames[0].index)
             infer_started = time.perf_counter()
-            seq = self.estimator.estimate_sequence(frames, boxes)
+            try:
+                seq = self.estimator.estimate_sequence(frames, boxes, session)
+            except BaseException:
+                self.sessions.discard(session)
+                raise
             POSE_INFERENCE_SECONDS.labels(SERVICE).observe(time.perf_counter() - infer_started)
+            self.sessions.keep(key, session, msg.frames[-1].index + 1)
+        POSE_SESSIONS.labels(SERVICE, "continued" if continued else "fresh").inc()
         POSE_BATCH_FRAMES.labels(SERVICE).observe(sum(b is not None for b in boxes))   # frames the model ran on
         refiner = self.refiner
         if self.refiner_name in ("one_euro", "strn") and msg.video.fps:
@@ -93,6 +107,7 @@ class PoseStage:
             seconds=round(time.perf_counter() - started, 4),
             lr_swaps_fixed=LrSwaps(upper=int(swapped[:, 0].sum()), lower=int(swapped[:, 1].sum())),
             context_frames=0 if context is None else len(context[1]),
+            session_continued=continued,
             frames=[
                 PoseFrame(
                     index=f.index, t_s=f.t_s, bbox_px=f.bbox_px,
@@ -186,7 +201,7 @@ def main() -> None:
 
     s = Settings.from_env()
     report_gpu()
-    stage = PoseStage(s.refiner, s.strn_weights, s.pose_model)
+    stage = PoseStage(s.refiner, s.strn_weights, s.pose_model, s.pose_sessions)
     stage.warm_up()
     run_service(WorkerSpec(SERVICE, s.topics.clips, TrackedClip, stage.handle), s)
 

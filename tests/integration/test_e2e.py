@@ -227,6 +227,12 @@ def test_every_worker_serves_metrics_and_health(coach_stack, vtest_analysis):
         service = proc.name.split("-")[0]
         assert re.search(rf'coach_messages_total{{outcome="ok",service="{service}",topic="[^"]+"}} [1-9]', metrics), proc.name
         assert "coach_processing_seconds_bucket" in metrics
+        if service == "pose":
+            # each clip posed either continued its analysis's BlazePose session or started fresh (docs/pose.md)
+            sessions = {re.search(r'outcome="(\w+)"', labels).group(1): v
+                        for labels, v in re.findall(r'coach_pose_sessions_total{([^}]*)} ([0-9.e+]+)', metrics)}
+            assert float(sessions.get("fresh", 0)) >= 1, "an analysis's first clip starts a fresh session"
+            print(f"pose sessions on this stack: {sessions}")
 
 
 def test_coach_analyze_writes_result_and_video(coach_stack, tmp_path, vtest_video):

@@ -181,12 +181,25 @@ def subsets(items: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def predict(doc: dict, model: str, refiners, align_rotated: bool = True) -> dict[str, list[dict]]:
-    """Per method, the scoring items of every labelled frame (in label-file order)."""
+CLIP_METHODS = ("crop/clips-fresh", "crop/clips-continued")
+
+
+def clip_pieces(first: int, last: int, clip_frames: int = 32, first_clip_frames: int = 8) -> list[tuple[int, int]]:
+    """[first, last] cut where the pose worker's clips of the whole video end (shared/clips.py), relative to first."""
+    from shared.clips import clip_spans
+    return [(max(s, first) - first, min(e, last + 1) - first) for s, e in clip_spans(last + 1, clip_frames, first_clip_frames)
+            if e > first]
+
+
+def predict(doc: dict, model: str, refiners, align_rotated: bool = True, clips: bool = False) -> dict[str, list[dict]]:
+    """Per method, the scoring items of every labelled frame (in label-file order). clips: also the span
+    cut at the worker's clip boundaries and posed piece by piece, restarting at each piece ("fresh")
+    or continuing one BlazePose session ("continued"; services/pose/sessions.py)."""
     from services.pose.blazepose import BlazePoseEstimator
 
     idx = [LANDMARK_INDEX[n] for n in JOINTS]
-    out: dict[str, list[dict]] = {m: [] for m in ("whole", "crop", *(f"crop+{r}" for r in refiners))}
+    out: dict[str, list[dict]] = {m: [] for m in ("whole", "crop", *(f"crop+{r}" for r in refiners),
+                                                  *(CLIP_METHODS if clips else ()))}
     with BlazePoseEstimator(model=model, align_rotated=align_rotated) as est:
         for person in doc["people"]:
             if not person["frames"]:
@@ -197,6 +210,14 @@ def predict(doc: dict, model: str, refiners, align_rotated: bool = True) -> dict
             seq = est.estimate_sequence(frames, boxes)
             whole = est.estimate_frames(frames)  # video mode over the same span: the bare model's own tracking
             tracks = {"crop": seq.keypoints_px}
+            present = {"crop": seq.present}
+            if clips:
+                for m, session in zip(CLIP_METHODS, (None, est.new_session())):
+                    parts = [est.estimate_sequence(frames[s:e], boxes[s:e], session) for s, e in clip_pieces(first, last)]
+                    tracks[m] = np.concatenate([p_.keypoints_px for p_ in parts])
+                    present[m] = np.concatenate([p_.present for p_ in parts])
+                    if session is not None:
+                        est.end_session(session)
             for name in refiners:
                 ref = make_eval_refiner(name, fps)
                 tracks[f"crop+{name}"] = ref.refine(seq.keypoints_px.copy(), seq.present.copy(), boxes)
@@ -207,13 +228,14 @@ def predict(doc: dict, model: str, refiners, align_rotated: bool = True) -> dict
                         "tags": tuple(f.get("tags", ()))}
                 t = f["frame"] - first
                 for m, kp in tracks.items():
-                    out[m].append({**base, "pred": kp[t, idx, :2].astype(float) if seq.present[t] else None})
+                    ok = present.get(m, seq.present)[t]
+                    out[m].append({**base, "pred": kp[t, idx, :2].astype(float) if ok else None})
                 out["whole"].append({**base, "pred": whole.keypoints_px[t, idx, :2].astype(float) if whole.present[t] else None})
     return out
 
 
 def evaluate(models=("lite", "full", "heavy"), refiners=REFINERS, labels: Path = LABELS,
-             align_off: bool = True) -> dict:
+             align_off: bool = True, clips: bool = False) -> dict:
     doc = load_labels(labels)
     tilted = {"schema": doc.get("schema"), "people": [p for p in doc["people"]
                                                       if any("rotated" in f.get("tags", ()) for f in p["frames"])]}
@@ -226,7 +248,7 @@ def evaluate(models=("lite", "full", "heavy"), refiners=REFINERS, labels: Path =
                                                             for p in doc["people"] for f in p["frames"]]).items()},
            "models": {}, "rotated_alignment": {}}
     for model in models:
-        items = predict(doc, model, refiners)
+        items = predict(doc, model, refiners, clips=clips)
         rep["models"][model] = {m: {k: score(v) for k, v in subsets(its).items()} for m, its in items.items()}
         if align_off and tilted["people"]:
             # the same crops, people with rotated frames only, alignment off vs on (the `on` items are the run above)
@@ -265,8 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", default=str(LABELS))
     ap.add_argument("--no-align-off", action="store_true",
                     help="skip the second crop run with the rotated-body alignment off")
+    ap.add_argument("--clips", action="store_true", help="also the spans cut into the worker's clips, fresh vs continued")
     args = ap.parse_args(argv)
-    rep = evaluate(args.models, refiners=tuple(args.refiners), labels=Path(args.labels), align_off=not args.no_align_off)
+    rep = evaluate(args.models, refiners=tuple(args.refiners), labels=Path(args.labels), align_off=not args.no_align_off,
+                   clips=args.clips)
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0

@@ -283,7 +283,13 @@ class _StubEstimator:
     def __init__(self, kps: np.ndarray, present: np.ndarray, first_frame: int):
         self.kps, self.present, self.first = kps, present, first_frame
 
-    def estimate_sequence(self, frames, boxes):
+    def new_session(self):   # no state: the recorded run does not depend on what came before
+        return object()
+
+    def end_session(self, session):
+        pass
+
+    def estimate_sequence(self, frames, boxes, session=None):
         from services.pose.blazepose import PoseSequence
 
         seq = PoseSequence.empty(len(boxes))
@@ -303,6 +309,7 @@ def _worker_keypoints(run, clip_order: str = "in order"):
 
     import cv2
 
+    from services.pose.sessions import PoseSessions
     from services.pose.worker import PoseStage
     from shared.messages import FrameRef, TrackedClip, VideoInfo
     from shared.settings import Settings
@@ -312,6 +319,7 @@ def _worker_keypoints(run, clip_order: str = "in order"):
     first, n = run.first_frame, len(run.kps)
     stage = PoseStage.__new__(PoseStage)  # the real handle(), BlazePose replaced by the recorded run
     stage.estimator, stage.pose_model = _StubEstimator(run.kps, run.present, first), "stub"
+    stage.sessions = PoseSessions(stage.estimator, 2)
     stage.refiner_name, stage.refiner_params = "strn", {"weights": None}
     stage.refiner = make_refiner("strn", weights=None)
     stage.fetch, stage.lock = ThreadPoolExecutor(2), threading.Lock()
