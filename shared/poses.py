@@ -30,7 +30,13 @@ def load_sequence(store, aid: str, clip_count: int,
                   revision: int | None = None) -> tuple[list[PoseFrame], np.ndarray]:
     """All frames of an analysis in order (clips 0..clip_count-1), and their keypoints [N,33,3].
     With `revision`, every clip must have been posed for that athlete revision (else NotAllPosed)."""
-    frames: list[PoseFrame] = []
+    frames = [f for clip in load_clips(store, aid, clip_count, revision) for f in clip]
+    return frames, keypoints_array(frames)
+
+
+def load_clips(store, aid: str, clip_count: int, revision: int | None = None) -> list[list[PoseFrame]]:
+    """The frames of clips 0..clip_count-1, clip by clip (load_sequence without the flattening)."""
+    clips: list[list[PoseFrame]] = []
     for k in range(clip_count):
         try:
             doc = ClipPosesDocument.read(store, keys.clip_poses(aid, k))
@@ -40,5 +46,5 @@ def load_sequence(store, aid: str, clip_count: int,
             raise NotAllPosed(f"clip {k} has no poses yet") from None
         if revision is not None and doc.revision != revision:
             raise NotAllPosed(f"clip {k} was posed for athlete revision {doc.revision}, not {revision}")
-        frames.extend(doc.frames)
-    return frames, keypoints_array(frames)
+        clips.append(list(doc.frames))
+    return clips

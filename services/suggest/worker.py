@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
+from services.suggest import annotate
 from shared import result_pages
-from shared.documents import (AnalysisRequest, ClipPosesDocument, MalformedDocument, PoseFrame, StageStatus,
-                              TrackingDocument, VerdictDocument)
+from shared.documents import (AnalysisRequest, ClipPosesDocument, MalformedDocument, PartialVerdictDocument,
+                              StageStatus, TrackingDocument, VerdictDocument)
 from shared.features import frame_features
-from shared.messages import AnalysisCompleted, AnalysisVerdict
+from shared.messages import AnalysisCompleted, AnalysisVerdict, PartialVerdict
 from shared.observability import ANALYSES_COMPLETED, ANALYSIS_SECONDS, FRAMES, log_fields
-from shared.poses import NotAllPosed, load_sequence
-from shared.render import H264Writer, draw_label, draw_pose
+from shared.poses import NotAllPosed, keypoints_array, load_clips
+from shared.render import fault_flag
 from shared.result import AnalysisResult, Artifact, ResultSummary
 from shared.skeleton import LANDMARK_NAMES
 from shared.store import ObjectNotFound, ObjectStore, keys
@@ -32,31 +35,70 @@ from shared.worker import Context, WorkerSpec, run_service
 
 SERVICE = "suggest"
 log = logging.getLogger(SERVICE)
-RED, GREEN, GREY = (40, 40, 230), (60, 200, 60), (160, 160, 160)
 
 
-def render_annotated(store: ObjectStore, aid: str, frames: list[PoseFrame], flagged: list[bool | None],
-                     fps: float, width: int, height: int, out: Path) -> None:
-    """Draw each frame's skeleton: red where a fault is flagged, green where judged fine, grey where
-    not judged (flagged None: not performing the exercise, or too few joints for a verdict)."""
-    def load(f: PoseFrame) -> np.ndarray:   # fetch + decode off the main thread (imdecode releases the GIL)
-        return cv2.imdecode(np.frombuffer(store.get_bytes(keys.frame(aid, f.index)), np.uint8), cv2.IMREAD_COLOR)
+class SegmentRenderer:
+    """Renders the annotated video's segments (services/suggest/annotate.py) into the store, once each.
 
-    fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="render-fetch")
-    images = fetch.map(load, frames)
-    # ultrafast: this encode sits at the end of every analysis, after all other stages
-    with H264Writer(out, fps, width, height, preset="ultrafast") as writer:
-        for f, bad, img in zip(frames, flagged, images):
-            if f.bbox_px is not None:
-                x, y, w, h = (int(round(v)) for v in f.bbox_px)
-                cv2.rectangle(img, (x, y), (x + w, y + h), GREY, 1)
-            if f.keypoints is not None:
-                kps = np.array([r if r is not None else (np.nan,) * 3 for r in f.keypoints], dtype=np.float32)
-                draw_pose(img, kps, GREY if bad is None else RED if bad else GREEN)
-            draw_label(img, f"frame {f.index}" + (" FAULT" if bad else " not judged" if bad is None and f.keypoints
-                                                  else ""), RED if bad else (255, 255, 255))
-            writer.write(img)
-    fetch.shutdown()
+    The store is the truth: a segment whose key is stored is done, whoever rendered it (a worker
+    before a restart, another replica, the pre-render of a provisional verdict). Within a process,
+    a segment being rendered by one loop is waited for by the other instead of rendered twice."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inflight: dict[str, threading.Event] = {}
+        self._fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="render-fetch")
+
+    def ensure(self, store: ObjectStore, aid: str, segments: list[annotate.Segment], fps: float, width: int,
+               height: int, workdir: Path, stop: Callable[[], bool] = lambda: False) -> dict[str, Path]:
+        """Render and store every segment whose key is not stored yet (until `stop()` says so);
+        returns the local files of those rendered here, by key."""
+        stored = set(store.list(keys.render_prefix(aid)))
+        local: dict[str, Path] = {}
+
+        def load(index: int) -> np.ndarray:   # fetch + decode off the main thread (imdecode releases the GIL)
+            return cv2.imdecode(np.frombuffer(store.get_bytes(keys.frame(aid, index)), np.uint8), cv2.IMREAD_COLOR)
+
+        for seg in segments:
+            key = keys.render_segment(aid, seg.first_frame, seg.content_hash)
+            if key in stored:
+                continue
+            if stop():
+                break
+            with self._lock:
+                busy = self._inflight.get(key)
+                if busy is None:
+                    mine = self._inflight[key] = threading.Event()
+            if busy is not None:   # the other loop is drawing this very segment: take its result
+                busy.wait(timeout=120)
+                if store.exists(key):
+                    continue
+                mine = None
+            try:
+                path = workdir / f"{seg.first_frame:06d}-{seg.content_hash}.mp4"
+                annotate.render(seg.frames, seg.flags, load, fps, width, height, path, pool=self._fetch)
+                store.put_file(key, path, "video/mp4")
+                local[key] = path
+            finally:
+                if mine is not None:
+                    with self._lock:
+                        self._inflight.pop(key, None)
+                    mine.set()
+        return local
+
+
+def render_annotated(store: ObjectStore, aid: str, segments: list[annotate.Segment], fps: float, width: int,
+                     height: int, out: Path, renderer: SegmentRenderer) -> tuple[int, int]:
+    """The annotated MP4 at `out`: render the segments not stored yet, fetch the others, join them
+    without re-encoding. Returns (segments rendered now, segments reused)."""
+    workdir = out.parent
+    local = renderer.ensure(store, aid, segments, fps, width, height, workdir)
+    parts = []
+    for seg in segments:
+        key = keys.render_segment(aid, seg.first_frame, seg.content_hash)
+        parts.append(local.get(key) or store.get_file(key, workdir / f"{seg.first_frame:06d}-{seg.content_hash}.mp4"))
+    annotate.join(parts, out)
+    return len(local), len(segments) - len(local)
 
 
 def _other_people(tracking: TrackingDocument, fps: float) -> list[dict]:
@@ -73,6 +115,8 @@ class SuggestStage:
         from services.suggest.catalog import ExemplarCatalog
 
         self.catalog = ExemplarCatalog(store)
+        self.renderer = SegmentRenderer()
+        self._final_started: set[tuple[str, int]] = set()   # (analysis, revision): the pre-render stops
 
     def handle(self, msg: AnalysisVerdict, ctx: Context) -> None:
         aid = msg.analysis_id
@@ -86,11 +130,14 @@ class SuggestStage:
         # the revision of the result already stored, kept while this run overwrites the status
         # (a redelivered verdict must not make a finished analysis look unfinished: shared/status.is_done)
         ctx.status(aid, "running", 0.1, revision=revision, result_revision=_result_revision(ctx.store, aid))
+        self._final_started.add((aid, revision))
         try:
-            frames, kps = load_sequence(ctx.store, aid, tracking.clip_count, revision)
+            clips = load_clips(ctx.store, aid, tracking.clip_count, revision)
         except NotAllPosed as exc:
             log.info("verdict dropped: poses changed under it", extra=log_fields(error=str(exc)))
             return
+        frames = [f for clip in clips for f in clip]
+        kps = keypoints_array(frames)
         features = frame_features(kps)                                   # [N, F]
         titles = verdict.fault_titles   # from the model that judged (registry versions too)
         fps = msg.video.fps
@@ -104,15 +151,16 @@ class SuggestStage:
         ctx.status(aid, "running", 0.3)
 
         per_frame = {f.index: f for f in verdict.frames}
-        thresholds = verdict.thresholds
-        flagged = []
-        for f in frames:
-            probs = per_frame[f.index].faults
-            flagged.append(None if probs is None else any(p is not None and p >= thresholds[k] for k, p in probs.items()))
+        flags = {f.index: fault_flag(per_frame[f.index].faults, verdict.thresholds) for f in frames}
+        width, height = msg.video.width, msg.video.height
+        segments = annotate.plan(clips, flags, revision, fps, width, height)
+        render_started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="coach-render-") as tmp:
             out = Path(tmp) / "annotated.mp4"
-            render_annotated(ctx.store, aid, frames, flagged, fps, msg.video.width, msg.video.height, out)
+            rendered, reused = render_annotated(ctx.store, aid, segments, fps, width, height, out, self.renderer)
             ctx.store.put_file(keys.annotated_video(aid), out, "video/mp4")
+        log.info("annotated video", extra=log_fields(segments=len(segments), rendered=rendered, reused=reused,
+                                                     seconds=round(time.perf_counter() - render_started, 3)))
         FRAMES.labels(SERVICE).inc(len(frames))
         ctx.status(aid, "running", 0.9)
 
@@ -150,6 +198,52 @@ class SuggestStage:
         ctx.emit(ctx.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="done", result_key=keys.result(aid)), key=aid)
         ANALYSES_COMPLETED.labels(SERVICE, "done").inc()
         _observe_end_to_end(ctx.store, aid, msg.sport)
+        self._final_started.discard((aid, revision))   # from now on the stored result says so
+
+    def prerender(self, msg: PartialVerdict, ctx: Context) -> None:
+        """A provisional verdict came (`partial-verdicts`, this loop's own consumer group): draw and
+        store the segments of the clips it covers with its per-frame flags, so that the final verdict
+        finds them (annotate.py). A bonus: it never fails or holds up the analysis."""
+        try:
+            self._prerender(msg, ctx)
+        except Exception as exc:  # noqa: BLE001 — the final verdict renders whatever is missing
+            log.warning("pre-render skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
+
+    def _prerender(self, msg: PartialVerdict, ctx: Context) -> None:
+        aid, revision = msg.analysis_id, msg.revision
+        if (aid, revision) in self._final_started or _result_revision(ctx.store, aid) >= revision:
+            return   # the final verdict is (being) drawn: it renders what it needs itself
+        try:
+            doc = PartialVerdictDocument.read(ctx.store, keys.partial_verdict(aid))
+        except (ObjectNotFound, MalformedDocument):
+            return
+        if doc.revision != revision or doc.frame_flags is None:
+            return   # an athlete switch since (its partials follow), or a judge that gives no flags
+        try:
+            tracking = TrackingDocument.read(ctx.store, keys.tracking(aid))
+        except ObjectNotFound:
+            tracking = None   # the tracker is still reading the video
+        if tracking is not None:
+            if tracking.revision != revision:
+                return
+            fps, width, height = float(tracking.fps), tracking.width, tracking.height
+        else:   # the upload's own figures (the gateway probed them), as the judge's partial uses
+            video = AnalysisRequest.read(ctx.store, keys.request(aid)).video
+            fps, width, height = float(video.fps), video.width, video.height
+        clips = load_clips(ctx.store, aid, doc.clips_posed, revision)   # NotAllPosed: a switch under way
+        frames = [f for clip in clips for f in clip]
+        if len(frames) != len(doc.frame_flags):
+            log.info("pre-render skipped: the partial's flags do not match its clips",
+                     extra=log_fields(frames=len(frames), flags=len(doc.frame_flags)))
+            return
+        flags = {f.index: fl for f, fl in zip(frames, doc.frame_flags)}
+        segments = annotate.plan(clips, flags, revision, fps, width, height)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="coach-prerender-") as tmp:
+            done = self.renderer.ensure(ctx.store, aid, segments, fps, width, height, Path(tmp),
+                                        stop=lambda: (aid, revision) in self._final_started)
+        log.info("pre-rendered", extra=log_fields(sequence=doc.sequence, clips=len(segments), rendered=len(done),
+                                                  seconds=round(time.perf_counter() - started, 3)))
 
     @staticmethod
     def _timings(store: ObjectStore, aid: str, tracking: TrackingDocument, started: float) -> dict[str, float]:
@@ -209,7 +303,16 @@ def main() -> None:
 
     s = Settings.from_env()
     stage = SuggestStage(ObjectStore(s))
-    run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s)
+    # provisional verdicts get their own loop (and group): segments are drawn while clips are posed,
+    # and a pre-render never delays a final verdict's result
+    run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s,
+                also=(WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
+                                 group=f"coach-{SERVICE}-prerender", fail=_never_fail),))
+
+
+def _never_fail(msg: PartialVerdict, ctx: Context, reason: str) -> None:
+    """A pre-render that cannot be done is not the analysis's failure: the final verdict renders it."""
+    log.warning("pre-render given up", extra=log_fields(analysis_id=msg.analysis_id, reason=reason[:300]))
 
 
 if __name__ == "__main__":

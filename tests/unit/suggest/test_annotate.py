@@ -1,0 +1,208 @@
+"""The annotated video in segments (services/suggest/annotate.py, issue 17): segment keys name exactly
+what is drawn, the final render reuses pre-rendered segments and renders only what changed, and the
+joined video plays like a serial render (needs /usr/bin/ffmpeg and ffprobe)."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from services.suggest import annotate
+from services.suggest.worker import SegmentRenderer, render_annotated
+from shared.documents import PoseFrame
+from shared.skeleton import LANDMARK_INDEX
+from shared.store import keys
+from shared.testing import MemoryStore
+
+W, H, FPS = 320, 240, 10.0
+CLIPS = [(0, 8), (8, 32), (32, 45)]          # the tracker's layout: a short first clip, then 24 + a tail
+AID = "a" * 32
+SHOULDER = LANDMARK_INDEX["left_shoulder"]
+
+
+def _frame(i: int, with_pose: bool = True) -> PoseFrame:
+    """A standing figure walking right by 2 px a frame."""
+    kps = None
+    if with_pose:
+        kps = [None] * 33
+        x = 100.0 + 2 * i
+        for name, (dx, dy) in {"left_shoulder": (0, 60), "right_shoulder": (30, 60), "left_hip": (3, 120),
+                               "right_hip": (27, 120), "left_knee": (3, 165), "right_knee": (27, 165),
+                               "left_ankle": (3, 210), "right_ankle": (27, 210)}.items():
+            kps[LANDMARK_INDEX[name]] = [x + dx, float(dy), 0.9]
+    return PoseFrame(index=i, t_s=i / FPS, bbox_px=[90.0 + 2 * i, 50.0, 50.0, 170.0], track_state="tracked",
+                     track_score=1.0, keypoints=kps, keypoints_3d=None)
+
+
+def _clips() -> list[list[PoseFrame]]:
+    return [[_frame(i, with_pose=i != 20) for i in range(a, b)] for a, b in CLIPS]
+
+
+def _image(i: int) -> np.ndarray:
+    """A textured frame (an encoder has something to do), different every frame."""
+    rng = np.random.default_rng(i)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (H, W, 3), dtype=np.uint8), (9, 9), 0)
+    cv2.circle(img, (40 + 3 * i, 200), 15, (200, 180, 20), -1)
+    return img
+
+
+def _flags(faulty: range = range(10, 14), not_judged: range = range(36, 40)) -> dict[int, bool | None]:
+    return {i: None if i in not_judged else i in faulty for i in range(45)}
+
+
+def _store_frames(store: MemoryStore) -> None:
+    for i in range(45):
+        store.put_bytes(keys.frame(AID, i), cv2.imencode(".jpg", _image(i), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+
+
+# ---------------------------------------------------------------------------- keys
+
+
+def test_a_segment_key_changes_with_what_is_drawn_and_only_with_it():
+    clip = _clips()[1]
+    flags = [_flags()[f.index] for f in clip]
+    base = annotate.content_hash(clip, flags, 0, FPS, W, H)
+    assert base == annotate.content_hash(_clips()[1], list(flags), 0, FPS, W, H)    # redelivery: same key
+    one_red = list(flags)
+    one_red[5] = not one_red[5]
+    moved = [f.model_copy(update={"keypoints": [None if r is None else [r[0] + 0.5, r[1], r[2]] for r in f.keypoints]})
+             if f.index == 15 else f for f in clip]
+    boxed = [f.model_copy(update={"bbox_px": [1.0, 1.0, 5.0, 5.0]}) if f.index == 9 else f for f in clip]
+    changed = {annotate.content_hash(clip, one_red, 0, FPS, W, H),      # one frame turns red
+               annotate.content_hash(moved, flags, 0, FPS, W, H),       # one joint moves half a pixel
+               annotate.content_hash(boxed, flags, 0, FPS, W, H),       # a box moves
+               annotate.content_hash(clip, flags, 1, FPS, W, H),        # an athlete switch (revision 1)
+               annotate.content_hash(clip, flags, 0, 25.0, W, H)}       # another frame rate
+    assert base not in changed and len(changed) == 5
+    # what is not drawn does not count: 3D keypoints and track scores
+    hidden = [f.model_copy(update={"keypoints_3d": [[0.0, 0.0, 0.0]] * 33, "track_score": 0.2}) for f in clip]
+    assert annotate.content_hash(hidden, flags, 0, FPS, W, H) == base
+    assert keys.render_segment(AID, 8, base) == f"analyses/{AID}/render/000008-{base}.mp4"
+
+
+def test_a_changed_colour_renames_only_its_own_clip():
+    before = annotate.plan(_clips(), _flags(), 0, FPS, W, H)
+    after = annotate.plan(_clips(), _flags(faulty=range(10, 15)), 0, FPS, W, H)   # frame 14 turns red
+    assert [s.first_frame for s in before] == [0, 8, 32]
+    assert [a.content_hash == b.content_hash for a, b in zip(before, after)] == [True, False, True]
+
+
+# ---------------------------------------------------------------------------- render + join
+
+
+def _probe(path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
+                          "stream=codec_name,pix_fmt,width,height,avg_frame_rate,nb_read_frames:packet=pts_time,flags",
+                          "-of", "json", str(path)], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def _decode(path) -> list[np.ndarray]:
+    cap, out = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            return out
+        out.append(img)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+
+
+def _colour_at_shoulder(img: np.ndarray, f: PoseFrame) -> str:
+    x, y = (int(round(v)) for v in f.keypoints[SHOULDER][:2])
+    b, g, r = img[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).mean(axis=0)
+    return "red" if r > g + 80 else "green" if g > r + 80 else "grey" if abs(r - g) < 30 and abs(g - b) < 30 else "?"
+
+
+def test_joined_segments_play_like_a_serial_render(tmp_path):
+    clips, flags = _clips(), _flags()
+    frames = [f for c in clips for f in c]
+    serial = tmp_path / "serial.mp4"
+    annotate.render(frames, [flags[f.index] for f in frames], _image, FPS, W, H, serial)
+    parts = []
+    for seg in annotate.plan(clips, flags, 0, FPS, W, H):
+        parts.append(tmp_path / f"{seg.first_frame}.mp4")
+        annotate.render(seg.frames, seg.flags, _image, FPS, W, H, parts[-1])
+    joined = tmp_path / "joined.mp4"
+    annotate.join(parts, joined)
+
+    probe, ref = _probe(joined), _probe(serial)
+    stream = probe["streams"][0]
+    assert (stream["codec_name"], stream["pix_fmt"], stream["width"], stream["height"]) == ("h264", "yuv420p", W, H)
+    assert stream["avg_frame_rate"] == ref["streams"][0]["avg_frame_rate"] == "10/1"
+    assert int(stream["nb_read_frames"]) == int(ref["streams"][0]["nb_read_frames"]) == 45
+    pts = [float(p["pts_time"]) for p in probe["packets"]]
+    assert np.allclose(np.diff(sorted(pts)), 0.1, atol=1e-3)       # no gap or overlap at the joins
+    keyframes = [round(float(p["pts_time"]) * FPS) for p in probe["packets"] if "K" in p["flags"]]
+    assert {0, 8, 32} <= set(keyframes)                            # every segment starts with a keyframe
+    data = joined.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")               # +faststart: plays while downloading
+
+    a, b = _decode(joined), _decode(serial)
+    assert len(a) == len(b) == 45
+    # the same pictures up to the lossy encode: as close to the drawn frames as the serial render is
+    truth = [annotate.draw_frame(_image(f.index), f, flags[f.index]) for f in frames]
+    joined_db = [_psnr(x, t) for x, t in zip(a, truth)]
+    serial_db = [_psnr(y, t) for y, t in zip(b, truth)]
+    assert min(joined_db) > 30 and abs(np.mean(joined_db) - np.mean(serial_db)) < 1.0, (joined_db, serial_db)
+    drawn = [_colour_at_shoulder(img, f) for img, f in zip(a, frames) if f.keypoints is not None]
+    want = [{True: "red", False: "green", None: "grey"}[flags[f.index]] for f in frames if f.keypoints is not None]
+    assert drawn == want
+
+
+def test_the_final_render_reuses_pre_rendered_segments_and_renders_only_what_changed(tmp_path, monkeypatch):
+    store = MemoryStore()
+    _store_frames(store)
+    renderer = SegmentRenderer()
+    calls: list[int] = []
+    real = annotate.render
+    monkeypatch.setattr(annotate, "render", lambda frames, *a, **k: calls.append(frames[0].index) or real(frames, *a, **k))
+
+    # a provisional verdict on the first two clips: pre-rendered with its flags
+    provisional = {i: fl for i, fl in _flags(faulty=range(10, 13)).items() if i < 32}
+    pre = annotate.plan(_clips()[:2], provisional, 0, FPS, W, H)
+    (tmp_path / "pre").mkdir()
+    assert len(renderer.ensure(store, AID, pre, FPS, W, H, tmp_path / "pre")) == 2
+    assert calls == [0, 8]
+
+    # the final verdict: clip 1 coloured differently (frame 13 red too), clip 2 new
+    final = annotate.plan(_clips(), _flags(), 0, FPS, W, H)
+    (tmp_path / "final").mkdir()
+    out = tmp_path / "final" / "annotated.mp4"
+    assert render_annotated(store, AID, final, FPS, W, H, out, renderer) == (2, 1)   # (rendered, reused)
+    assert calls == [0, 8, 8, 32]
+    assert int(_probe(out)["streams"][0]["nb_read_frames"]) == 45
+    frames = [f for c in _clips() for f in c]
+    assert _colour_at_shoulder(_decode(out)[13], frames[13]) == "red"      # the final verdict's colour
+
+    # the same verdict again (redelivery, or another worker): nothing is rendered, same video
+    (tmp_path / "again").mkdir()
+    again = tmp_path / "again" / "annotated.mp4"
+    assert render_annotated(store, AID, final, FPS, W, H, again, renderer) == (0, 3)
+    assert calls == [0, 8, 8, 32]
+    assert min(_psnr(x, y) for x, y in zip(_decode(out), _decode(again))) == 99.0
+
+    # an athlete switch: every segment of the new revision is its own
+    switched = annotate.plan(_clips(), _flags(), 1, FPS, W, H)
+    (tmp_path / "switch").mkdir()
+    assert render_annotated(store, AID, switched, FPS, W, H, tmp_path / "switch" / "a.mp4", renderer) == (3, 0)
+
+
+def test_a_pre_render_stops_when_the_final_verdict_takes_over(tmp_path):
+    store = MemoryStore()
+    _store_frames(store)
+    segs = annotate.plan(_clips(), _flags(), 0, FPS, W, H)
+    done = SegmentRenderer().ensure(store, AID, segs, FPS, W, H, tmp_path, stop=lambda: len(store.list(
+        keys.render_prefix(AID))) >= 1)
+    assert len(done) == 1 and len(store.list(keys.render_prefix(AID))) == 1
+
+
+def test_joining_nothing_is_refused(tmp_path):
+    with pytest.raises(ValueError):
+        annotate.join([], tmp_path / "x.mp4")
