@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -206,3 +208,63 @@ def test_a_pre_render_stops_when_the_final_verdict_takes_over(tmp_path):
 def test_joining_nothing_is_refused(tmp_path):
     with pytest.raises(ValueError):
         annotate.join([], tmp_path / "x.mp4")
+
+
+# ---------------------------------------------------------------------------- the handlers
+
+
+def test_partials_pre_render_the_video_and_the_final_verdict_renders_only_the_rest(monkeypatch):
+    """Judge and suggest handlers on a synthetic squat posed clip by clip (in-memory store): each
+    provisional verdict carries per-frame flags, suggest draws the clips it covers, and the final
+    verdict renders only the clips posed after the last partial or coloured differently."""
+    from conftest import store_synthetic_squat
+
+    from services.judge.worker import JudgeStage
+    from services.suggest.worker import SuggestStage
+    from shared.documents import ClipPosesDocument, PartialVerdictDocument, TrackingDocument
+    from shared.testing import handler_context
+
+    store = MemoryStore()
+    aid, _, message = store_synthetic_squat(store, faults={"shallow_depth": 65.0}, camera_yaw_deg=60.0)
+    tracking = TrackingDocument.read(store, keys.tracking(aid))
+    doc = ClipPosesDocument.read(store, keys.clip_poses(aid, 0))
+    n = len(doc.frames)
+    spans = [(lo, min(lo + 32, n)) for lo in range(0, n, 32)]
+    tracking = tracking.model_copy(update={"clip_count": len(spans), "clip_frames": 32})
+    store.put_json(keys.tracking(aid), tracking)
+    clip_docs = [doc.model_copy(update={"clip_index": k, "frames": doc.frames[a:b]}) for k, (a, b) in enumerate(spans)]
+    del store.objects[keys.clip_poses(aid, 0)]
+
+    calls: list[int] = []
+    real = annotate.render
+    monkeypatch.setattr(annotate, "render", lambda frames, *a, **k: calls.append(frames[0].index) or real(frames, *a, **k))
+    jctx, sctx = handler_context("judge", store), handler_context("suggest", store)
+    judge, suggest = JudgeStage(jctx.settings, store), SuggestStage(store)
+    seen = 0
+    for k, (a, b) in enumerate(spans):
+        store.put_json(keys.clip_poses(aid, k), clip_docs[k])
+        judge.handle(message.model_copy(update={"clip_index": k, "first_frame": a, "frame_count": b - a,
+                                                "poses_key": keys.clip_poses(aid, k)}), jctx)
+        for _, _, p in jctx.emitted(jctx.settings.topics.partial_verdicts)[seen:]:
+            stored = PartialVerdictDocument.read(store, keys.partial_verdict(aid))
+            assert stored.frame_flags is not None and len(stored.frame_flags) == stored.frames_posed
+            suggest.prerender(p, sctx)
+            suggest.prerender(p, sctx)        # redelivered: nothing more is drawn
+        seen = len(jctx.emitted(jctx.settings.topics.partial_verdicts))
+    last = PartialVerdictDocument.read(store, keys.partial_verdict(aid))
+    pre_rendered = set(store.list(keys.render_prefix(aid)))
+    assert calls and len(pre_rendered) == len(calls) >= last.clips_posed   # every posed clip, each drawn once
+    calls.clear()
+
+    [(_, _, final)] = jctx.emitted(jctx.settings.topics.verdicts)
+    suggest.handle(final, sctx)
+    final_keys = set(store.list(keys.render_prefix(aid))) - pre_rendered
+    assert len(calls) == len(final_keys) <= len(spans) - 1       # the tail draws less than the whole video
+    assert len(calls) >= len(spans) - last.clips_posed           # the clips no partial covered, at least
+    assert store.get_bytes(keys.annotated_video(aid))[4:8] == b"ftyp"
+    out = store.get_file(keys.annotated_video(aid), Path(tempfile.mkdtemp()) / "a.mp4")
+    assert int(_probe(out)["streams"][0]["nb_read_frames"]) == n
+
+    calls.clear()
+    suggest.prerender(jctx.emitted(jctx.settings.topics.partial_verdicts)[-1][2], sctx)   # late redelivery
+    assert calls == []                                           # the result is stored: nothing to pre-render
