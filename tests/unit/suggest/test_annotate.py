@@ -177,7 +177,8 @@ def test_the_final_render_reuses_pre_rendered_segments_and_renders_only_what_cha
     final = annotate.plan(_clips(), _flags(), 0, FPS, W, H)
     (tmp_path / "final").mkdir()
     out = tmp_path / "final" / "annotated.mp4"
-    assert render_annotated(store, AID, final, FPS, W, H, out, renderer) == (2, 1)   # (rendered, reused)
+    done = render_annotated(store, AID, final, FPS, W, H, out, renderer)
+    assert (done["rendered"], done["reused"], done["rendered_from"]) == (2, 1, [8, 32])
     assert calls == [0, 8, 8, 32]
     assert int(_probe(out)["streams"][0]["nb_read_frames"]) == 45
     frames = [f for c in _clips() for f in c]
@@ -186,14 +187,14 @@ def test_the_final_render_reuses_pre_rendered_segments_and_renders_only_what_cha
     # the same verdict again (redelivery, or another worker): nothing is rendered, same video
     (tmp_path / "again").mkdir()
     again = tmp_path / "again" / "annotated.mp4"
-    assert render_annotated(store, AID, final, FPS, W, H, again, renderer) == (0, 3)
+    assert render_annotated(store, AID, final, FPS, W, H, again, renderer)["rendered"] == 0
     assert calls == [0, 8, 8, 32]
     assert min(_psnr(x, y) for x, y in zip(_decode(out), _decode(again))) == 99.0
 
     # an athlete switch: every segment of the new revision is its own
     switched = annotate.plan(_clips(), _flags(), 1, FPS, W, H)
     (tmp_path / "switch").mkdir()
-    assert render_annotated(store, AID, switched, FPS, W, H, tmp_path / "switch" / "a.mp4", renderer) == (3, 0)
+    assert render_annotated(store, AID, switched, FPS, W, H, tmp_path / "switch" / "a.mp4", renderer)["reused"] == 0
 
 
 def test_a_pre_render_stops_when_the_final_verdict_takes_over(tmp_path):
