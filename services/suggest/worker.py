@@ -22,9 +22,9 @@ import numpy as np
 from services.suggest import annotate
 from shared import result_pages
 from shared.documents import (AnalysisRequest, ClipPosesDocument, MalformedDocument, PartialVerdictDocument,
-                              StageStatus, TrackingDocument, VerdictDocument)
+                              PoseFrame, StageStatus, TrackingDocument, VerdictDocument)
 from shared.features import frame_features
-from shared.messages import AnalysisCompleted, AnalysisVerdict, PartialVerdict
+from shared.messages import AnalysisCompleted, AnalysisVerdict, ClipPoses, PartialVerdict
 from shared.observability import ANALYSES_COMPLETED, ANALYSIS_SECONDS, FRAMES, log_fields
 from shared.poses import NotAllPosed, keypoints_array, load_clips
 from shared.render import fault_flag
@@ -35,6 +35,7 @@ from shared.worker import Context, WorkerSpec, run_service
 
 SERVICE = "suggest"
 log = logging.getLogger(SERVICE)
+FINAL_PARALLEL = 2   # segments drawn at once after the final verdict (nothing else runs then; 2 cores here)
 
 
 class SegmentRenderer:
@@ -50,21 +51,20 @@ class SegmentRenderer:
         self._fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="render-fetch")
 
     def ensure(self, store: ObjectStore, aid: str, segments: list[annotate.Segment], fps: float, width: int,
-               height: int, workdir: Path, stop: Callable[[], bool] = lambda: False) -> dict[str, Path]:
-        """Render and store every segment whose key is not stored yet (until `stop()` says so);
-        returns the local files of those rendered here, by key."""
+               height: int, workdir: Path, stop: Callable[[], bool] = lambda: False,
+               parallel: int = 1) -> dict[str, Path]:
+        """Render and store every segment whose key is not stored yet (until `stop()` says so),
+        `parallel` at a time; returns the local files of those rendered here, by key."""
         stored = set(store.list(keys.render_prefix(aid)))
         local: dict[str, Path] = {}
 
         def load(index: int) -> np.ndarray:   # fetch + decode off the main thread (imdecode releases the GIL)
             return cv2.imdecode(np.frombuffer(store.get_bytes(keys.frame(aid, index)), np.uint8), cv2.IMREAD_COLOR)
 
-        for seg in segments:
+        def one(seg: annotate.Segment) -> None:
             key = keys.render_segment(aid, seg.first_frame, seg.content_hash)
-            if key in stored:
-                continue
-            if stop():
-                break
+            if key in stored or stop():
+                return
             with self._lock:
                 busy = self._inflight.get(key)
                 if busy is None:
@@ -72,7 +72,7 @@ class SegmentRenderer:
             if busy is not None:   # the other loop is drawing this very segment: take its result
                 busy.wait(timeout=120)
                 if store.exists(key):
-                    continue
+                    return
                 mine = None
             try:
                 path = workdir / f"{seg.first_frame:06d}-{seg.content_hash}.mp4"
@@ -84,6 +84,13 @@ class SegmentRenderer:
                     with self._lock:
                         self._inflight.pop(key, None)
                     mine.set()
+
+        if parallel <= 1:
+            for seg in segments:
+                one(seg)
+        else:   # the final verdict's tail: the other stages are done, both cores are free
+            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="render-seg") as pool:
+                list(pool.map(one, segments))
         return local
 
 
@@ -99,7 +106,7 @@ def render_annotated(store: ObjectStore, aid: str, segments: list[annotate.Segme
     fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="render-get")
     fetched = {k: fetch.submit(store.get_file, k, workdir / k.rsplit("/", 1)[-1]) for k in seg_key.values() if k in stored}
     local = renderer.ensure(store, aid, [s for s in segments if seg_key[s.first_frame] not in stored], fps, width,
-                            height, workdir)
+                            height, workdir, parallel=FINAL_PARALLEL)
     t1 = time.perf_counter()
     parts = []
     for seg in segments:   # a segment another worker stored meanwhile is fetched too
@@ -219,44 +226,84 @@ class SuggestStage:
         store the segments of the clips it covers with its per-frame flags, so that the final verdict
         finds them (annotate.py). A bonus: it never fails or holds up the analysis."""
         try:
-            self._prerender(msg, ctx)
+            self._prerender_partial(msg, ctx)
         except Exception as exc:  # noqa: BLE001 — the final verdict renders whatever is missing
             log.warning("pre-render skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
 
-    def _prerender(self, msg: PartialVerdict, ctx: Context) -> None:
-        aid, revision = msg.analysis_id, msg.revision
-        if (aid, revision) in self._final_started or _result_revision(ctx.store, aid) >= revision:
-            return   # the final verdict is (being) drawn: it renders what it needs itself
+    def prerender_clip(self, msg: ClipPoses, ctx: Context) -> None:
+        """A clip was posed (`poses`, own consumer group) after the latest provisional verdict's prefix,
+        and that verdict found no exercise so far: draw the clip all grey (not judged) now, as the
+        final verdict will if the exercise never shows. If it does show, the final verdict's colours
+        give other keys and the clip is drawn again then. Never fails the analysis either."""
         try:
-            doc = PartialVerdictDocument.read(ctx.store, keys.partial_verdict(aid))
+            self._prerender_clip(msg, ctx)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("pre-render skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
+
+    def _final_or_done(self, store: ObjectStore, aid: str, revision: int) -> bool:
+        """The final verdict of this revision is being drawn here, or a result of it is stored."""
+        return (aid, revision) in self._final_started or _result_revision(store, aid) >= revision
+
+    @staticmethod
+    def _partial(store: ObjectStore, aid: str, revision: int) -> PartialVerdictDocument | None:
+        try:
+            doc = PartialVerdictDocument.read(store, keys.partial_verdict(aid))
         except (ObjectNotFound, MalformedDocument):
-            return
-        if doc.revision != revision or doc.frame_flags is None:
-            return   # an athlete switch since (its partials follow), or a judge that gives no flags
+            return None
+        return doc if doc.revision == revision else None   # another revision: its own partials follow
+
+    @staticmethod
+    def _geometry(store: ObjectStore, aid: str, revision: int) -> tuple[float, int, int] | None:
+        """(fps, width, height) as the final verdict will give them; None when the athlete was switched."""
         try:
-            tracking = TrackingDocument.read(ctx.store, keys.tracking(aid))
-        except ObjectNotFound:
-            tracking = None   # the tracker is still reading the video
-        if tracking is not None:
-            if tracking.revision != revision:
-                return
-            fps, width, height = float(tracking.fps), tracking.width, tracking.height
-        else:   # the upload's own figures (the gateway probed them), as the judge's partial uses
-            video = AnalysisRequest.read(ctx.store, keys.request(aid)).video
-            fps, width, height = float(video.fps), video.width, video.height
+            tracking = TrackingDocument.read(store, keys.tracking(aid))
+        except ObjectNotFound:   # the tracker is still reading: the upload's figures (the gateway probed them)
+            video = AnalysisRequest.read(store, keys.request(aid)).video
+            return float(video.fps), video.width, video.height
+        if tracking.revision != revision:
+            return None
+        return float(tracking.fps), tracking.width, tracking.height
+
+    def _prerender_partial(self, msg: PartialVerdict, ctx: Context) -> None:
+        aid, revision = msg.analysis_id, msg.revision
+        if self._final_or_done(ctx.store, aid, revision):
+            return   # the final verdict renders what it needs itself
+        doc = self._partial(ctx.store, aid, revision)
+        geometry = self._geometry(ctx.store, aid, revision)
+        if doc is None or doc.frame_flags is None or geometry is None:
+            return   # a switch since, or a judge that gives no flags
         clips = load_clips(ctx.store, aid, doc.clips_posed, revision)   # NotAllPosed: a switch under way
         frames = [f for clip in clips for f in clip]
         if len(frames) != len(doc.frame_flags):
             log.info("pre-render skipped: the partial's flags do not match its clips",
                      extra=log_fields(frames=len(frames), flags=len(doc.frame_flags)))
             return
-        flags = {f.index: fl for f, fl in zip(frames, doc.frame_flags)}
+        self._prerender(ctx, aid, revision, clips, {f.index: fl for f, fl in zip(frames, doc.frame_flags)}, geometry,
+                        sequence=doc.sequence)
+
+    def _prerender_clip(self, msg: ClipPoses, ctx: Context) -> None:
+        aid, revision = msg.analysis_id, msg.revision
+        if self._final_or_done(ctx.store, aid, revision):
+            return
+        doc = self._partial(ctx.store, aid, revision)
+        if doc is None or doc.finding is None or msg.clip_index < doc.clips_posed:
+            return   # no guess to draw from, or a clip the partial's own flags cover
+        geometry = self._geometry(ctx.store, aid, revision)
+        clip = ClipPosesDocument.read(ctx.store, keys.clip_poses(aid, msg.clip_index))
+        if geometry is None or clip.revision != revision:
+            return
+        self._prerender(ctx, aid, revision, [clip.frames], {f.index: None for f in clip.frames}, geometry,
+                        clip=msg.clip_index)
+
+    def _prerender(self, ctx: Context, aid: str, revision: int, clips: list[list[PoseFrame]],
+                   flags: dict[int, bool | None], geometry: tuple[float, int, int], **why) -> None:
+        fps, width, height = geometry
         segments = annotate.plan(clips, flags, revision, fps, width, height)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="coach-prerender-") as tmp:
             done = self.renderer.ensure(ctx.store, aid, segments, fps, width, height, Path(tmp),
                                         stop=lambda: (aid, revision) in self._final_started)
-        log.info("pre-rendered", extra=log_fields(sequence=doc.sequence, clips=len(segments), rendered=len(done),
+        log.info("pre-rendered", extra=log_fields(**why, clips=len(segments), rendered=len(done),
                                                   seconds=round(time.perf_counter() - started, 3)))
 
     @staticmethod
@@ -321,10 +368,12 @@ def main() -> None:
     # and a pre-render never delays a final verdict's result
     run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s,
                 also=(WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
-                                 group=f"coach-{SERVICE}-prerender", fail=_never_fail),))
+                                 group=f"coach-{SERVICE}-prerender", fail=_never_fail),
+                      WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.prerender_clip,
+                                 group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail)))
 
 
-def _never_fail(msg: PartialVerdict, ctx: Context, reason: str) -> None:
+def _never_fail(msg: PartialVerdict | ClipPoses, ctx: Context, reason: str) -> None:
     """A pre-render that cannot be done is not the analysis's failure: the final verdict renders it."""
     log.warning("pre-render given up", extra=log_fields(analysis_id=msg.analysis_id, reason=reason[:300]))
 

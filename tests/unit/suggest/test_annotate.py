@@ -214,10 +214,13 @@ def test_joining_nothing_is_refused(tmp_path):
 # ---------------------------------------------------------------------------- the handlers
 
 
-def test_partials_pre_render_the_video_and_the_final_verdict_renders_only_the_rest(monkeypatch):
+@pytest.mark.parametrize("still", [False, True], ids=["squatting", "no-exercise"])
+def test_partials_pre_render_the_video_and_the_final_verdict_renders_only_the_rest(monkeypatch, still):
     """Judge and suggest handlers on a synthetic squat posed clip by clip (in-memory store): each
     provisional verdict carries per-frame flags, suggest draws the clips it covers, and the final
-    verdict renders only the clips posed after the last partial or coloured differently."""
+    verdict renders only the clips posed after the last partial or coloured differently. When the
+    partials find no exercise (`still`: the athlete stands still), each later clip is drawn grey as it
+    is posed, and the final verdict, finding none either, draws nothing."""
     from conftest import store_synthetic_squat
 
     from services.judge.worker import JudgeStage
@@ -229,6 +232,9 @@ def test_partials_pre_render_the_video_and_the_final_verdict_renders_only_the_re
     aid, _, message = store_synthetic_squat(store, faults={"shallow_depth": 65.0}, camera_yaw_deg=60.0)
     tracking = TrackingDocument.read(store, keys.tracking(aid))
     doc = ClipPosesDocument.read(store, keys.clip_poses(aid, 0))
+    if still:
+        doc = doc.model_copy(update={"frames": [f.model_copy(update={"keypoints": doc.frames[0].keypoints})
+                                                for f in doc.frames]})
     n = len(doc.frames)
     spans = [(lo, min(lo + 32, n)) for lo in range(0, n, 32)]
     tracking = tracking.model_copy(update={"clip_count": len(spans), "clip_frames": 32})
@@ -244,15 +250,19 @@ def test_partials_pre_render_the_video_and_the_final_verdict_renders_only_the_re
     seen = 0
     for k, (a, b) in enumerate(spans):
         store.put_json(keys.clip_poses(aid, k), clip_docs[k])
-        judge.handle(message.model_copy(update={"clip_index": k, "first_frame": a, "frame_count": b - a,
-                                                "poses_key": keys.clip_poses(aid, k)}), jctx)
+        posed = message.model_copy(update={"clip_index": k, "first_frame": a, "frame_count": b - a,
+                                           "poses_key": keys.clip_poses(aid, k)})
+        judge.handle(posed, jctx)
         for _, _, p in jctx.emitted(jctx.settings.topics.partial_verdicts)[seen:]:
             stored = PartialVerdictDocument.read(store, keys.partial_verdict(aid))
             assert stored.frame_flags is not None and len(stored.frame_flags) == stored.frames_posed
             suggest.prerender(p, sctx)
             suggest.prerender(p, sctx)        # redelivered: nothing more is drawn
         seen = len(jctx.emitted(jctx.settings.topics.partial_verdicts))
+        if k < len(spans) - 1:                # the last clip's message comes with the final verdict
+            suggest.prerender_clip(posed, sctx)
     last = PartialVerdictDocument.read(store, keys.partial_verdict(aid))
+    assert (last.finding is not None) == still
     pre_rendered = set(store.list(keys.render_prefix(aid)))
     assert calls and len(pre_rendered) == len(calls) >= last.clips_posed   # every posed clip, each drawn once
     calls.clear()
@@ -261,7 +271,10 @@ def test_partials_pre_render_the_video_and_the_final_verdict_renders_only_the_re
     suggest.handle(final, sctx)
     final_keys = set(store.list(keys.render_prefix(aid))) - pre_rendered
     assert len(calls) == len(final_keys) <= len(spans) - 1       # the tail draws less than the whole video
-    assert len(calls) >= len(spans) - last.clips_posed           # the clips no partial covered, at least
+    if still:   # every clip but the last was drawn grey while posed, and the final verdict agrees
+        assert final.finding is not None and len(calls) == 1
+    else:       # the clips no partial covered, at least
+        assert len(calls) >= len(spans) - last.clips_posed
     assert store.get_bytes(keys.annotated_video(aid))[4:8] == b"ftyp"
     out = store.get_file(keys.annotated_video(aid), Path(tempfile.mkdtemp()) / "a.mp4")
     assert int(_probe(out)["streams"][0]["nb_read_frames"]) == n
