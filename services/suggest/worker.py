@@ -211,9 +211,13 @@ class SuggestStage:
         )
         # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
         from services.suggest.biomech_report import attach_biomechanics
+        t_bio = time.perf_counter()
         attach_biomechanics(ctx.store, aid, result, frames, fps)
+        t_pages = time.perf_counter()
         store_pages(ctx.store, aid, result)   # before result.json: a stored result always has its pages
         ctx.store.put_json(keys.result(aid), result)
+        log.info("result stored", extra=log_fields(biomechanics_s=round(t_pages - t_bio, 3),
+                                                   pages_and_result_s=round(time.perf_counter() - t_pages, 3)))
         ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision,
                    result_revision=revision)
         ctx.emit(ctx.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="done", result_key=keys.result(aid)), key=aid)
