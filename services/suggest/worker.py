@@ -372,9 +372,9 @@ def main() -> None:
     # and a pre-render never delays a final verdict's result
     run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s,
                 also=(WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
-                                 group=f"coach-{SERVICE}-prerender", fail=_never_fail),
+                                 group=f"coach-{SERVICE}-prerender", fail=_never_fail, dead_letter=False),
                       WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.prerender_clip,
-                                 group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail)))
+                                 group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail, dead_letter=False)))
 
 
 def _never_fail(msg: PartialVerdict | ClipPoses, ctx: Context, reason: str) -> None:
