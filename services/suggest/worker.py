@@ -175,16 +175,6 @@ class SuggestStage:
         flags = {f.index: fault_flag(per_frame[f.index].faults, verdict.thresholds) for f in frames}
         width, height = msg.video.width, msg.video.height
         segments = annotate.plan(clips, flags, revision, fps, width, height)
-        render_started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="coach-render-") as tmp:
-            out = Path(tmp) / "annotated.mp4"
-            done = render_annotated(ctx.store, aid, segments, fps, width, height, out, self.renderer)
-            ctx.store.put_file(keys.annotated_video(aid), out, "video/mp4")
-        log.info("annotated video", extra=log_fields(segments=len(segments), **done,
-                                                     seconds=round(time.perf_counter() - render_started, 3)))
-        FRAMES.labels(SERVICE).inc(len(frames))
-        ctx.status(aid, "running", 0.9)
-
         result = AnalysisResult(
             id=aid, sport=msg.sport, video=msg.video,
             athletes=[{
@@ -201,7 +191,7 @@ class SuggestStage:
             }] + _other_people(tracking, fps),
             faults=faults,
             artifacts={"annotated_video": Artifact(key=keys.annotated_video(aid), content_type="video/mp4")},
-            timings_s=self._timings(ctx.store, aid, tracking, started),
+            timings_s={},   # below, once the video is stored
             models={**_first_clip(ctx.store, aid), "judge": msg.model_version,
                     "exemplars": self.catalog.version(msg.sport)},
             repetitions=msg.repetitions, score=msg.score,   # exercise sports (#5): from the verdict
@@ -210,13 +200,35 @@ class SuggestStage:
             revision=revision,
         )
         # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
+        # They need the poses only: computed beside the video (pose and tracker are done, the cores are free)
         from services.suggest.biomech_report import attach_biomechanics
-        t_bio = time.perf_counter()
-        attach_biomechanics(ctx.store, aid, result, frames, fps)
+
+        def biomechanics() -> float:
+            t = time.perf_counter()
+            attach_biomechanics(ctx.store, aid, result, frames, fps)
+            return time.perf_counter() - t
+
+        side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biomech")
+        bio = side.submit(biomechanics)
+        render_started = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(prefix="coach-render-") as tmp:
+                out = Path(tmp) / "annotated.mp4"
+                done = render_annotated(ctx.store, aid, segments, fps, width, height, out, self.renderer)
+                ctx.store.put_file(keys.annotated_video(aid), out, "video/mp4")
+            log.info("annotated video", extra=log_fields(segments=len(segments), **done,
+                                                         seconds=round(time.perf_counter() - render_started, 3)))
+            FRAMES.labels(SERVICE).inc(len(frames))
+            # as before: the verdict -> the video stored (biomechanics, pages and result.json follow)
+            result.timings_s = self._timings(ctx.store, aid, tracking, started)
+        finally:
+            side.shutdown(wait=True)
+        bio_s = bio.result()   # re-raises a store outage (attach_biomechanics logs and swallows the rest)
+        ctx.status(aid, "running", 0.9)
         t_pages = time.perf_counter()
         store_pages(ctx.store, aid, result)   # before result.json: a stored result always has its pages
         ctx.store.put_json(keys.result(aid), result)
-        log.info("result stored", extra=log_fields(biomechanics_s=round(t_pages - t_bio, 3),
+        log.info("result stored", extra=log_fields(biomechanics_s=round(bio_s, 3),
                                                    pages_and_result_s=round(time.perf_counter() - t_pages, 3)))
         ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision,
                    result_revision=revision)
