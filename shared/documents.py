@@ -271,8 +271,14 @@ class PartialVerdictDocument(Document, PartialVerdictBody):
     prefix grows. Only faults that ended a margin before the prefix's end are in it; the final
     verdict.json / result.json supersede it."""
     model_config = ConfigDict(extra="forbid", frozen=False)
+    omit_when_null: ClassVar[frozenset[str]] = frozenset({"frame_flags"})
 
     schema_: Literal["coach.partial-verdict-document/1"] = Field("coach.partial-verdict-document/1", alias="schema")
+    frame_flags: Optional[list[Optional[bool]]] = Field(
+        None, description="One per frame of the judged prefix, in order: true where a fault is flagged, false "
+        "where judged fine, null where not judged (the annotated video's red / green / grey, by the final "
+        "verdict's rule). Provisional like the rest; the suggest stage pre-renders the annotated video from "
+        "it. Absent in documents of older judges")
 
 
 # ---------------------------------------------------------------------------- status/<stage>.json

@@ -43,6 +43,11 @@ def load_clip_documents(store, aid: str, clip_count: int, revision: int | None =
     return docs
 
 
+def load_clips(store, aid: str, clip_count: int, revision: int | None = None) -> list[list[PoseFrame]]:
+    """The frames of clips 0..clip_count-1, clip by clip (load_sequence without the flattening)."""
+    return [list(doc.frames) for doc in load_clip_documents(store, aid, clip_count, revision)]
+
+
 def load_sequence(store, aid: str, clip_count: int,
                   revision: int | None = None) -> tuple[list[PoseFrame], np.ndarray]:
     """All frames of an analysis in order (clips 0..clip_count-1), and their keypoints [N,33,3].

@@ -5,11 +5,21 @@ import shutil
 import subprocess
 import tempfile
 from types import TracebackType
+from typing import Mapping, Optional
 
 import cv2
 import numpy as np
 
 from shared.skeleton import BONE_INDEX_PAIRS
+
+
+def fault_flag(probs: Optional[Mapping[str, Optional[float]]], thresholds: Mapping[str, float]) -> Optional[bool]:
+    """How a frame of the annotated video is coloured: True (red) where a fault's probability reaches its
+    threshold, False (green) where the frame is judged fine, None (grey) where it is not judged.
+    probs: a verdict frame's `faults` (rounded as stored); the judge's provisional flags use the same rule."""
+    if probs is None:
+        return None
+    return any(p is not None and p >= thresholds[k] for k, p in probs.items())
 
 
 def _thickness(frame: np.ndarray) -> int:

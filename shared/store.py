@@ -136,6 +136,19 @@ class keys:
         return f"{cls._check(aid)}/annotated.mp4"
 
     @classmethod
+    def render_segment(cls, aid: str, first_frame: int, content_hash: str) -> str:
+        """One pre-rendered H.264 segment of the annotated video (services/suggest/annotate.py): frames
+        from `first_frame`, named by the hash of exactly what is drawn on them, so that a key, once
+        stored, never needs rewriting and a changed pose, colour or revision gets a new one."""
+        if first_frame < 0 or not re.fullmatch(r"[0-9a-f]{16,64}", content_hash):
+            raise ValueError(f"bad render segment {first_frame!r} {content_hash!r}")
+        return f"{cls._check(aid)}/render/{first_frame:06d}-{content_hash}.mp4"
+
+    @classmethod
+    def render_prefix(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/render/"
+
+    @classmethod
     def status(cls, aid: str, stage: str) -> str:
         if not re.fullmatch(r"[a-z]+", stage):
             raise ValueError(f"bad stage {stage!r}")

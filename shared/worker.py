@@ -125,6 +125,10 @@ class WorkerSpec:
     # How a message that cannot be processed (AnalysisFailed, attempts used up, deadline missed)
     # reaches the user: fail(msg, ctx, reason). None: the message's analysis is marked failed.
     fail: Optional[Callable[[Message, Context, str], None]] = None
+    # False for a loop that only looks on at a topic another service owns (suggest's pre-render on
+    # `poses` and `partial-verdicts`): a message it cannot use is logged and skipped, not dead-lettered
+    # (the owner dead-letters a bad one; a replayed dead letter would reach the owner a second time)
+    dead_letter: bool = True
 
 
 class Worker:
@@ -352,6 +356,10 @@ class Worker:
             self.log.exception("could not record the failure")
 
     def _dead_letter(self, rec, headers: dict, error: str, attempts: int) -> None:
+        if not self.spec.dead_letter:
+            self.log.warning("message skipped (this loop only looks on: the topic's owner dead-letters)",
+                             extra=log_fields(topic=rec.topic, offset=rec.offset, error=error))
+            return
         try:
             value, enc = rec.value.decode("utf-8"), "utf-8"
         except (UnicodeDecodeError, AttributeError):

@@ -28,6 +28,7 @@ import numpy as np
 from shared.documents import ClipPosesDocument, PartialVerdictDocument, PoseFrame
 from shared.messages import FaultSegment, NotJudgeable
 from shared.poses import keypoints_array
+from shared.render import fault_flag
 from shared.store import ObjectNotFound, keys
 
 FIRST_CLIPS = 1        # the first partial as soon as this many clips are posed
@@ -73,6 +74,19 @@ def load_prefix(store, aid: str, clips: int, revision: int) -> tuple[int, list[P
     else:
         k = clips
     return k, frames, keypoints_array(frames)
+
+
+def frame_flags(judged: Optional[dict], fault_ids: Sequence[str], thresholds: dict[str, float],
+                n: int) -> list[Optional[bool]]:
+    """Each prefix frame's colour in the annotated video by the rule the final verdict is drawn with
+    (shared.render.fault_flag on the probabilities as verdict.json stores them: rounded, null outside
+    the exercise). The suggest stage pre-renders from these; where the final verdict differs, it
+    renders that clip again."""
+    if judged is None:
+        return [None] * n
+    probs, performing = judged["probs"], judged["performing"]
+    return [fault_flag({fid: (None if not np.isfinite(p) else round(float(p), 4)) for fid, p in zip(fault_ids, probs[t])},
+                       thresholds) if performing[t] else None for t in range(n)]
 
 
 def provisional(judged: Optional[dict], segments: list[dict], frame_indices: Sequence[int], fps: float,

@@ -380,9 +380,11 @@ class JudgeStage:
             analysis_id=aid, sport=msg.sport, model_version=pack.model_version, revision=revision, sequence=sequence,
             track_id=track_id, clips_posed=ready, clip_count=clip_count, frames_posed=len(frames),
             frames_total=frames_total, fault_types=list(pack.fault_ids), synthetic=synthetic,
-            label_source=label_source, **body)
+            label_source=label_source,
+            frame_flags=partial.frame_flags(judged, list(pack.fault_ids), pack.thresholds, len(frames)), **body)
         ctx.put_json(keys.partial_verdict(aid), doc)
-        out = PartialVerdict(**doc.model_dump(exclude={"schema_"}), partial_key=keys.partial_verdict(aid))
+        # per-frame flags stay in partial.json (the suggest stage reads them): the message stays small
+        out = PartialVerdict(**doc.model_dump(exclude={"schema_", "frame_flags"}), partial_key=keys.partial_verdict(aid))
         ctx.emit(ctx.settings.topics.partial_verdicts, out, key=aid)
         log.info("partial verdict", extra=log_fields(sequence=sequence, clips_posed=ready, frames=len(frames),
                                                      faults=len(out.faults), withheld=out.withheld,

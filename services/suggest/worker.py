@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
+from services.suggest import annotate
 from shared import result_pages
-from shared.documents import (AnalysisRequest, ClipPosesDocument, MalformedDocument, PoseFrame, StageStatus,
-                              TrackingDocument, VerdictDocument)
+from shared.documents import (AnalysisRequest, ClipPosesDocument, MalformedDocument, PartialVerdictDocument,
+                              PoseFrame, StageStatus, TrackingDocument, VerdictDocument)
 from shared.features import frame_features
-from shared.messages import AnalysisCompleted, AnalysisVerdict
+from shared.messages import AnalysisCompleted, AnalysisVerdict, ClipPoses, PartialVerdict
 from shared.observability import ANALYSES_COMPLETED, ANALYSIS_SECONDS, FRAMES, log_fields
-from shared.poses import NotAllPosed, load_sequence
-from shared.render import H264Writer, draw_label, draw_pose
+from shared.poses import NotAllPosed, keypoints_array, load_clips
+from shared.render import fault_flag
 from shared.result import AnalysisResult, Artifact, ResultSummary
 from shared.skeleton import LANDMARK_NAMES
 from shared.store import ObjectNotFound, ObjectStore, keys
@@ -32,31 +35,91 @@ from shared.worker import Context, WorkerSpec, run_service
 
 SERVICE = "suggest"
 log = logging.getLogger(SERVICE)
-RED, GREEN, GREY = (40, 40, 230), (60, 200, 60), (160, 160, 160)
+FINAL_PARALLEL = 2   # segments drawn at once after the final verdict (nothing else runs then; 2 cores here)
 
 
-def render_annotated(store: ObjectStore, aid: str, frames: list[PoseFrame], flagged: list[bool | None],
-                     fps: float, width: int, height: int, out: Path) -> None:
-    """Draw each frame's skeleton: red where a fault is flagged, green where judged fine, grey where
-    not judged (flagged None: not performing the exercise, or too few joints for a verdict)."""
-    def load(f: PoseFrame) -> np.ndarray:   # fetch + decode off the main thread (imdecode releases the GIL)
-        return cv2.imdecode(np.frombuffer(store.get_bytes(keys.frame(aid, f.index)), np.uint8), cv2.IMREAD_COLOR)
+class SegmentRenderer:
+    """Renders the annotated video's segments (services/suggest/annotate.py) into the store, once each.
 
-    fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="render-fetch")
-    images = fetch.map(load, frames)
-    # ultrafast: this encode sits at the end of every analysis, after all other stages
-    with H264Writer(out, fps, width, height, preset="ultrafast") as writer:
-        for f, bad, img in zip(frames, flagged, images):
-            if f.bbox_px is not None:
-                x, y, w, h = (int(round(v)) for v in f.bbox_px)
-                cv2.rectangle(img, (x, y), (x + w, y + h), GREY, 1)
-            if f.keypoints is not None:
-                kps = np.array([r if r is not None else (np.nan,) * 3 for r in f.keypoints], dtype=np.float32)
-                draw_pose(img, kps, GREY if bad is None else RED if bad else GREEN)
-            draw_label(img, f"frame {f.index}" + (" FAULT" if bad else " not judged" if bad is None and f.keypoints
-                                                  else ""), RED if bad else (255, 255, 255))
-            writer.write(img)
+    The store is the truth: a segment whose key is stored is done, whoever rendered it (a worker
+    before a restart, another replica, the pre-render of a provisional verdict). Within a process,
+    a segment being rendered by one loop is waited for by the other instead of rendered twice."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inflight: dict[str, threading.Event] = {}
+        self._fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="render-fetch")
+
+    def ensure(self, store: ObjectStore, aid: str, segments: list[annotate.Segment], fps: float, width: int,
+               height: int, workdir: Path, stop: Callable[[], bool] = lambda: False,
+               parallel: int = 1) -> dict[str, Path]:
+        """Render and store every segment whose key is not stored yet (until `stop()` says so),
+        `parallel` at a time; returns the local files of those rendered here, by key."""
+        stored = set(store.list(keys.render_prefix(aid)))
+        local: dict[str, Path] = {}
+
+        def load(index: int) -> np.ndarray:   # fetch + decode off the main thread (imdecode releases the GIL)
+            return cv2.imdecode(np.frombuffer(store.get_bytes(keys.frame(aid, index)), np.uint8), cv2.IMREAD_COLOR)
+
+        def one(seg: annotate.Segment) -> None:
+            key = keys.render_segment(aid, seg.first_frame, seg.content_hash)
+            if key in stored or stop():
+                return
+            with self._lock:
+                busy = self._inflight.get(key)
+                if busy is None:
+                    mine = self._inflight[key] = threading.Event()
+            if busy is not None:   # the other loop is drawing this very segment: take its result
+                busy.wait(timeout=120)
+                if store.exists(key):
+                    return
+                mine = None
+            try:
+                path = workdir / f"{seg.first_frame:06d}-{seg.content_hash}.mp4"
+                annotate.render(seg.frames, seg.flags, load, fps, width, height, path, pool=self._fetch)
+                store.put_file(key, path, "video/mp4")
+                local[key] = path
+            finally:
+                if mine is not None:
+                    with self._lock:
+                        self._inflight.pop(key, None)
+                    mine.set()
+
+        if parallel <= 1:
+            for seg in segments:
+                one(seg)
+        else:   # the final verdict's tail: the other stages are done, both cores are free
+            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="render-seg") as pool:
+                list(pool.map(one, segments))
+        return local
+
+
+def render_annotated(store: ObjectStore, aid: str, segments: list[annotate.Segment], fps: float, width: int,
+                     height: int, out: Path, renderer: SegmentRenderer) -> dict:
+    """The annotated MP4 at `out`: fetch the segments already stored (while the others are drawn),
+    render and store the missing ones, join them all without re-encoding. Returns what it did:
+    segments rendered now and reused, the first frame of each rendered one, seconds per step."""
+    workdir = out.parent
+    t0 = time.perf_counter()
+    seg_key = {seg.first_frame: keys.render_segment(aid, seg.first_frame, seg.content_hash) for seg in segments}
+    stored = set(store.list(keys.render_prefix(aid)))
+    fetch = ThreadPoolExecutor(max_workers=4, thread_name_prefix="render-get")
+    fetched = {k: fetch.submit(store.get_file, k, workdir / k.rsplit("/", 1)[-1]) for k in seg_key.values() if k in stored}
+    local = renderer.ensure(store, aid, [s for s in segments if seg_key[s.first_frame] not in stored], fps, width,
+                            height, workdir, parallel=FINAL_PARALLEL)
+    t1 = time.perf_counter()
+    parts = []
+    for seg in segments:   # a segment another worker stored meanwhile is fetched too
+        key = seg_key[seg.first_frame]
+        parts.append(local.get(key) or (fetched[key].result() if key in fetched else
+                                        store.get_file(key, workdir / key.rsplit("/", 1)[-1])))
     fetch.shutdown()
+    t2 = time.perf_counter()
+    annotate.join(parts, out)
+    return {"rendered": len(local), "reused": len(segments) - len(local),
+            "rendered_from": sorted(int(k.rsplit("/", 1)[-1].split("-")[0]) for k in local),
+            "render_s": round(t1 - t0, 3), "fetch_wait_s": round(t2 - t1, 3),
+            "join_s": round(time.perf_counter() - t2, 3)}
 
 
 def _other_people(tracking: TrackingDocument, fps: float) -> list[dict]:
@@ -73,6 +136,8 @@ class SuggestStage:
         from services.suggest.catalog import ExemplarCatalog
 
         self.catalog = ExemplarCatalog(store)
+        self.renderer = SegmentRenderer()
+        self._final_started: set[tuple[str, int]] = set()   # (analysis, revision): the pre-render stops
 
     def handle(self, msg: AnalysisVerdict, ctx: Context) -> None:
         aid = msg.analysis_id
@@ -86,11 +151,14 @@ class SuggestStage:
         # the revision of the result already stored, kept while this run overwrites the status
         # (a redelivered verdict must not make a finished analysis look unfinished: shared/status.is_done)
         ctx.status(aid, "running", 0.1, revision=revision, result_revision=_result_revision(ctx.store, aid))
+        self._final_started.add((aid, revision))
         try:
-            frames, kps = load_sequence(ctx.store, aid, tracking.clip_count, revision)
+            clips = load_clips(ctx.store, aid, tracking.clip_count, revision)
         except NotAllPosed as exc:
             log.info("verdict dropped: poses changed under it", extra=log_fields(error=str(exc)))
             return
+        frames = [f for clip in clips for f in clip]
+        kps = keypoints_array(frames)
         features = frame_features(kps)                                   # [N, F]
         titles = verdict.fault_titles   # from the model that judged (registry versions too)
         fps = msg.video.fps
@@ -104,18 +172,9 @@ class SuggestStage:
         ctx.status(aid, "running", 0.3)
 
         per_frame = {f.index: f for f in verdict.frames}
-        thresholds = verdict.thresholds
-        flagged = []
-        for f in frames:
-            probs = per_frame[f.index].faults
-            flagged.append(None if probs is None else any(p is not None and p >= thresholds[k] for k, p in probs.items()))
-        with tempfile.TemporaryDirectory(prefix="coach-render-") as tmp:
-            out = Path(tmp) / "annotated.mp4"
-            render_annotated(ctx.store, aid, frames, flagged, fps, msg.video.width, msg.video.height, out)
-            ctx.store.put_file(keys.annotated_video(aid), out, "video/mp4")
-        FRAMES.labels(SERVICE).inc(len(frames))
-        ctx.status(aid, "running", 0.9)
-
+        flags = {f.index: fault_flag(per_frame[f.index].faults, verdict.thresholds) for f in frames}
+        width, height = msg.video.width, msg.video.height
+        segments = annotate.plan(clips, flags, revision, fps, width, height)
         result = AnalysisResult(
             id=aid, sport=msg.sport, video=msg.video,
             athletes=[{
@@ -132,7 +191,7 @@ class SuggestStage:
             }] + _other_people(tracking, fps),
             faults=faults,
             artifacts={"annotated_video": Artifact(key=keys.annotated_video(aid), content_type="video/mp4")},
-            timings_s=self._timings(ctx.store, aid, tracking, started),
+            timings_s={},   # below, once the video is stored
             models={**_first_clip(ctx.store, aid), "judge": msg.model_version,
                     "exemplars": self.catalog.version(msg.sport)},
             repetitions=msg.repetitions, score=msg.score,   # exercise sports (#5): from the verdict
@@ -141,15 +200,127 @@ class SuggestStage:
             revision=revision,
         )
         # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
+        # They need the poses only: computed beside the video (pose and tracker are done, the cores are free)
         from services.suggest.biomech_report import attach_biomechanics
-        attach_biomechanics(ctx.store, aid, result, frames, fps)
+
+        def biomechanics() -> float:
+            t = time.perf_counter()
+            attach_biomechanics(ctx.store, aid, result, frames, fps)
+            return time.perf_counter() - t
+
+        side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biomech")
+        bio = side.submit(biomechanics)
+        render_started = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(prefix="coach-render-") as tmp:
+                out = Path(tmp) / "annotated.mp4"
+                done = render_annotated(ctx.store, aid, segments, fps, width, height, out, self.renderer)
+                ctx.store.put_file(keys.annotated_video(aid), out, "video/mp4")
+            log.info("annotated video", extra=log_fields(segments=len(segments), **done,
+                                                         seconds=round(time.perf_counter() - render_started, 3)))
+            FRAMES.labels(SERVICE).inc(len(frames))
+            # as before: the verdict -> the video stored (biomechanics, pages and result.json follow)
+            result.timings_s = self._timings(ctx.store, aid, tracking, started)
+        finally:
+            side.shutdown(wait=True)
+        bio_s = bio.result()   # re-raises a store outage (attach_biomechanics logs and swallows the rest)
+        ctx.status(aid, "running", 0.9)
+        t_pages = time.perf_counter()
         store_pages(ctx.store, aid, result)   # before result.json: a stored result always has its pages
         ctx.store.put_json(keys.result(aid), result)
+        log.info("result stored", extra=log_fields(biomechanics_s=round(bio_s, 3),
+                                                   pages_and_result_s=round(time.perf_counter() - t_pages, 3)))
         ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision,
                    result_revision=revision)
         ctx.emit(ctx.settings.topics.results, AnalysisCompleted(analysis_id=aid, status="done", result_key=keys.result(aid)), key=aid)
         ANALYSES_COMPLETED.labels(SERVICE, "done").inc()
         _observe_end_to_end(ctx.store, aid, msg.sport)
+        self._final_started.discard((aid, revision))   # from now on the stored result says so
+
+    def prerender(self, msg: PartialVerdict, ctx: Context) -> None:
+        """A provisional verdict came (`partial-verdicts`, this loop's own consumer group): draw and
+        store the segments of the clips it covers with its per-frame flags, so that the final verdict
+        finds them (annotate.py). A bonus: it never fails or holds up the analysis."""
+        try:
+            self._prerender_partial(msg, ctx)
+        except Exception as exc:  # noqa: BLE001 — the final verdict renders whatever is missing
+            log.warning("pre-render skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
+
+    def prerender_clip(self, msg: ClipPoses, ctx: Context) -> None:
+        """A clip was posed (`poses`, own consumer group) after the latest provisional verdict's prefix,
+        and that verdict found no exercise so far: draw the clip all grey (not judged) now, as the
+        final verdict will if the exercise never shows. If it does show, the final verdict's colours
+        give other keys and the clip is drawn again then. Never fails the analysis either."""
+        try:
+            self._prerender_clip(msg, ctx)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("pre-render skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
+
+    def _final_or_done(self, store: ObjectStore, aid: str, revision: int) -> bool:
+        """The final verdict of this revision is being drawn here, or a result of it is stored."""
+        return (aid, revision) in self._final_started or _result_revision(store, aid) >= revision
+
+    @staticmethod
+    def _partial(store: ObjectStore, aid: str, revision: int) -> PartialVerdictDocument | None:
+        try:
+            doc = PartialVerdictDocument.read(store, keys.partial_verdict(aid))
+        except (ObjectNotFound, MalformedDocument):
+            return None
+        return doc if doc.revision == revision else None   # another revision: its own partials follow
+
+    @staticmethod
+    def _geometry(store: ObjectStore, aid: str, revision: int) -> tuple[float, int, int] | None:
+        """(fps, width, height) as the final verdict will give them; None when the athlete was switched."""
+        try:
+            tracking = TrackingDocument.read(store, keys.tracking(aid))
+        except ObjectNotFound:   # the tracker is still reading: the upload's figures (the gateway probed them)
+            video = AnalysisRequest.read(store, keys.request(aid)).video
+            return float(video.fps), video.width, video.height
+        if tracking.revision != revision:
+            return None
+        return float(tracking.fps), tracking.width, tracking.height
+
+    def _prerender_partial(self, msg: PartialVerdict, ctx: Context) -> None:
+        aid, revision = msg.analysis_id, msg.revision
+        if self._final_or_done(ctx.store, aid, revision):
+            return   # the final verdict renders what it needs itself
+        doc = self._partial(ctx.store, aid, revision)
+        geometry = self._geometry(ctx.store, aid, revision)
+        if doc is None or doc.frame_flags is None or geometry is None:
+            return   # a switch since, or a judge that gives no flags
+        clips = load_clips(ctx.store, aid, doc.clips_posed, revision)   # NotAllPosed: a switch under way
+        frames = [f for clip in clips for f in clip]
+        if len(frames) != len(doc.frame_flags):
+            log.info("pre-render skipped: the partial's flags do not match its clips",
+                     extra=log_fields(frames=len(frames), flags=len(doc.frame_flags)))
+            return
+        self._prerender(ctx, aid, revision, clips, {f.index: fl for f, fl in zip(frames, doc.frame_flags)}, geometry,
+                        sequence=doc.sequence)
+
+    def _prerender_clip(self, msg: ClipPoses, ctx: Context) -> None:
+        aid, revision = msg.analysis_id, msg.revision
+        if self._final_or_done(ctx.store, aid, revision):
+            return
+        doc = self._partial(ctx.store, aid, revision)
+        if doc is None or doc.finding is None or msg.clip_index < doc.clips_posed:
+            return   # no guess to draw from, or a clip the partial's own flags cover
+        geometry = self._geometry(ctx.store, aid, revision)
+        clip = ClipPosesDocument.read(ctx.store, keys.clip_poses(aid, msg.clip_index))
+        if geometry is None or clip.revision != revision:
+            return
+        self._prerender(ctx, aid, revision, [clip.frames], {f.index: None for f in clip.frames}, geometry,
+                        clip=msg.clip_index)
+
+    def _prerender(self, ctx: Context, aid: str, revision: int, clips: list[list[PoseFrame]],
+                   flags: dict[int, bool | None], geometry: tuple[float, int, int], **why) -> None:
+        fps, width, height = geometry
+        segments = annotate.plan(clips, flags, revision, fps, width, height)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="coach-prerender-") as tmp:
+            done = self.renderer.ensure(ctx.store, aid, segments, fps, width, height, Path(tmp),
+                                        stop=lambda: (aid, revision) in self._final_started)
+        log.info("pre-rendered", extra=log_fields(**why, clips=len(segments), rendered=len(done),
+                                                  seconds=round(time.perf_counter() - started, 3)))
 
     @staticmethod
     def _timings(store: ObjectStore, aid: str, tracking: TrackingDocument, started: float) -> dict[str, float]:
@@ -209,7 +380,18 @@ def main() -> None:
 
     s = Settings.from_env()
     stage = SuggestStage(ObjectStore(s))
-    run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s)
+    # provisional verdicts get their own loop (and group): segments are drawn while clips are posed,
+    # and a pre-render never delays a final verdict's result
+    run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s,
+                also=(WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
+                                 group=f"coach-{SERVICE}-prerender", fail=_never_fail, dead_letter=False),
+                      WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.prerender_clip,
+                                 group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail, dead_letter=False)))
+
+
+def _never_fail(msg: PartialVerdict | ClipPoses, ctx: Context, reason: str) -> None:
+    """A pre-render that cannot be done is not the analysis's failure: the final verdict renders it."""
+    log.warning("pre-render given up", extra=log_fields(analysis_id=msg.analysis_id, reason=reason[:300]))
 
 
 if __name__ == "__main__":

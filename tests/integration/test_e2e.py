@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -79,7 +80,11 @@ def test_vtest_every_frame_accounted_with_poses_verdicts_and_video(gateway, vtes
     out.write_bytes(video.content)
     probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", str(out)],
                                       capture_output=True, check=True).stdout)
-    assert probe["streams"][0]["codec_name"] == "h264"
+    # joined from per-clip segments without re-encoding (docs/suggest.md): still one browser-playable stream
+    assert (probe["streams"][0]["codec_name"], probe["streams"][0]["pix_fmt"]) == ("h264", "yuv420p")
+    assert abs(float(Fraction(probe["streams"][0]["avg_frame_rate"])) - result["video"]["fps"]) < 0.01
+    data = out.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat"), "+faststart: plays while downloading"
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
     assert set(result["timings_s"]) >= {"tracker", "pose", "judge", "suggest"}

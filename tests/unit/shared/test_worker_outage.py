@@ -88,6 +88,25 @@ def test_a_dead_letter_waits_for_the_broker_instead_of_crashing_the_worker(monke
     assert producer.sent[0][0] == w.settings.topics.dead_letters
 
 
+def test_a_loop_that_only_looks_on_skips_a_bad_message_instead_of_dead_lettering_it(monkeypatch):
+    """suggest's pre-render loops read `poses` / `partial-verdicts`, owned by judge / integrators: a bad
+    message there is the owner's to dead-letter (a second dead letter would be replayed to the owner
+    twice), and a failing pre-render never fails the analysis."""
+    producer = RecordingProducer()
+    failed = []
+
+    def handle(msg, ctx):
+        raise ValueError("a real bug")
+
+    w = _worker(handle, producer)
+    w.spec = WorkerSpec("suggest", "poses", ClipPoses, handle, dead_letter=False,
+                        fail=lambda msg, ctx, reason: failed.append(reason))
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    w._handle_record(SimpleNamespace(topic="poses", partition=0), SimpleNamespace(**{**vars(_record()), "value": b"junk"}))
+    assert w._process_with_retries(_StubMessage(), _record(), {}) == "dead_lettered"   # attempts used up
+    assert producer.sent == [] and len(failed) == 1
+
+
 def test_a_stop_during_an_outage_leaves_the_message_uncommitted():
     producer = _flaky(100)
     w = _worker(lambda msg, ctx: ctx.emit("verdicts", _StubMessage(), key="a1"), producer)
