@@ -89,6 +89,10 @@ class Settings:
     # a clip that continues the last one posed for its analysis keeps the video graph's tracking and the
     # rotated-body tilt. ~110 MB each; 0: every clip starts fresh (docs/pose.md "Sessions across clips")
     pose_sessions: int = 2
+    # suggest draws the annotated video clip by clip while clips are posed (from provisional verdicts;
+    # docs/suggest.md), so the final verdict only joins segments. It costs ~40 % more render CPU, taken
+    # while tracker and pose run: off (false) suits a machine where every service shares a few cores.
+    suggest_prerender: bool = True
     # Tracker (docs/tracker.md): "legacy" is the single-target tracker that picks the athlete in the
     # first 15 frames (the default: the end-to-end test's judge finding on vtest.avi needs it);
     # "mot" follows everyone by detection and picks the athlete after the whole clip (issue 15).

@@ -382,11 +382,13 @@ def main() -> None:
     stage = SuggestStage(ObjectStore(s))
     # provisional verdicts get their own loop (and group): segments are drawn while clips are posed,
     # and a pre-render never delays a final verdict's result
+    prerender = (WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
+                            group=f"coach-{SERVICE}-prerender", fail=_never_fail, dead_letter=False),
+                 WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.prerender_clip,
+                            group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail, dead_letter=False))
+    # COACH_SUGGEST_PRERENDER=false: no pre-render loops; the final verdict draws every segment
     run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s,
-                also=(WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
-                                 group=f"coach-{SERVICE}-prerender", fail=_never_fail, dead_letter=False),
-                      WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.prerender_clip,
-                                 group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail, dead_letter=False)))
+                also=prerender if s.suggest_prerender else ())
 
 
 def _never_fail(msg: PartialVerdict | ClipPoses, ctx: Context, reason: str) -> None:
