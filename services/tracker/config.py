@@ -57,6 +57,9 @@ class TrackerConfig:
     redetect_motion: bool = True
     redetect_full_every: int = 3
     redetect_blob_area: float = 0.1
+    # The first re-detection of a loss, static camera: tiles on moving regions anywhere (+ those within
+    # reach when the athlete's last box is not foreground) instead of every tile (docs/tracker.md).
+    redetect_first_motion: bool = True
     local_search_frames: int = 15     # while lost, also one local detector pass per frame around the prediction, for this long
     learn_interval: int = 2           # add a positive (+ negatives around it) to the verifier every N confident frames
     refit_interval: int = 5           # retrain the verifier at most every N frames

@@ -187,32 +187,53 @@ class TargetTrack:
         return float(np.linalg.norm(centre(bbox) - centre(self.box))) <= self._reach()
 
     def _budget(self, tiles: list[Tile], wid: int, hgt: int) -> list[Tile]:
-        """The tiles a re-detection runs: all of them on the first re-detection of a loss and
-        every `redetect_full_every`-th after it (they also find the other people, whom the
-        athlete must not be taken for: evaluation set, motion_blur tuning seed 3, F 0.50 -> 0.32
-        when the first one looked only near the athlete; and an athlete standing still is part
-        of the background model). In between only the tiles that can hold the centre of a
-        reachable detection (`_pick` refuses the others) and, with a static camera, a person on
-        a moving region."""
+        """The tiles a re-detection runs. Every `redetect_full_every`-th re-detection of a loss
+        (the first excepted, below) sweeps every tile: they also find the other people, whom the
+        athlete must not be taken for (evaluation set, motion_blur tuning seed 3, F 0.50 -> 0.32
+        when the first one looked only near the athlete), and an athlete standing still is part of
+        the background model. In between only the tiles that can hold the centre of a reachable
+        detection (`_pick` refuses the others) and, with a static camera, a person on a moving
+        region.
+
+        The first re-detection of a loss (`redetect_first_motion`, static camera): every tile that
+        can hold a person on a moving region anywhere (the other people who walk), plus the tiles
+        within reach when the athlete's last box is not foreground (standing still, or gone from
+        it); a still person elsewhere is found by the later full sweeps, or is already followed.
+        Most losses on vtest.avi end before a second re-detection, so this one sweep was most of
+        the tracker's detector time (35 passes; docs/tracker.md, "Per-part costs")."""
         cfg = self.cfg
-        full = self._redetects % cfg.redetect_full_every == 0 if cfg.redetect_full_every else True
+        r = self._redetects
         self._redetects += 1
-        if full:
+        full = r % cfg.redetect_full_every == 0 if cfg.redetect_full_every else True
+        if full and not (r == 0 and cfg.redetect_first_motion and cfg.redetect_motion):
             return tiles
         c = centre(self.box)
         reach = self._reach()
-        if cfg.redetect_reach:
-            tiles = [t for t in tiles if t.distance(c) <= reach]
+        near = [t for t in tiles if t.distance(c) <= reach] if cfg.redetect_reach or full else tiles
         if not cfg.redetect_motion or self.fg is None:
-            return tiles
+            return tiles if full else near
         blobs = self.fg.blobs(cfg.redetect_blob_area * float(self.size[0] * self.size[1]))
-        if blobs is None:
-            return tiles
+        if blobs is None:                     # no opinion (warm-up, light change, a moving camera)
+            return tiles if full else near
+        if full:                              # the first re-detection of a loss
+            share = self.fg.share(self.box)
+            keep = self._motion_tiles(tiles, blobs, wid, hgt, None)
+            if share is None or share < cfg.fg_min:
+                keep.update(near)
+            return [t for t in tiles if t in keep]
+        keep = self._motion_tiles(near, blobs, wid, hgt, reach if cfg.redetect_reach else None)
+        return [t for t in near if t in keep]
+
+    def _motion_tiles(self, tiles: list[Tile], blobs: list[np.ndarray], wid: int, hgt: int,
+                      reach: float | None) -> set[Tile]:
+        """The tiles that hold whole a person of the athlete's size centred anywhere on a moving
+        region (within `reach` + half a height of the last box; None: anywhere)."""
+        c = centre(self.box)
         keep: set[Tile] = set()
         for b in blobs:
             bc = centre(b)
             # a blob may be part of a person (legs, arms): the person's centre is within half a height
-            if cfg.redetect_reach and float(np.linalg.norm(bc - c)) > reach + 0.5 * self.h:
+            if reach is not None and float(np.linalg.norm(bc - c)) > reach + 0.5 * self.h:
                 continue
             # at least the athlete's size around the blob, inside the frame
             bw, bh = max(float(b[2]), float(self.size[0])), max(float(b[3]), float(self.size[1]))
@@ -224,7 +245,7 @@ class TargetTrack:
             hw, hh = 0.5 * float(self.size[0]), 0.5 * float(self.size[1])
             keep.update(t for t in tiles if t.x0 + hw <= x2 and x1 <= t.x0 + t.side - hw
                         and t.y0 + hh <= y2 and y1 <= t.y0 + t.side - hh)
-        return [t for t in tiles if t in keep]
+        return keep
 
     def _prediction_inside(self, frame: np.ndarray) -> bool:
         hgt, wid = frame.shape[:2]

@@ -29,6 +29,13 @@ def _frame_ref(aid: str, ft, fps: float) -> FrameRef:
                     bbox_px=bbox, track_score=round(float(ft.score), 4), track_state=ft.state)
 
 
+def _store_frame(store, key: str, frame: np.ndarray, quality: int) -> None:
+    ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise AnalysisFailed(f"a frame could not be encoded as JPEG ({key})")
+    store.put_bytes(key, jpeg.tobytes(), "image/jpeg")
+
+
 def handle(msg: AnalysisRequested, ctx: Context) -> None:
     from services.tracker.results import NoPersonFound
 
@@ -88,8 +95,9 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
                 if index >= max_frames:
                     raise AnalysisFailed(f"the video lasts longer than {s.max_duration_s:.0f} s, the most accepted "
                                          "(its header did not say so)")
-                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, s.jpeg_quality])
-                uploads[index] = pool.submit(ctx.store.put_bytes, keys.frame(aid, index), jpeg.tobytes(), "image/jpeg")
+                # encoded and stored off the tracking loop (imencode releases the GIL): the loop never waits
+                # on the store; publish() waits for a clip's frames before it references them
+                uploads[index] = pool.submit(_store_frame, ctx.store, keys.frame(aid, index), frame, s.jpeg_quality)
                 take(tracker.push(frame))
                 index += 1
                 FRAMES.labels(SERVICE).inc()
@@ -208,6 +216,10 @@ def main() -> None:
     from shared.settings import Settings
 
     s = Settings.from_env()
+    # One OpenCV thread, as the tracker is measured (docs/tracker.md): the stack gives the tracker and pose
+    # two cores, and OpenCV's pool splitting small images (KCF, resizes) across both only waits on pose.
+    # Frames are JPEG-encoded on the upload pool's threads, alongside the tracking loop.
+    cv2.setNumThreads(1)
     person_detector()   # loaded before the first analysis comes, not on its way to the first clip
     # athlete switches get their own loop (and group): a short retarget never waits behind a long tracking
     run_service(WorkerSpec(SERVICE, s.topics.analyses, AnalysisRequested, handle), s,

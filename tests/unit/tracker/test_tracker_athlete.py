@@ -164,8 +164,10 @@ def test_foreground_blobs_are_the_moving_regions():
 
 
 def test_redetection_budget_runs_tiles_near_the_athlete_and_on_what_moves(frames, detector):
-    """Lost right after being seen: the 1st, 4th, ... re-detection of a loss sweep every tile; the
-    others only tiles within reach of her last box that can hold a person on a moving region."""
+    """Lost right after being seen: the 1st re-detection of a loss runs the tiles on what moves
+    anywhere (the other walkers) plus those within reach when her last box is not foreground; the
+    4th, 7th, ... sweep every tile; the others only tiles within reach of her last box that can hold
+    a person on a moving region."""
     tracker = AthleteTracker(target_bbox_px=WOMAN, detector=detector)
     run(tracker, frames[:30])
     tr = tracker._track
@@ -173,21 +175,30 @@ def test_redetection_budget_runs_tiles_near_the_athlete_and_on_what_moves(frames
     tiles = detector.tiles(768, 576, tr.h)
     tr.t = tr.last_seen + 1
     tr._redetects = 0
-    assert tr._budget(tiles, 768, 576) == tiles                # 1st: the full sweep
     reach = [t for t in tiles if t.distance(c) <= tr._reach()]
     assert 0 < len(reach) < len(tiles)
+    first = tr._budget(tiles, 768, 576)                    # 1st: what moves, anywhere
+    assert len(first) < len(tiles), "the first re-detection must not sweep the still parts of the scene"
+    assert any(t.distance(c) > tr._reach() for t in first), "the other walkers, out of her reach, are looked for"
     second = tr._budget(tiles, 768, 576)
     assert set(second) <= set(reach) and len(second) < len(reach)
-    # her own region moves: a tile holding her whole is run
+    # her own region moves: a tile holding her whole is run, by both
     x, y, w, h = tr.box
-    assert any(t.x0 <= x and t.y0 <= y and x + w <= t.x0 + t.side and y + h <= t.y0 + t.side for t in second)
+    for run_tiles in (first, second):
+        assert any(t.x0 <= x and t.y0 <= y and x + w <= t.x0 + t.side and y + h <= t.y0 + t.side for t in run_tiles)
     assert tr._budget(tiles, 768, 576) == second           # 3rd: gated again
     assert tr._budget(tiles, 768, 576) == tiles            # 4th: a full sweep (someone standing still)
-    # a still scene (the same frame over and over): nothing moves, only the full sweeps run
-    tr._redetects = 1
+    # a still scene (the same frame over and over): nothing moves; the first re-detection looks
+    # within her reach only (she may be standing still), the gated ones run nothing
     for _ in range(40):
         tr.fg.apply(frames[29])
+    tr._redetects = 0
+    assert tr._budget(tiles, 768, 576) == reach
     assert tr._budget(tiles, 768, 576) == []
+    # redetect_first_motion=False: the first re-detection sweeps every tile (the earlier budget)
+    tr.cfg = TrackerConfig(redetect_first_motion=False)
+    tr._redetects = 0
+    assert tr._budget(tiles, 768, 576) == tiles
 
 
 def test_verifier_forgets_positives_learnt_since(frames):
