@@ -43,6 +43,9 @@ class Settings:
     max_poll_interval_ms: int = 5_000
     session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_000
+    # A consumer holding no partition of its topic this long rejoins its group (shared/worker.py:
+    # after a broker hiccup kafka-python can keep an empty assignment made without the topic's metadata)
+    rejoin_empty_s: float = 30.0
     max_attempts: int = 3             # processing attempts before a message is dead-lettered
     stall_timeout_s: float = 300.0    # watchdog: an analysis without progress this long is re-driven
     watchdog_interval_s: float = 10.0

@@ -144,6 +144,8 @@ class Worker:
         self.processed = 0
         self.exit_code: int | None = None   # set when the loop stopped because a handler hung
         self._lag_reported: set[tuple[str, int]] = set()   # (topic, partition) with a lag series
+        self._empty_since: float | None = None   # since when the consumer holds no partition
+        self._next_rejoin = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{spec.service}-work")
 
     # -- health -------------------------------------------------------------------------
@@ -165,8 +167,9 @@ class Worker:
                 try:
                     batch = self.consumer.poll(timeout_ms=500)
                     self._forget_moved_partitions()
+                    self._rejoin_if_starved()
                 except KafkaError as exc:
-                    if not is_transient(exc):
+                    if not is_transient(exc) and not self._broker_side(exc):
                         raise
                     # The broker is restarting: the consumer reconnects by itself; nothing was taken.
                     ERRORS.labels(service, "transient").inc()
@@ -191,6 +194,40 @@ class Worker:
             self.producer.close(timeout=10)
             self._pool.shutdown(wait=False)
             self.log.info("stopped")
+
+    @staticmethod
+    def _broker_side(exc: KafkaError) -> bool:
+        """An error the broker answered a poll with (e.g. UnknownError while the embedded broker's own
+        store is away): wait and poll again like a lost connection, instead of exiting the worker."""
+        return type(exc).__name__ in ("UnknownError", "KafkaUnavailableError", "CoordinatorNotAvailableError",
+                                      "NodeNotReadyError", "GroupCoordinatorNotAvailableError")
+
+    def _rejoin_if_starved(self, now: float | None = None) -> bool:
+        """kafka-python can come out of a broker hiccup with no partition: the group leader assigned
+        while it had no metadata for the topic ("No partition metadata for topic ...") and it never
+        rejoins, so the worker would poll an empty assignment forever while its topic fills up. After
+        `rejoin_empty_s` without a partition, while the topic has partitions, leave and rejoin the group.
+        An empty assignment is also legitimate (more members than partitions): then the rejoin gives
+        nothing and the next one waits ten times as long. Returns True when it rejoined."""
+        now = time.monotonic() if now is None else now
+        if self.consumer.assignment():
+            self._empty_since = None
+            return False
+        if self._empty_since is None:
+            self._empty_since = now
+            return False
+        limit = self.settings.rejoin_empty_s
+        if limit <= 0 or now - self._empty_since < limit or now < self._next_rejoin:
+            return False
+        if not self.consumer.partitions_for_topic(self.spec.topic):
+            return False   # nothing to be assigned (yet)
+        self.log.warning("no partition assigned for a while; rejoining the consumer group",
+                         extra=log_fields(topic=self.spec.topic, empty_s=round(now - self._empty_since, 1)))
+        ERRORS.labels(self.spec.service, "rejoin_empty_assignment").inc()
+        self.consumer.unsubscribe()
+        self.consumer.subscribe([self.spec.topic])
+        self._empty_since, self._next_rejoin = now, now + 10 * limit
+        return True
 
     def _record_lag(self, tp: TopicPartition, position: int) -> None:
         high = self.consumer.highwater(tp)
