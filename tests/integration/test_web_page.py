@@ -476,7 +476,11 @@ def test_another_person_made_the_athlete_from_the_page(browser, base_url, gatewa
     def hovered():
         return js(browser, "const n = document.querySelector('#people-layer .person-box:hover'); return n ? +n.dataset.track : null")
 
-    shown = js(browser, "return [...document.querySelectorAll('#people-layer .person-box')].filter(n => !n.hidden).map(n => +n.dataset.track)")
+    def outlined():
+        return js(browser, "return [...document.querySelectorAll('#people-layer .person-box')].filter(n => !n.hidden).map(n => +n.dataset.track)")
+    # the boxes come with the frame pages (`others`), fetched after the summary: wait for this frame's page
+    shown = wait_for(lambda: (lambda ids: ids if new["track_id"] in ids else None)(outlined()), 30,
+                     "the other people's boxes on this frame")
     assert new["track_id"] in shown and old not in shown, "the others outlined on this frame, the athlete not among them"
     if ath is not None:   # the athlete's own box is drawn apart and clicking it asks nothing
         assert js(browser, "const n = document.querySelector('#people-layer .athlete-box'); return !n.hidden && +n.dataset.track") == old

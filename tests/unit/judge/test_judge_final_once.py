@@ -2,7 +2,7 @@
 judge handles their messages, every one of those messages finds the analysis complete."""
 from __future__ import annotations
 
-from conftest import store_synthetic_squat
+from synthetic_squat import store_synthetic_squat
 
 from services.judge.worker import JudgeStage
 from shared.store import keys

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import store_synthetic_squat
+from synthetic_squat import store_synthetic_squat
 
 from services.judge import partial
 from services.judge.worker import JudgeStage

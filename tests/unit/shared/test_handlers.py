@@ -4,7 +4,7 @@ stack in tests/integration/test_reps_e2e.py."""
 from __future__ import annotations
 
 import pytest
-from conftest import store_synthetic_squat
+from synthetic_squat import store_synthetic_squat
 
 from services.judge.worker import JudgeStage
 from services.suggest.worker import SuggestStage

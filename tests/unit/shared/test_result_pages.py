@@ -8,7 +8,7 @@ import copy
 import json
 
 import pytest
-from conftest import store_synthetic_squat
+from synthetic_squat import store_synthetic_squat
 
 from services.judge.worker import JudgeStage
 from services.suggest.worker import SuggestStage

@@ -221,7 +221,7 @@ def test_partials_pre_render_the_video_and_the_final_verdict_renders_only_the_re
     verdict renders only the clips posed after the last partial or coloured differently. When the
     partials find no exercise (`still`: the athlete stands still), each later clip is drawn grey as it
     is posed, and the final verdict, finding none either, draws nothing."""
-    from conftest import store_synthetic_squat
+    from synthetic_squat import store_synthetic_squat
 
     from services.judge.worker import JudgeStage
     from services.suggest.worker import SuggestStage

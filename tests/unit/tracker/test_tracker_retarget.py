@@ -141,7 +141,8 @@ def test_pose_drops_a_clip_of_a_replaced_athlete(world):
 
 
 def test_judge_drops_stale_poses_and_never_mixes_revisions(world):
-    from services.judge.worker import JudgeStage, NotAllPosed, load_sequence
+    from services.judge.worker import JudgeStage
+    from shared.poses import NotAllPosed, load_sequence
 
     store, ctx, _ = world
     doc = _tracking()
