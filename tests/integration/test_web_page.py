@@ -382,6 +382,9 @@ def test_a_provisional_verdict_with_faults_and_unjudgeable_stretches(browser, ba
     older = {**doc, "sequence": 6, "faults": [], "withheld": 0, "not_judgeable": []}
     js(browser, f"AICoach.showPartial({json.dumps(older)});")
     assert visible_text(browser, "#partial") == shown   # a late, older partial is dropped
+    # leave the page as a user would find it (state.A was cleared above): the next test opens the same URL
+    js(browser, "location.reload()")
+    wait_for(lambda: visible_text(browser, "#summary"), 60, "the result again")
 
 
 def _csv(gateway, aid: str) -> tuple[dict, list[dict]]:
