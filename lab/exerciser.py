@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lab.walkers import Sprite, _fill_holes, cache_dir, read_frames
+from lab.walkers import Sprite, _fill_holes, cache_dir, read_frames, save_npz
 
 REPO = Path(__file__).resolve().parent.parent
 CLIP = REPO / ".media" / "sports2d-demo.mp4"
@@ -110,10 +110,7 @@ def load_exerciser(cache: Path | None = None) -> Sprite:
     arrays: dict[str, np.ndarray] = {"n": np.array(len(s)), "dx": np.array(s.dx)}
     for k, (p, m) in enumerate(zip(s.patches, s.masks)):
         arrays[f"p{k}"], arrays[f"m{k}"] = p, m
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    save_npz(path, arrays)
     return s
 
 

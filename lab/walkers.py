@@ -171,6 +171,14 @@ def _cache_key() -> str:
     return f"sprites-v{VERSION}-{h}.npz"
 
 
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a cache .npz atomically (a temporary file, then a rename): a concurrent reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
 def load_sprites(cache: Path | None = None) -> dict[str, Sprite]:
     """The sprite library, from the cache or built (and cached) from vtest.avi."""
     path = (cache or cache_dir()) / _cache_key()
@@ -189,10 +197,7 @@ def load_sprites(cache: Path | None = None) -> dict[str, Sprite]:
         arrays[f"{name}/dx"] = np.array(s.dx)
         for k, (p, m) in enumerate(zip(s.patches, s.masks)):
             arrays[f"{name}/p{k}"], arrays[f"{name}/m{k}"] = p, m
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    save_npz(path, arrays)
     return sprites
 
 
