@@ -125,24 +125,30 @@ class Judgement(_Doc):
     not_judgeable: list[NotJudgeable] = Field(default_factory=list)
 
 
-class AnalysisResult(_Doc):
-    schema_: Literal["coach.result/2"] = Field("coach.result/2", alias="schema")
+class _ResultHead(_Doc):
+    """The fields result.json and its summary share (AnalysisResult, ResultSummary): all but the athletes'
+    per-frame lists and the biomechanics' series, which each declares in its own form."""
+    schema_: str = Field(alias="schema")   # each document's own Literal; declared here so that it stays first
     id: str
     sport: str
     video: VideoInfo
-    athletes: list[AthleteResult]
     faults: list[FaultResult]
     artifacts: dict[str, Artifact] = Field(default_factory=dict)
     timings_s: dict[str, float] = Field(default_factory=dict)
     models: dict[str, str] = Field(default_factory=dict, description="stage -> model name/version used: pose_model (COACH_POSE_MODEL, e.g. "
                                    "mediapipe-blazepose-heavy-0.10.21), refiner, judge, exemplars")
-    biomechanics: Optional[Biomechanics] = Field(None, description="Angles, velocities, centre of mass, jumps (docs/biomechanics.md)")
     repetitions: Optional[list[Repetition]] = Field(
         None, description="Exercise sports: repetitions with quality and attention (docs/judge.md, Judge over time)")
     score: Optional[ActionScore] = Field(None, description="Exercise sports: action score 0-100 against exemplars of known score")
     judgement: Optional[Judgement] = Field(None, description="Trust in the faults: label source, finding, not judgeable stretches")
     revision: int = Field(0, ge=0, description="0 for the analysis; N after the user's N-th athlete switch "
                           "(POST /v1/analyses/{id}/athlete): athletes[0] is then the person they chose")
+
+
+class AnalysisResult(_ResultHead):
+    schema_: Literal["coach.result/2"] = Field("coach.result/2", alias="schema")
+    athletes: list[AthleteResult]
+    biomechanics: Optional[Biomechanics] = Field(None, description="Angles, velocities, centre of mass, jumps (docs/biomechanics.md)")
 
 
 # -- the result in pages (#17): a small summary, and the per-frame part in columnar chunks ------------
@@ -183,23 +189,12 @@ class FramePaging(_Doc):
     chunks: int = Field(ge=0, description="Number of stored chunks")
 
 
-class ResultSummary(_Doc):
+class ResultSummary(_ResultHead):
     """result.json without its per-frame arrays (athletes[].frames, biomechanics.series): what a page
     shows before any frame (analyses/<id>/result-summary.json; ?frames=none)."""
     schema_: Literal["coach.result-summary/1"] = Field("coach.result-summary/1", alias="schema")
-    id: str
-    sport: str
-    video: VideoInfo
     athletes: list[AthleteSummary]
-    faults: list[FaultResult]
-    artifacts: dict[str, Artifact] = Field(default_factory=dict)
-    timings_s: dict[str, float] = Field(default_factory=dict)
-    models: dict[str, str] = Field(default_factory=dict)
     biomechanics: Optional[BiomechanicsSummary] = None
-    repetitions: Optional[list[Repetition]] = None
-    score: Optional[ActionScore] = None
-    judgement: Optional[Judgement] = None
-    revision: int = Field(0, ge=0)
     frame_paging: FramePaging
 
 
