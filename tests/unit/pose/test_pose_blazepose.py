@@ -7,31 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
-from services.pose.blazepose import BlazePoseEstimator, PoseSequence, crop_to_canvas, square_crop
-from services.pose.lab.eval_swaps import navy_box
+from services.pose.blazepose import PoseSequence, crop_to_canvas, square_crop
+from services.pose.lab.eval_swaps import NAVY_KEYS
+
+FIRST, LAST = min(NAVY_KEYS), max(NAVY_KEYS)   # the navy-jacket walker's hand-labelled span (conftest.py navy_walker)
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
 VTEST, MESSI = f"{DATA}/vtest.avi", f"{DATA}/messi5.jpg"
 needs_media = pytest.mark.skipif(not (os.path.exists(VTEST) and os.path.exists(MESSI)), reason="apt-get install opencv-doc")
-
-# the hand-labelled box of the man in the navy jacket (services/pose/lab/eval_swaps.py, which reuses it)
-FIRST, LAST = 20, 80
-
-
-@pytest.fixture(scope="module")
-def estimator():
-    est = BlazePoseEstimator()
-    yield est
-    est.close()
-
-
-@pytest.fixture(scope="module")
-def vtest_clip() -> tuple[list[np.ndarray], list[np.ndarray]]:
-    cap = cv2.VideoCapture(VTEST)
-    frames = [cap.read()[1] for _ in range(LAST + 1)][FIRST:]  # 61 frames, 768x576
-    cap.release()
-    return frames, [navy_box(t) for t in range(FIRST, LAST + 1)]
-
 
 @pytest.mark.parametrize("canvas", [120, 30])  # upscaled (x2) and downscaled (x0.5) paths
 def test_crop_geometry_maps_original_pixels_to_canvas(canvas):
@@ -64,8 +47,8 @@ def test_messi_whole_frame(estimator):
 
 
 @needs_media
-def test_crops_find_the_small_walker_where_whole_frames_do_not(estimator, vtest_clip):
-    frames, boxes = vtest_clip
+def test_crops_find_the_small_walker_where_whole_frames_do_not(estimator, navy_walker):
+    frames, boxes = navy_walker
     crops = estimator.estimate_sequence(frames, boxes)
     whole = estimator.estimate_frames(frames)
     n = len(frames)
@@ -86,8 +69,8 @@ def test_crops_find_the_small_walker_where_whole_frames_do_not(estimator, vtest_
 
 
 @needs_media
-def test_none_box_means_absent_and_state_does_not_leak(estimator, vtest_clip):
-    frames, boxes = vtest_clip
+def test_none_box_means_absent_and_state_does_not_leak(estimator, navy_walker):
+    frames, boxes = navy_walker
     frames, boxes = frames[:8], list(boxes[:8])
     boxes[3] = None
     a = estimator.estimate_sequence(frames, boxes)

@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import os
 
-import cv2
 import numpy as np
 import pytest
 
-from services.pose.blazepose import BlazePoseEstimator
-from services.pose.lab.eval_swaps import navy_box
+from services.pose.lab.eval_swaps import NAVY_KEYS
 from services.pose.sessions import PoseSessions
 from shared.clips import clip_spans
 
+FIRST, LAST = min(NAVY_KEYS), max(NAVY_KEYS)   # the navy-jacket walker's hand-labelled span (conftest.py navy_walker)
+
 VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
-FIRST, LAST = 20, 80   # the navy-jacket walker's hand-labelled span (services/pose/lab/eval_swaps.py)
 pytestmark = pytest.mark.skipif(not os.path.exists(VTEST), reason="apt-get install opencv-doc")
-
-
-@pytest.fixture(scope="module")
-def walker() -> tuple[list[np.ndarray], list[np.ndarray]]:
-    cap = cv2.VideoCapture(VTEST)
-    frames = [cap.read()[1] for _ in range(LAST + 1)][FIRST:]   # 61 frames, 768x576
-    cap.release()
-    return frames, [navy_box(t) for t in range(FIRST, LAST + 1)]
-
-
-@pytest.fixture(scope="module")
-def estimator():
-    est = BlazePoseEstimator()
-    yield est
-    est.close()
 
 
 SPANS = clip_spans(LAST + 1 - FIRST, 32, 8)   # the worker's layout: [0, 8), [8, 32), [32, 61)
@@ -51,10 +35,10 @@ def _clipwise(est, frames, boxes, sessions: PoseSessions | None, key="a"):
     return np.concatenate(out), continued
 
 
-def test_continued_clips_equal_one_whole_sequence_and_fresh_clips_do_not(estimator, walker):
+def test_continued_clips_equal_one_whole_sequence_and_fresh_clips_do_not(estimator, navy_walker):
     """Posed clip by clip with a session, the walker gets the poses of one uninterrupted run over all
     61 frames; restarting at each clip (the old worker) gives other poses at the clip starts."""
-    frames, boxes = walker
+    frames, boxes = navy_walker
     whole = estimator.estimate_sequence(frames, boxes).keypoints_px
     kept, continued = _clipwise(estimator, frames, boxes, PoseSessions(estimator, 2))
     assert continued == [False, True, True]
@@ -64,10 +48,10 @@ def test_continued_clips_equal_one_whole_sequence_and_fresh_clips_do_not(estimat
     assert np.nanmax(np.abs(fresh[starts] - whole[starts])[..., :2]) > 0.5, "a restarted graph re-detects the walker"
 
 
-def test_a_clip_that_does_not_continue_starts_fresh(estimator, walker):
+def test_a_clip_that_does_not_continue_starts_fresh(estimator, navy_walker):
     """A redelivered clip (its first frame is not the expected next one) and an athlete switch (another
     key) start from scratch: the same poses as a session-less call, whatever ran before."""
-    frames, boxes = walker
+    frames, boxes = navy_walker
     sessions = PoseSessions(estimator, 2)
     s, e = SPANS[1]
     alone = estimator.estimate_sequence(frames[s:e], boxes[s:e]).keypoints_px
@@ -81,10 +65,10 @@ def test_a_clip_that_does_not_continue_starts_fresh(estimator, walker):
     sessions.discard(session)
 
 
-def test_interleaved_analyses_keep_their_own_sessions_within_the_cache(estimator, walker):
+def test_interleaved_analyses_keep_their_own_sessions_within_the_cache(estimator, navy_walker):
     """Two analyses' clips alternating on one worker: with room for both, each continues its own session
     (graphs are not shared, so each equals its own whole run); with room for one, each clip starts fresh."""
-    frames, boxes = walker
+    frames, boxes = navy_walker
     whole = estimator.estimate_sequence(frames, boxes).keypoints_px
     other = [f[:, ::-1].copy() for f in frames]               # analysis b: the mirrored video
     other_boxes = [np.array([768 - b[0] - b[2], b[1], b[2], b[3]]) for b in boxes]
@@ -107,8 +91,8 @@ def test_interleaved_analyses_keep_their_own_sessions_within_the_cache(estimator
         sessions.close()
 
 
-def test_size_zero_never_continues(estimator, walker):
-    frames, boxes = walker
+def test_size_zero_never_continues(estimator, navy_walker):
+    frames, boxes = navy_walker
     _, continued = _clipwise(estimator, frames, boxes, PoseSessions(estimator, 0))
     assert continued == [False, False, False]
 
