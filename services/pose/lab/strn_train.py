@@ -32,7 +32,6 @@ recipe's own (BlazePose full, the base model itself) or another model's (labels=
 """
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import time
@@ -44,6 +43,7 @@ import numpy as np
 import torch
 
 from services.pose.lab import strn_data as D
+from services.pose.lab.eval_real import clip_pieces
 from services.pose.refine import IdentityRefiner, OneEuroRefiner, context_frames, make_refiner, refine_clip
 from services.pose.strn import (JOINT_IDX, JOINTS, STRN, StrnConfig, StrnRefiner, decode, load_model, render, save_model,
                                 savgol, segments, to_heatmap, window_inputs)
@@ -101,12 +101,11 @@ def load_runs(split: str, cache: Path | None = None, eval_conditions: bool = Fal
 
 # ---------------------------------------------------------------- the worker's clips
 
-def clip_spans(first_frame: int, n: int, clip_frames: int = CLIP_FRAMES) -> list[tuple[int, int]]:
+def run_pieces(first_frame: int, n: int, clip_frames: int = CLIP_FRAMES) -> list[tuple[int, int]]:
     """[start, end) of the pieces of a run of n frames starting at video frame first_frame that fall in
-    the worker's clips (the tracker cuts the video at frame indices that are multiples of clip_frames)."""
-    cuts = [t for t in range(1, n) if (first_frame + t) % clip_frames == 0]
-    edges = [0, *cuts, n]
-    return list(itertools.pairwise(edges))
+    the worker's clips (eval_real.clip_pieces). Every clip clip_frames long, the first too: the protocol of
+    the ablation runs, which predates the worker's short first clip (first_clip_frames)."""
+    return clip_pieces(first_frame, first_frame + n - 1, clip_frames, first_clip_frames=clip_frames)
 
 
 def clipwise(run: Run, refiner, context: bool = False, clip_frames: int = CLIP_FRAMES) -> np.ndarray:
@@ -126,7 +125,7 @@ def clipwise(run: Run, refiner, context: bool = False, clip_frames: int = CLIP_F
             p[lo - v0:hi - v0] = run.present[lo - run.first_frame:hi - run.first_frame]
         return k, p
 
-    for s, e in clip_spans(run.first_frame, n, clip_frames):
+    for s, e in run_pieces(run.first_frame, n, clip_frames):
         c0 = (run.first_frame + s) // clip_frames * clip_frames  # the video clip holding run frames [s, e)
         k, p = frames(c0, c0 + clip_frames)
         ctx = frames(max(0, c0 - c), c0) if c and c0 > 0 else None

@@ -255,13 +255,13 @@ def test_a_frame_with_ground_truth_and_no_predicted_pose_is_wrong_on_every_joint
 
 
 def test_clips_are_cut_where_the_worker_cuts_the_video():
-    from services.pose.lab.strn_train import CLIP_FRAMES, clip_spans
+    from services.pose.lab.strn_train import CLIP_FRAMES, run_pieces
     from shared.settings import Settings
 
     assert CLIP_FRAMES == Settings().clip_frames == 32
-    assert clip_spans(0, 64) == [(0, 32), (32, 64)]
-    assert clip_spans(695, 27) == [(0, 9), (9, 27)]  # w695: video frames 695-721, a clip starts at 704
-    assert clip_spans(704, 5) == [(0, 5)]
+    assert run_pieces(0, 64) == [(0, 32), (32, 64)]
+    assert run_pieces(695, 27) == [(0, 9), (9, 27)]  # w695: video frames 695-721, a clip starts at 704
+    assert run_pieces(704, 5) == [(0, 5)]
 
 
 def test_w635_and_w675_are_one_person_and_never_split():
