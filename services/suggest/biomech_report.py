@@ -28,7 +28,9 @@ import json
 import logging
 import math
 import threading
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -321,14 +323,19 @@ class Ahead:
 
     The store is the truth (a stored section.json means done, whoever computed it); within a
     process the final verdict waits for a computation of the same fingerprint under way instead
-    of starting a second one."""
+    of starting a second one. `start` computes in a thread of its own, so that the loop that
+    started it goes on (pre-rendering the last clip's segment) while the plots are drawn."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._inflight: dict[str, threading.Event] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biomech-ahead")
 
-    def compute(self, store, aid: str, frames: list[PoseFrame], fps: float) -> str:
-        """Compute and store them unless stored or under way; returns what it did."""
+    def start(self, store, aid: str, frames: list[PoseFrame], fps: float,
+              done: Callable[[str, float], None] = lambda how, seconds: None) -> str:
+        """Compute and store them in the background unless stored or under way; `done(what, seconds)`
+        is called when finished ("computed", or "failed: ..."; errors are never raised).
+        Returns "started", "stored already" or "under way"."""
         height = athlete_height(store, aid)
         fp = fingerprint(frames, fps, height)
         key = keys.biomech_ahead(aid, fp, AHEAD_SECTION)
@@ -337,14 +344,42 @@ class Ahead:
         with self._lock:
             if key in self._inflight:
                 return "under way"
-            done = self._inflight[key] = threading.Event()
+            event = self._inflight[key] = threading.Event()   # registered now: the final verdict waits for it
+
+        def run() -> None:
+            t = time.perf_counter()
+            try:
+                store_ahead(store, aid, fp, build(frames, fps, height))
+                how = "computed"
+            except Exception as exc:  # noqa: BLE001 — the final verdict computes them itself
+                how = f"failed: {type(exc).__name__}: {exc}"[:300]
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+                event.set()
+            done(how, time.perf_counter() - t)
+
         try:
-            store_ahead(store, aid, fp, build(frames, fps, height))
-            return "computed"
-        finally:
+            self._pool.submit(run)
+        except RuntimeError:   # shutting down
             with self._lock:
                 self._inflight.pop(key, None)
-            done.set()
+            event.set()
+            raise
+        return "started"
+
+    def compute(self, store, aid: str, frames: list[PoseFrame], fps: float) -> str:
+        """start() and wait: "computed", "failed: ...", "stored already" or "under way"."""
+        got: list[str] = []
+        how = self.start(store, aid, frames, fps, done=lambda h, s: got.append(h))
+        if how == "started":
+            self.wait(aid, fingerprint(frames, fps, athlete_height(store, aid)))
+            return got[0]
+        return how
+
+    def settle(self) -> None:
+        """Wait for every computation started so far (the pool runs them one at a time, in order)."""
+        self._pool.submit(lambda: None).result()
 
     def wait(self, aid: str, fp: str, timeout_s: float = 120.0) -> bool:
         """Wait for a computation of this fingerprint under way here; True if one was waited for."""

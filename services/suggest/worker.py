@@ -133,12 +133,13 @@ def _other_people(tracking: TrackingDocument, fps: float) -> list[dict]:
 
 
 class SuggestStage:
-    def __init__(self, store: ObjectStore):
+    def __init__(self, store: ObjectStore, prerender: bool = True):
         from services.suggest.catalog import ExemplarCatalog
 
         self.catalog = ExemplarCatalog(store)
         self.renderer = SegmentRenderer()
         self.biomech = Ahead()   # biomechanics computed when the last clip is posed (biomech_report.py)
+        self.prerender_segments = prerender   # COACH_SUGGEST_PRERENDER: the video's segments too
         self._final_started: set[tuple[str, int]] = set()   # (analysis, revision): the pre-render stops
 
     def handle(self, msg: AnalysisVerdict, ctx: Context) -> None:
@@ -262,6 +263,8 @@ class SuggestStage:
             self._biomech_ahead(msg, ctx)
         except Exception as exc:  # noqa: BLE001 — the final verdict computes them itself
             log.warning("biomechanics ahead skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
+        if not self.prerender_segments:
+            return
         try:
             self._prerender_clip(msg, ctx)
         except Exception as exc:  # noqa: BLE001
@@ -324,10 +327,13 @@ class SuggestStage:
             clips = load_clips(ctx.store, aid, tracking.clip_count, revision)
         except NotAllPosed:
             return   # a switch under way, or a clip posed again
-        started = time.perf_counter()
-        how = self.biomech.compute(ctx.store, aid, [f for clip in clips for f in clip], float(tracking.fps))
-        log.info("biomechanics ahead", extra=log_fields(clip_index=msg.clip_index, done=how,
-                                                        seconds=round(time.perf_counter() - started, 3)))
+        def done(how: str, seconds: float) -> None:   # in the computing thread, a while later
+            log.info("biomechanics ahead", extra=log_fields(analysis_id=aid, revision=revision, done=how,
+                                                            seconds=round(seconds, 3)))
+
+        how = self.biomech.start(ctx.store, aid, [f for clip in clips for f in clip], float(tracking.fps), done)
+        if how != "started":
+            log.info("biomechanics ahead", extra=log_fields(clip_index=msg.clip_index, done=how))
 
     def _prerender_clip(self, msg: ClipPoses, ctx: Context) -> None:
         aid, revision = msg.analysis_id, msg.revision
@@ -438,16 +444,17 @@ def main() -> None:
     from shared.settings import Settings
 
     s = Settings.from_env()
-    stage = SuggestStage(ObjectStore(s))
-    # provisional verdicts get their own loop (and group): segments are drawn while clips are posed,
-    # and a pre-render never delays a final verdict's result
-    prerender = (WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
-                            group=f"coach-{SERVICE}-prerender", fail=_never_fail, dead_letter=False),
-                 WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.prerender_clip,
-                            group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail, dead_letter=False))
-    # COACH_SUGGEST_PRERENDER=false: no pre-render loops; the final verdict draws every segment
+    stage = SuggestStage(ObjectStore(s), prerender=s.suggest_prerender)
+    # provisional verdicts and posed clips get their own loops (and groups): segments are drawn while
+    # clips are posed, the biomechanics once the last one is, and neither delays a final verdict's result
+    partials = WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
+                          group=f"coach-{SERVICE}-prerender", fail=_never_fail, dead_letter=False)
+    clips = WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.prerender_clip,
+                       group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail, dead_letter=False)
+    # COACH_SUGGEST_PRERENDER=false: no segment is drawn ahead (the final verdict draws them all); the
+    # biomechanics are still computed ahead (no extra CPU: the same work, earlier)
     run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s,
-                also=prerender if s.suggest_prerender else ())
+                also=(partials, clips) if s.suggest_prerender else (clips,))
 
 
 def _never_fail(msg: PartialVerdict | ClipPoses, ctx: Context, reason: str) -> None:
