@@ -445,6 +445,8 @@ def main() -> None:
 
     s = Settings.from_env()
     stage = SuggestStage(ObjectStore(s), prerender=s.suggest_prerender)
+    from services.suggest.biomech_report import warm_up
+    threading.Thread(target=warm_up, name="matplotlib-warm-up", daemon=True).start()
     # provisional verdicts and posed clips get their own loops (and groups): segments are drawn while
     # clips are posed, the biomechanics once the last one is, and neither delays a final verdict's result
     partials = WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
