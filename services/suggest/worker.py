@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from services.suggest import annotate
-from services.suggest.biomech_report import Ahead, attach_biomechanics
+from services.suggest.biomech_report import Ahead, attach_biomechanics, warm_up
 from shared import result_pages
 from shared.documents import (AnalysisRequest, ClipPosesDocument, MalformedDocument, PartialVerdictDocument,
                               PoseFrame, StageStatus, TrackingDocument, VerdictDocument)
@@ -327,6 +327,7 @@ class SuggestStage:
             clips = load_clips(ctx.store, aid, tracking.clip_count, revision)
         except NotAllPosed:
             return   # a switch under way, or a clip posed again
+
         def done(how: str, seconds: float) -> None:   # in the computing thread, a while later
             log.info("biomechanics ahead", extra=log_fields(analysis_id=aid, revision=revision, done=how,
                                                             seconds=round(seconds, 3)))
@@ -445,7 +446,6 @@ def main() -> None:
 
     s = Settings.from_env()
     stage = SuggestStage(ObjectStore(s), prerender=s.suggest_prerender)
-    from services.suggest.biomech_report import warm_up
     threading.Thread(target=warm_up, name="matplotlib-warm-up", daemon=True).start()
     # provisional verdicts and posed clips get their own loops (and groups): segments are drawn while
     # clips are posed, the biomechanics once the last one is, and neither delays a final verdict's result
