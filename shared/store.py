@@ -178,6 +178,19 @@ class keys:
             raise ValueError(f"bad file name {name!r}")
         return f"{cls._check(aid)}/biomech/{name}"
 
+    @classmethod
+    def biomech_ahead(cls, aid: str, fingerprint: str, name: str) -> str:
+        """Biomechanics computed when the last clip was posed, before the final verdict (suggest):
+        named by the fingerprint of the poses they were computed from; the final verdict copies
+        them beside the result when its poses have the same fingerprint."""
+        if not re.fullmatch(r"[0-9a-f]{16,64}", fingerprint) or not cls._FILE_RE.match(name or ""):
+            raise ValueError(f"bad biomechanics {fingerprint!r} {name!r}")
+        return f"{cls._check(aid)}/biomech-ahead/{fingerprint}/{name}"
+
+    @classmethod
+    def biomech_ahead_prefix(cls, aid: str) -> str:
+        return f"{cls._check(aid)}/biomech-ahead/"
+
     # -- multi-camera sessions: sessions/<sid>/... ------------------------------------------
     @staticmethod
     def _session(sid: str) -> str:
@@ -386,6 +399,10 @@ class ObjectStore:
     def analysis_ids(self) -> list[str]:
         """Ids of the stored analyses, oldest first (ids are time-ordered)."""
         return [keys.analysis_id_of(p) for p in self.iter_prefixes(keys.analyses_prefix())]
+
+    def delete(self, key: str) -> None:
+        """Remove one object; removing a missing key is not an error (S3 semantics)."""
+        self._retry(lambda: self.client.remove_object(self.bucket, key))
 
     def delete_prefix(self, prefix: str) -> int:
         names = self.list(prefix)

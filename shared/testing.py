@@ -80,6 +80,10 @@ class MemoryStore:
                     seen.add(sub)
                     yield sub
 
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.content_types.pop(key, None)
+
     def delete_prefix(self, prefix: str) -> int:
         names = self.list(prefix)
         for n in names:

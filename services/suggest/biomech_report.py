@@ -9,21 +9,36 @@ friendly CSV (one row per frame), and stores plots and CSV beside the result:
     analyses/<id>/biomech/frames.csv   one row per frame (columns: docs/biomechanics.md)
 
 Used by the suggest worker (attach_biomechanics) and by `coach biomech` on a result.json.
+
+Computed ahead (issue 17): they need the poses only, so suggest computes them when the last clip
+is posed (`Ahead.compute`) and stores them under the fingerprint of exactly those inputs
+
+    analyses/<id>/biomech-ahead/<fingerprint>/{angles.png, com.png, frames.csv, section.json}
+
+(section.json written last: stored means complete). At the final verdict attach_biomechanics
+reuses them when the fingerprint of its own poses matches, and computes them as before when it
+does not (an athlete switch, poses again, anything missing or unreadable).
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import logging
 import math
+import threading
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from services.suggest import biomech as bm
-from shared.documents import AnalysisRequest, PoseFrame
+from shared.documents import AnalysisRequest, MalformedDocument, PoseFrame
 from shared.result import (AngleSummary, AnalysisResult, Artifact, Biomechanics, BiomechScale, BiomechSeries,
                            JumpResult)
 from shared.skeleton import LANDMARK_NAMES, NUM_LANDMARKS
@@ -37,6 +52,8 @@ ARTIFACTS = {   # artifact name -> (file name under analyses/<id>/biomech/, cont
     "biomech_com_plot": ("com.png", "image/png"),
     "biomech_csv": ("frames.csv", "text/csv"),
 }
+BIOMECH_VERSION = 1   # bump when what build() makes changes: biomechanics computed ahead by older code stop matching
+AHEAD_SECTION = "section.json"
 
 
 # ---------------------------------------------------------------- inputs
@@ -178,6 +195,13 @@ def _figure(rows: int):
     return fig, fig.subplots(rows, 1, sharex=True)
 
 
+def warm_up() -> None:
+    """Import matplotlib and draw a tiny PNG (fonts, Agg): ~0.6 CPU-s once per process, spent at the
+    service's start instead of in its first analysis's biomechanics."""
+    fig, _ = _figure(1)
+    _png(fig)
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
@@ -253,18 +277,148 @@ def build(frames: list[dict | PoseFrame], fps: float, athlete_height_m: float | 
     return bio, section(bio, athlete_height_m), angles_3d_rows(bio), files
 
 
-def attach_biomechanics(store, aid: str, result: AnalysisResult, frames: list[PoseFrame], fps: float) -> None:
+def athlete_height(store, aid: str) -> float | None:
+    """The optional `athlete_height_m` of the analysis's request.json (sessions accept it)."""
+    try:
+        height = AnalysisRequest.read(store, keys.request(aid)).athlete_height_m
+    except ObjectNotFound:
+        return None
+    return float(height) if height else None
+
+
+def fingerprint(frames: list[PoseFrame], fps: float, athlete_height_m: float | None) -> str:
+    """sha1 of exactly what build() reads: each frame's index, t_s, keypoints and 3D keypoints, the
+    fps, the athlete's height and BIOMECH_VERSION. Equal fingerprints give equal biomechanics."""
+    h = hashlib.sha1(f"biomech|{BIOMECH_VERSION}|{float(fps)!r}|{athlete_height_m!r}|".encode())
+    for f in frames:
+        h.update(json.dumps([f.index, f.t_s, f.keypoints, f.keypoints_3d], separators=(",", ":")).encode())
+    return h.hexdigest()
+
+
+class AheadSection(BaseModel):
+    """section.json of biomechanics computed ahead: what the result takes besides the files."""
+    fingerprint: str
+    biomechanics: Biomechanics
+    angles_3d_deg: list[Optional[dict[str, Optional[float]]]]
+
+
+def store_ahead(store, aid: str, fp: str, built) -> None:
+    """Store what build() returned under the fingerprint: files first, section.json last."""
+    _, sec, rows, files = built
+    for name, (data, ctype) in files.items():
+        store.put_bytes(keys.biomech_ahead(aid, fp, name), data, ctype)
+    store.put_json(keys.biomech_ahead(aid, fp, AHEAD_SECTION),
+                   AheadSection(fingerprint=fp, biomechanics=sec, angles_3d_deg=rows))
+
+
+def load_ahead(store, aid: str, fp: str):
+    """(section, angles_3d rows, {file name: (bytes, type)}) computed ahead for these poses, or None
+    when nothing complete is stored for this fingerprint (or it was swept meanwhile)."""
+    try:
+        doc = AheadSection.model_validate(store.get_json(keys.biomech_ahead(aid, fp, AHEAD_SECTION)))
+        if doc.fingerprint != fp:
+            return None
+        files = {name: (store.get_bytes(keys.biomech_ahead(aid, fp, name)), ctype)
+                 for name, ctype in ARTIFACTS.values()}
+    except (ObjectNotFound, MalformedDocument, ValidationError, ValueError):
+        return None
+    return doc.biomechanics, doc.angles_3d_deg, files
+
+
+class Ahead:
+    """Biomechanics computed once the last clip is posed, and the final verdict's wait for them.
+
+    The store is the truth (a stored section.json means done, whoever computed it); within a
+    process the final verdict waits for a computation of the same fingerprint under way instead
+    of starting a second one. `start` computes in a thread of its own, so that the loop that
+    started it goes on (pre-rendering the last clip's segment) while the plots are drawn."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inflight: dict[str, threading.Event] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biomech-ahead")
+
+    def start(self, store, aid: str, frames: list[PoseFrame], fps: float,
+              done: Callable[[str, float], None] = lambda how, seconds: None) -> str:
+        """Compute and store them in the background unless stored or under way; `done(what, seconds)`
+        is called when finished ("computed", or "failed: ..."; errors are never raised).
+        Returns "started", "stored already" or "under way"."""
+        height = athlete_height(store, aid)
+        fp = fingerprint(frames, fps, height)
+        key = keys.biomech_ahead(aid, fp, AHEAD_SECTION)
+        if store.exists(key):
+            return "stored already"
+        with self._lock:
+            if key in self._inflight:
+                return "under way"
+            event = self._inflight[key] = threading.Event()   # registered now: the final verdict waits for it
+
+        def run() -> None:
+            t = time.perf_counter()
+            try:
+                store_ahead(store, aid, fp, build(frames, fps, height))
+                how = "computed"
+            except Exception as exc:  # noqa: BLE001 — the final verdict computes them itself
+                how = f"failed: {type(exc).__name__}: {exc}"[:300]
+            finally:
+                with self._lock:
+                    self._inflight.pop(key, None)
+                event.set()
+            done(how, time.perf_counter() - t)
+
+        try:
+            self._pool.submit(run)
+        except RuntimeError:   # shutting down
+            with self._lock:
+                self._inflight.pop(key, None)
+            event.set()
+            raise
+        return "started"
+
+    def compute(self, store, aid: str, frames: list[PoseFrame], fps: float) -> str:
+        """start() and wait: "computed", "failed: ...", "stored already" or "under way"."""
+        got: list[str] = []
+        how = self.start(store, aid, frames, fps, done=lambda h, s: got.append(h))
+        if how == "started":
+            self.settle()   # the callback runs in the same task, after the event is set
+            return got[0]
+        return how
+
+    def settle(self) -> None:
+        """Wait for every computation started so far (the pool runs them one at a time, in order)."""
+        self._pool.submit(lambda: None).result()
+
+    def wait(self, aid: str, fp: str, timeout_s: float = 120.0) -> bool:
+        """Wait for a computation of this fingerprint under way here; True if one was waited for."""
+        with self._lock:
+            busy = self._inflight.get(keys.biomech_ahead(aid, fp, AHEAD_SECTION))
+        if busy is None:
+            return False
+        busy.wait(timeout=timeout_s)
+        return True
+
+
+def attach_biomechanics(store, aid: str, result: AnalysisResult, frames: list[PoseFrame], fps: float,
+                        ahead: Ahead | None = None) -> str:
     """Fill result.biomechanics, each frame's angles_3d_deg and the plot/CSV artifacts (stored now).
 
-    An optional `athlete_height_m` in the analysis's request.json (sessions accept it) sets the
-    metric scale. Failures other than the store being down are logged and leave the result
-    without biomechanics: a plot must never fail an analysis."""
+    With `ahead`, biomechanics computed ahead from the same poses (same fingerprint) are reused,
+    after waiting for a computation of them under way in this process; otherwise they are computed
+    here. An optional `athlete_height_m` in the analysis's request.json (sessions accept it) sets
+    the metric scale. Failures other than the store being down are logged and leave the result
+    without biomechanics: a plot must never fail an analysis. Returns "reused", "computed" or "failed"."""
     try:
-        try:
-            height = AnalysisRequest.read(store, keys.request(aid)).athlete_height_m
-        except ObjectNotFound:
-            height = None
-        bio, sec, rows, files = build(frames, fps, float(height) if height else None)
+        height = athlete_height(store, aid)
+        got = None
+        if ahead is not None:
+            fp = fingerprint(frames, fps, height)
+            ahead.wait(aid, fp)
+            got = load_ahead(store, aid, fp)
+        how = "reused" if got is not None else "computed"
+        if got is None:
+            _, sec, rows, files = build(frames, fps, height)
+        else:
+            sec, rows, files = got
         athlete = result.athletes[0]
         for fr, row in zip(athlete.frames, rows):
             fr.angles_3d_deg = row
@@ -273,10 +427,12 @@ def attach_biomechanics(store, aid: str, result: AnalysisResult, frames: list[Po
             key = keys.biomech(aid, name)
             store.put_bytes(key, files[name][0], ctype)
             result.artifacts[art] = Artifact(key=key, content_type=ctype)
+        return how
     except StoreUnavailable:
         raise
     except Exception:   # noqa: BLE001 - see docstring
         log.exception("biomechanics failed; result stored without it", extra={"analysis_id": aid})
+        return "failed"
 
 
 def write_local(result_doc: dict, out_dir: Path, athlete_height_m: float | None = None) -> dict:

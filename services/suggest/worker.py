@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from services.suggest import annotate
+from services.suggest.biomech_report import Ahead, attach_biomechanics, warm_up
 from shared import result_pages
 from shared.documents import (AnalysisRequest, ClipPosesDocument, MalformedDocument, PartialVerdictDocument,
                               PoseFrame, StageStatus, TrackingDocument, VerdictDocument)
@@ -132,11 +133,13 @@ def _other_people(tracking: TrackingDocument, fps: float) -> list[dict]:
 
 
 class SuggestStage:
-    def __init__(self, store: ObjectStore):
+    def __init__(self, store: ObjectStore, prerender: bool = True):
         from services.suggest.catalog import ExemplarCatalog
 
         self.catalog = ExemplarCatalog(store)
         self.renderer = SegmentRenderer()
+        self.biomech = Ahead()   # biomechanics computed when the last clip is posed (biomech_report.py)
+        self.prerender_segments = prerender   # COACH_SUGGEST_PRERENDER: the video's segments too
         self._final_started: set[tuple[str, int]] = set()   # (analysis, revision): the pre-render stops
 
     def handle(self, msg: AnalysisVerdict, ctx: Context) -> None:
@@ -200,13 +203,12 @@ class SuggestStage:
             revision=revision,
         )
         # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
-        # They need the poses only: computed beside the video (pose and tracker are done, the cores are free)
-        from services.suggest.biomech_report import attach_biomechanics
-
-        def biomechanics() -> float:
+        # They need the poses only: computed when the last clip was posed (prerender_clip) and reused
+        # here when these poses have their fingerprint; else computed beside the video, as before
+        def biomechanics() -> tuple[float, str]:
             t = time.perf_counter()
-            attach_biomechanics(ctx.store, aid, result, frames, fps)
-            return time.perf_counter() - t
+            how = attach_biomechanics(ctx.store, aid, result, frames, fps, ahead=self.biomech)
+            return time.perf_counter() - t, how
 
         side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="biomech")
         bio = side.submit(biomechanics)
@@ -223,12 +225,12 @@ class SuggestStage:
             result.timings_s = self._timings(ctx.store, aid, tracking, started)
         finally:
             side.shutdown(wait=True)
-        bio_s = bio.result()   # re-raises a store outage (attach_biomechanics logs and swallows the rest)
+        bio_s, bio_how = bio.result()   # re-raises a store outage (attach_biomechanics logs and swallows the rest)
         ctx.status(aid, "running", 0.9)
         t_pages = time.perf_counter()
         store_pages(ctx.store, aid, result)   # before result.json: a stored result always has its pages
         ctx.store.put_json(keys.result(aid), result)
-        log.info("result stored", extra=log_fields(biomechanics_s=round(bio_s, 3),
+        log.info("result stored", extra=log_fields(biomechanics_s=round(bio_s, 3), biomechanics=bio_how,
                                                    pages_and_result_s=round(time.perf_counter() - t_pages, 3)))
         ctx.status(aid, "done", 1.0, seconds=round(time.perf_counter() - started, 3), revision=revision,
                    result_revision=revision)
@@ -236,6 +238,10 @@ class SuggestStage:
         ANALYSES_COMPLETED.labels(SERVICE, "done").inc()
         _observe_end_to_end(ctx.store, aid, msg.sport)
         self._final_started.discard((aid, revision))   # from now on the stored result says so
+        swept = sweep(ctx.store, aid, revision, {keys.render_segment(aid, g.first_frame, g.content_hash)
+                                                 for g in segments})
+        if swept:
+            log.info("superseded objects deleted", extra=log_fields(deleted=swept))
 
     def prerender(self, msg: PartialVerdict, ctx: Context) -> None:
         """A provisional verdict came (`partial-verdicts`, this loop's own consumer group): draw and
@@ -247,10 +253,18 @@ class SuggestStage:
             log.warning("pre-render skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
 
     def prerender_clip(self, msg: ClipPoses, ctx: Context) -> None:
-        """A clip was posed (`poses`, own consumer group) after the latest provisional verdict's prefix,
-        and that verdict found no exercise so far: draw the clip all grey (not judged) now, as the
-        final verdict will if the exercise never shows. If it does show, the final verdict's colours
-        give other keys and the clip is drawn again then. Never fails the analysis either."""
+        """A clip was posed (`poses`, own consumer group). When it completes the sequence, compute
+        the biomechanics now (they need the poses only; the final verdict reuses them). When it
+        comes after the latest provisional verdict's prefix, and that verdict found no exercise so
+        far: draw the clip all grey (not judged) now, as the final verdict will if the exercise never
+        shows. If it does show, the final verdict's colours give other keys and the clip is drawn
+        again then. Never fails the analysis either."""
+        try:
+            self._biomech_ahead(msg, ctx)
+        except Exception as exc:  # noqa: BLE001 — the final verdict computes them itself
+            log.warning("biomechanics ahead skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
+        if not self.prerender_segments:
+            return
         try:
             self._prerender_clip(msg, ctx)
         except Exception as exc:  # noqa: BLE001
@@ -297,6 +311,31 @@ class SuggestStage:
         self._prerender(ctx, aid, revision, clips, {f.index: fl for f, fl in zip(frames, doc.frame_flags)}, geometry,
                         sequence=doc.sequence)
 
+    def _biomech_ahead(self, msg: ClipPoses, ctx: Context) -> None:
+        """All clips of this revision are posed (tracking.json, written before the tracker's last clip
+        goes out, gives their count, as for the judge): compute and store the biomechanics now."""
+        aid, revision = msg.analysis_id, msg.revision
+        if self._final_or_done(ctx.store, aid, revision):
+            return   # the final verdict computes them itself
+        try:
+            tracking = TrackingDocument.read(ctx.store, keys.tracking(aid))
+        except ObjectNotFound:
+            return   # the tracker is still reading: the last clip comes after tracking.json
+        if tracking.revision != revision or len(ctx.store.list(keys.poses_prefix(aid))) < tracking.clip_count:
+            return
+        try:
+            clips = load_clips(ctx.store, aid, tracking.clip_count, revision)
+        except NotAllPosed:
+            return   # a switch under way, or a clip posed again
+
+        def done(how: str, seconds: float) -> None:   # in the computing thread, a while later
+            log.info("biomechanics ahead", extra=log_fields(analysis_id=aid, revision=revision, done=how,
+                                                            seconds=round(seconds, 3)))
+
+        how = self.biomech.start(ctx.store, aid, [f for clip in clips for f in clip], float(tracking.fps), done)
+        if how != "started":
+            log.info("biomechanics ahead", extra=log_fields(clip_index=msg.clip_index, done=how))
+
     def _prerender_clip(self, msg: ClipPoses, ctx: Context) -> None:
         aid, revision = msg.analysis_id, msg.revision
         if self._final_or_done(ctx.store, aid, revision):
@@ -328,6 +367,33 @@ class SuggestStage:
         judge = StageStatus.read(store, keys.status(aid, "judge"))
         return {"tracker": tracking.seconds, "pose": round(pose_s, 3),
                 "judge": judge.seconds or 0.0, "suggest": round(time.perf_counter() - started, 3)}
+
+
+def sweep(store: ObjectStore, aid: str, revision: int, keep: set[str]) -> int:
+    """After the result of `revision` is stored: delete this analysis's render segments that it does
+    not use (`keep`: its own segments' keys) and its biomechanics computed ahead (copied beside the
+    result by now). Returns how many objects were deleted.
+
+    Order matters: list first, then check that tracking.json still has `revision`. Segments and
+    biomechanics of a later revision can only be made after tracking.json says so (their poses and
+    geometry come from it), so none of them is in a listing taken before that check: a pre-render of
+    a later revision under way never loses its objects. Then the later revision's final verdict
+    sweeps. A redelivery sweeps again and finds nothing more. Never fails the analysis."""
+    try:
+        listed = store.list(keys.render_prefix(aid)) + store.list(keys.biomech_ahead_prefix(aid))
+        try:
+            current = TrackingDocument.read(store, keys.tracking(aid)).revision
+        except ObjectNotFound:
+            return 0
+        if current != revision:
+            return 0   # the athlete was switched since: the later revision's final verdict sweeps
+        gone = [k for k in listed if k not in keep]
+        for k in gone:
+            store.delete(k)
+        return len(gone)
+    except Exception as exc:  # noqa: BLE001 — the result is stored; what is left is only space
+        log.warning("sweep skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
+        return 0
 
 
 def store_pages(store: ObjectStore, aid: str, result: AnalysisResult) -> None:
@@ -379,16 +445,18 @@ def main() -> None:
     from shared.settings import Settings
 
     s = Settings.from_env()
-    stage = SuggestStage(ObjectStore(s))
-    # provisional verdicts get their own loop (and group): segments are drawn while clips are posed,
-    # and a pre-render never delays a final verdict's result
-    prerender = (WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
-                            group=f"coach-{SERVICE}-prerender", fail=_never_fail, dead_letter=False),
-                 WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.prerender_clip,
-                            group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail, dead_letter=False))
-    # COACH_SUGGEST_PRERENDER=false: no pre-render loops; the final verdict draws every segment
+    stage = SuggestStage(ObjectStore(s), prerender=s.suggest_prerender)
+    threading.Thread(target=warm_up, name="matplotlib-warm-up", daemon=True).start()
+    # provisional verdicts and posed clips get their own loops (and groups): segments are drawn while
+    # clips are posed, the biomechanics once the last one is, and neither delays a final verdict's result
+    partials = WorkerSpec(SERVICE, s.topics.partial_verdicts, PartialVerdict, stage.prerender,
+                          group=f"coach-{SERVICE}-prerender", fail=_never_fail, dead_letter=False)
+    clips = WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.prerender_clip,
+                       group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail, dead_letter=False)
+    # COACH_SUGGEST_PRERENDER=false: no segment is drawn ahead (the final verdict draws them all); the
+    # biomechanics are still computed ahead (no extra CPU: the same work, earlier)
     run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s,
-                also=prerender if s.suggest_prerender else ())
+                also=(partials, clips) if s.suggest_prerender else (clips,))
 
 
 def _never_fail(msg: PartialVerdict | ClipPoses, ctx: Context, reason: str) -> None:

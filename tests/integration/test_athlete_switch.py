@@ -83,4 +83,18 @@ def test_another_person_becomes_the_athlete(coach_stack, gateway, walkers, read_
     [new_v] = read_topic(settings, settings.topics.verdicts, AnalysisVerdict, 1,
                          want=lambda m: m.analysis_id == aid and m.revision == 1)
     assert old_v.track_id == first["track_id"] and new_v.track_id == new["track_id"]
+
+    # storage: the first athlete's video segments and the biomechanics computed ahead are swept once
+    # the new result is stored (just after "done"): what is left under render/ is the new video's clips
+    from shared.documents import TrackingDocument
+    from shared.store import ObjectStore, keys
+
+    store = ObjectStore(settings)
+    clips = TrackingDocument.read(store, keys.tracking(aid)).clip_count
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (len(store.list(keys.render_prefix(aid))) != clips
+                                           or store.list(keys.biomech_ahead_prefix(aid))):
+        time.sleep(0.5)
+    assert len(store.list(keys.render_prefix(aid))) == clips, store.list(keys.render_prefix(aid))
+    assert store.list(keys.biomech_ahead_prefix(aid)) == []
     print(f"switch took {took:.1f} s")
