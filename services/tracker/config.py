@@ -47,11 +47,13 @@ class TrackerConfig:
     verify_interval: int = 10         # also verify every N frames (slow drift, KCF's fixed scale); 0 = on low confidence only
     # The periodic verification is skipped while the local tracker and the verifier agree: confidence
     # >= verify_skip_above on a box that is on foreground (static camera: a box left on the background
-    # is not confident, however it scores); at most verify_skip_max periodic verifications in a row
+    # is not confident, however it scores), with nobody else followed within verify_skip_clear box
+    # heights (centre to centre); at most verify_skip_max periodic verifications in a row
     # (KCF's fixed scale still gets a detection every (verify_skip_max + 1) x verify_interval frames).
     # 0 = never skipped. docs/tracker.md, "Third pass".
     verify_skip_max: int = 1
     verify_skip_above: float = 0.75
+    verify_skip_clear: float = 1.5
     doubt_interval: int = 3           # confidence in [accept_score, verify_below): verify at most every N frames
     verify_context: float = 2.0       # local verification window = this x the box's long side
     redetect_interval: int = 5        # while lost, whole-image re-detection every N frames...

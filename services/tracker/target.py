@@ -129,12 +129,17 @@ class TargetTrack:
             self.since_fit = 0
             self.verifier.fit()
 
-    def _agree(self, bbox: np.ndarray, conf: float) -> bool:
+    def _agree(self, bbox: np.ndarray, conf: float, others: list[PersonBox] = ()) -> bool:
         """The periodic verification may be skipped (TrackerConfig.verify_skip_max): the local
-        tracker's box is confident (verifier x motion) and on something that moves (static camera:
-        the foreground model confirms; no opinion, or a moving camera, never skips)."""
+        tracker's box is confident (verifier x motion), nobody else followed is within
+        `verify_skip_clear` box heights (a crossing person is where a box slides off the athlete),
+        and it is on something that moves (static camera: the foreground model confirms; no
+        opinion, or a moving camera, never skips)."""
         cfg = self.cfg
         if self.skipped >= cfg.verify_skip_max or conf < cfg.verify_skip_above or self.fg is None:
+            return False
+        c = centre(bbox)
+        if any(float(np.linalg.norm(centre(o.bbox_px) - c)) < cfg.verify_skip_clear * self.h for o in others):
             return False
         fs = self.fg.share(bbox)
         return fs is not None and fs >= cfg.fg_min
@@ -304,7 +309,7 @@ class TargetTrack:
                       conf, on_other, on_bg)
         self.since_verify += 1
         due = bool(cfg.verify_interval) and self.since_verify >= cfg.verify_interval * (1 + self.skipped)
-        if due and box is not None and not on_other and not on_bg and self._agree(box, conf):
+        if due and box is not None and not on_other and not on_bg and self._agree(box, conf, others):
             self.skipped += 1                      # KCF and the verifier agree: no detector pass this time
             due = False
         if box is not None and not on_other and not on_bg and not due:

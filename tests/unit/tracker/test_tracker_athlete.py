@@ -12,7 +12,7 @@ from services.tracker.background import ForegroundModel
 from services.tracker.config import TrackerConfig
 from services.tracker.detector import PersonDetector
 from services.tracker.geometry import centre, iou_xywh
-from services.tracker.results import NoPersonFound
+from services.tracker.results import NoPersonFound, PersonBox
 from services.tracker.verifier import Verifier
 from shared.video import read_frames
 
@@ -233,9 +233,9 @@ def test_a_later_full_sweep_runs_only_what_moves_once_the_athlete_walked_out_of_
 
 
 def test_periodic_verification_is_skipped_only_while_tracker_verifier_and_foreground_agree(frames, detector):
-    """A confident box on something that moves skips the periodic detector pass, at most
-    verify_skip_max times in a row; a box on the background, a doubtful one, or no foreground
-    opinion (a moving camera) never skips."""
+    """A confident box on something that moves, with nobody else close, skips the periodic
+    detector pass, at most verify_skip_max times in a row; a box on the background, a doubtful
+    one, one someone is about to cross, or no foreground opinion (a moving camera) never skips."""
     tracker = AthleteTracker(target_bbox_px=WOMAN, detector=detector)
     run(tracker, frames[:30])
     tr = tracker._track
@@ -247,6 +247,10 @@ def test_periodic_verification_is_skipped_only_while_tracker_verifier_and_foregr
     wall = np.array([20, 20, 40, 90], np.float32)          # the building's wall, top left: nobody walks there
     assert tr.fg.share(wall) < tr.cfg.fg_min
     assert not tr._agree(wall, 0.9), "a box on the background: verified"
+    near = PersonBox(7, box + np.array([1.0 * tr.h, 0, 0, 0], np.float32), 0.9)
+    far = PersonBox(8, box + np.array([3.0 * tr.h, 0, 0, 0], np.float32), 0.9)
+    assert tr._agree(box, 0.9, [far])
+    assert not tr._agree(box, 0.9, [far, near]), "someone about to cross her: verified"
     tr.skipped = tr.cfg.verify_skip_max
     assert not tr._agree(box, 0.9), "skipped verify_skip_max times already: verified"
     tr.skipped = 0
