@@ -236,7 +236,7 @@ def test_periodic_verification_is_skipped_only_while_tracker_verifier_and_foregr
     """A confident box on something that moves, with nobody else close, skips the periodic
     detector pass, at most verify_skip_max times in a row; a box on the background, a doubtful
     one, one someone is about to cross, or no foreground opinion (a moving camera) never skips."""
-    tracker = AthleteTracker(target_bbox_px=WOMAN, detector=detector)
+    tracker = AthleteTracker(TrackerConfig(verify_skip_max=1), target_bbox_px=WOMAN, detector=detector)
     run(tracker, frames[:30])
     tr = tracker._track
     box = tr.box.copy()
@@ -255,8 +255,8 @@ def test_periodic_verification_is_skipped_only_while_tracker_verifier_and_foregr
     assert not tr._agree(box, 0.9), "skipped verify_skip_max times already: verified"
     tr.skipped = 0
     tr.cfg = TrackerConfig(verify_skip_max=0)
-    assert not tr._agree(box, 0.9), "verify_skip_max=0: never skipped"
-    tr.cfg = TrackerConfig()
+    assert not tr._agree(box, 0.9), "verify_skip_max=0 (the default): never skipped"
+    tr.cfg = TrackerConfig(verify_skip_max=1)
     tr.fg = None
     assert not tr._agree(box, 0.9), "no foreground model: verified"
 
