@@ -70,8 +70,8 @@ class TrackerConfig:
     # The first re-detection of a loss, static camera: tiles on moving regions anywhere (+ those within
     # reach when the athlete's last box is not foreground) instead of every tile (docs/tracker.md).
     redetect_first_motion: bool = True
-    # The later full sweeps of a loss, static camera, once the athlete's predicted centre is out of the
-    # frame: tiles on moving regions only (the athlete can only come back walking in; a still person
+    # The later full sweeps of a loss, static camera, once the athlete walked out of the frame (last box
+    # on its edge, predicted centre outside it): tiles on moving regions only (the athlete can only come back walking in; a still person
     # elsewhere is another person, already followed or found by the next sweep inside the frame).
     redetect_out_motion: bool = True
     local_search_frames: int = 15     # while lost, also one local detector pass per frame around the prediction, for this long

@@ -216,7 +216,11 @@ class TargetTrack:
         within reach when the athlete's last box is not foreground (standing still, or gone from
         it); a still person elsewhere is found by the later full sweeps, or is already followed.
         Most losses on vtest.avi end before a second re-detection, so this one sweep was most of
-        the tracker's detector time (35 passes; docs/tracker.md, "Per-part costs")."""
+        the tracker's detector time (35 passes; docs/tracker.md, "Per-part costs").
+
+        The later full sweeps, once the athlete walked out of the frame (`redetect_out_motion`,
+        `_left_frame`): every tile on a moving region anywhere, as the first one (they can only
+        come back walking in)."""
         cfg = self.cfg
         r = self._redetects
         self._redetects += 1
