@@ -45,6 +45,16 @@ class TrackerConfig:
     reach_slack: float = 1.0
     verify_scale: float = 1.4         # a confirming detection's height is within this factor of the box's
     verify_interval: int = 10         # also verify every N frames (slow drift, KCF's fixed scale); 0 = on low confidence only
+    # The periodic verification is skipped while the local tracker and the verifier agree: confidence
+    # >= verify_skip_above on a box that is on foreground (static camera: a box left on the background
+    # is not confident, however it scores), with nobody else followed within verify_skip_clear box
+    # heights (centre to centre); at most verify_skip_max periodic verifications in a row
+    # (KCF's fixed scale still gets a detection every (verify_skip_max + 1) x verify_interval frames).
+    # 0 = never skipped (default): 1 saves a third of vtest.avi's detector passes but cost the test
+    # part's occlusion case 0.14 F (docs/tracker.md, "Third pass").
+    verify_skip_max: int = 0
+    verify_skip_above: float = 0.75
+    verify_skip_clear: float = 1.5
     doubt_interval: int = 3           # confidence in [accept_score, verify_below): verify at most every N frames
     verify_context: float = 2.0       # local verification window = this x the box's long side
     redetect_interval: int = 5        # while lost, whole-image re-detection every N frames...
@@ -60,6 +70,10 @@ class TrackerConfig:
     # The first re-detection of a loss, static camera: tiles on moving regions anywhere (+ those within
     # reach when the athlete's last box is not foreground) instead of every tile (docs/tracker.md).
     redetect_first_motion: bool = True
+    # The later full sweeps of a loss, static camera, once the athlete walked out of the frame (last box
+    # on its edge, predicted centre outside it): tiles on moving regions only (the athlete can only come back walking in; a still person
+    # elsewhere is another person, already followed or found by the next sweep inside the frame).
+    redetect_out_motion: bool = True
     local_search_frames: int = 15     # while lost, also one local detector pass per frame around the prediction, for this long
     learn_interval: int = 2           # add a positive (+ negatives around it) to the verifier every N confident frames
     refit_interval: int = 5           # retrain the verifier at most every N frames

@@ -48,6 +48,7 @@ class TargetTrack:
         self.last_seen = 0                          # t of the last frame with a box
         self.lost_since: int | None = None          # t when the athlete was lost; None while seen
         self.since_verify = 0
+        self.skipped = 0                            # periodic verifications skipped since the last one that ran
         self.since_fit = 0
         self.confident = 0                          # confident frames since the last positive sample
         self.still = 0                              # frames in a row the local tracker's box was on the background
@@ -128,6 +129,21 @@ class TargetTrack:
             self.since_fit = 0
             self.verifier.fit()
 
+    def _agree(self, bbox: np.ndarray, conf: float, others: list[PersonBox] = ()) -> bool:
+        """The periodic verification may be skipped (TrackerConfig.verify_skip_max): the local
+        tracker's box is confident (verifier x motion), nobody else followed is within
+        `verify_skip_clear` box heights (a crossing person is where a box slides off the athlete),
+        and it is on something that moves (static camera: the foreground model confirms; no
+        opinion, or a moving camera, never skips)."""
+        cfg = self.cfg
+        if self.skipped >= cfg.verify_skip_max or conf < cfg.verify_skip_above or self.fg is None:
+            return False
+        c = centre(bbox)
+        if any(float(np.linalg.norm(centre(o.bbox_px) - c)) < cfg.verify_skip_clear * self.h for o in others):
+            return False
+        fs = self.fg.share(bbox)
+        return fs is not None and fs >= cfg.fg_min
+
     def _background(self, bbox: np.ndarray | None) -> bool:
         """The box is (nearly) all background, for a static camera (ForegroundModel)."""
         if self.fg is None or bbox is None:
@@ -200,12 +216,18 @@ class TargetTrack:
         within reach when the athlete's last box is not foreground (standing still, or gone from
         it); a still person elsewhere is found by the later full sweeps, or is already followed.
         Most losses on vtest.avi end before a second re-detection, so this one sweep was most of
-        the tracker's detector time (35 passes; docs/tracker.md, "Per-part costs")."""
+        the tracker's detector time (35 passes; docs/tracker.md, "Per-part costs").
+
+        The later full sweeps, once the athlete walked out of the frame (`redetect_out_motion`,
+        `_left_frame`): every tile on a moving region anywhere, as the first one (they can only
+        come back walking in)."""
         cfg = self.cfg
         r = self._redetects
         self._redetects += 1
         full = r % cfg.redetect_full_every == 0 if cfg.redetect_full_every else True
-        if full and not (r == 0 and cfg.redetect_first_motion and cfg.redetect_motion):
+        first = r == 0 and cfg.redetect_first_motion
+        out = r > 0 and cfg.redetect_out_motion and self._left_frame(wid, hgt)
+        if full and not (cfg.redetect_motion and (first or out)):
             return tiles
         c = centre(self.box)
         reach = self._reach()
@@ -215,14 +237,24 @@ class TargetTrack:
         blobs = self.fg.blobs(cfg.redetect_blob_area * float(self.size[0] * self.size[1]))
         if blobs is None:                     # no opinion (warm-up, light change, a moving camera)
             return tiles if full else near
-        if full:                              # the first re-detection of a loss
-            share = self.fg.share(self.box)
+        if full:                              # the first re-detection of a loss, or the athlete left the frame
             keep = self._motion_tiles(tiles, blobs, wid, hgt, None)
-            if share is None or share < cfg.fg_min:
-                keep.update(near)
+            if first:
+                share = self.fg.share(self.box)
+                if share is None or share < cfg.fg_min:
+                    keep.update(near)
             return [t for t in tiles if t in keep]
         keep = self._motion_tiles(near, blobs, wid, hgt, reach if cfg.redetect_reach else None)
         return [t for t in near if t in keep]
+
+    def _left_frame(self, wid: int, hgt: int) -> bool:
+        """The athlete walked out of the frame: last seen on its edge (the box is clipped to the
+        frame), and the prediction is outside it."""
+        x, y, w, h = (float(v) for v in self.box)
+        m = 2.0
+        on_edge = x <= m or y <= m or x + w >= wid - m or y + h >= hgt - m
+        cx, cy = (float(v) for v in self.kf.centre)
+        return on_edge and not (0.0 <= cx <= wid and 0.0 <= cy <= hgt)
 
     def _motion_tiles(self, tiles: list[Tile], blobs: list[np.ndarray], wid: int, hgt: int,
                       reach: float | None) -> set[Tile]:
@@ -280,8 +312,11 @@ class TargetTrack:
             log.debug("t=%d box=%s score=%.2f conf=%.2f on_other=%s on_bg=%s", self.t, np.round(box).tolist(), score,
                       conf, on_other, on_bg)
         self.since_verify += 1
-        if box is not None and not on_other and not on_bg and \
-                not (cfg.verify_interval and self.since_verify >= cfg.verify_interval):
+        due = bool(cfg.verify_interval) and self.since_verify >= cfg.verify_interval * (1 + self.skipped)
+        if due and box is not None and not on_other and not on_bg and self._agree(box, conf, others):
+            self.skipped += 1                      # KCF and the verifier agree: no detector pass this time
+            due = False
+        if box is not None and not on_other and not on_bg and not due:
             # Confident, or doubtful but verified recently: keep tracking (verification costs a detector pass).
             if conf >= cfg.verify_below or (conf >= cfg.accept_score and self.since_verify < cfg.doubt_interval):
                 self._accept(frame, box, conf, 0.12, others)
@@ -290,7 +325,7 @@ class TargetTrack:
         # Verification: one detector pass on a window around the prediction (and around the
         # tracker's box, if that is elsewhere); a detection the verifier accepts, near the
         # prediction and of the athlete's size, confirms the track and re-centres the tracker.
-        self.since_verify = 0
+        self.since_verify, self.skipped = 0, 0
         pred = box_at(self.kf.centre, self.box[2], self.box[3])
         dets = self.det.detect_in_region(frame, pred, cfg.verify_context)
         if box is not None and iou_xywh(box, pred) < 0.3:
@@ -382,7 +417,7 @@ class TargetTrack:
         self._restart(frame, b)
         if gap > 10 or not self._prediction_inside(frame):   # old velocity says nothing after a long gap
             self.kf.reset(centre(b), 0.05 * self.h, 0.1 * self.h)
-        self.since_verify, self.still = 0, 0
+        self.since_verify, self.skipped, self.still = 0, 0, 0
         self.rest, self.rest_t = centre(b), self.t
         self._accept(frame, b, s, 0.05, others, detected=resize)
         return FrameTrack(index, b.copy(), s, "redetected")

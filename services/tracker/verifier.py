@@ -37,6 +37,7 @@ class Verifier:
     NEG_SHIFTS = ((1.0, 0.0, 1.0), (-1.0, 0.0, 1.0), (1.6, 0.0, 1.0), (-1.6, 0.0, 1.0), (0.0, 0.6, 1.0),
                   (0.0, -0.6, 1.0), (0.9, 0.4, 1.0), (-0.9, -0.4, 1.0), (0.9, -0.4, 1.0), (-0.9, 0.4, 1.0),
                   (0.0, 0.0, 0.4), (0.0, 0.0, 2.2))
+    _ROWS, _COLS = np.arange(64), np.arange(32)     # a window's pixels, for the search's gather
     COLOUR_WEIGHT = 2.0   # colour vs HOG (shift-tolerant identity vs silhouette): 1 -> 2 lifted shifted boxes 0.46 -> 0.52
 
     def __init__(self, max_pos: int = 40, max_neg: int = 240, lam: float = 1.0):
@@ -173,14 +174,18 @@ class Verifier:
                 nx, ny = (sub.shape[1] - 32) // 8 + 1, (sub.shape[0] - 64) // 8 + 1
                 d = self.HOG.compute(sub, winStride=(8, 8)).reshape(-1, 756)[:nx * ny]
                 hog_score = (d @ w_hog) / np.maximum(np.linalg.norm(d, axis=1), 1e-9)
-                for k in np.argsort(-hog_score)[:max(8, len(hog_score) // 3)]:   # colour for the promising third
-                    px, py = ox + 8 * (k % nx), oy + 8 * (k // nx)
-                    b = bins[py:py + 64, px:px + 32]
-                    col = np.sqrt(np.concatenate([np.bincount(b[:32].ravel(), minlength=N_BINS),
-                                                  np.bincount(b[32:].ravel(), minlength=N_BINS)]).astype(np.float32))
-                    sc = hog_score[k] + self.COLOUR_WEIGHT * float(col @ w_col) / max(float(np.linalg.norm(col)), 1e-9) + bias
-                    if sc > best:
-                        best, best_at = sc, (px, py)
+                # colour for the promising third, all at once: one bincount over (window, half) bins
+                ks = np.argsort(-hog_score)[:max(8, len(hog_score) // 3)]
+                px, py = ox + 8 * (ks % nx), oy + 8 * (ks // nx)
+                blk = bins[(py[:, None] + self._ROWS)[:, :, None], (px[:, None] + self._COLS)[:, None, :]]
+                blk = blk.reshape(len(ks), 2, 32 * 32) + (np.arange(2 * len(ks)) * N_BINS).reshape(len(ks), 2, 1)
+                col = np.sqrt(np.bincount(blk.ravel(), minlength=2 * len(ks) * N_BINS)
+                              .reshape(len(ks), 2 * N_BINS).astype(np.float32))
+                sc = (hog_score[ks].astype(np.float64) + self.COLOUR_WEIGHT * (col @ w_col).astype(np.float64)
+                      / np.maximum(np.linalg.norm(col, axis=1).astype(np.float64), 1e-9) + bias)
+                i = int(np.argmax(sc))            # the first of equals, as the loop it replaces
+                if sc[i] > best:
+                    best, best_at = float(sc[i]), (int(px[i]), int(py[i]))
         if best_at is None:
             return None, 0.0
         box = np.array([x0 + best_at[0] / sx, y0 + best_at[1] / sy, w, h], np.float32)

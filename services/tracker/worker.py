@@ -36,7 +36,8 @@ def _store_frame(store, key: str, frame: np.ndarray, quality: int) -> None:
     store.put_bytes(key, jpeg.tobytes(), "image/jpeg")
 
 
-def handle(msg: AnalysisRequested, ctx: Context) -> None:
+def handle(msg: AnalysisRequested, ctx: Context, detector) -> None:
+    """Track one analysis with the worker's detector (`TrackerStage`)."""
     from services.tracker.results import NoPersonFound
 
     aid, s = msg.analysis_id, ctx.settings
@@ -52,7 +53,7 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
         fps = fps if 0 < fps < 1000 else msg.video.fps
         target = tuple(msg.target_bbox_px) if msg.target_bbox_px else None
         # the refinement pass (mot) reads the video again inside finish(): its progress is the second half
-        tracker = make_tracker(s, target, fps, path,
+        tracker = make_tracker(s, target, fps, detector, path,
                                lambda k: ctx.status(aid, "running", min(0.99, 0.5 + 0.5 * k / expected)))
         uploads: dict[int, Future] = {}
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="frame-upload")
@@ -136,28 +137,30 @@ def handle(msg: AnalysisRequested, ctx: Context) -> None:
                seconds=round(time.perf_counter() - started, 3))
 
 
-_detector = None
+class TrackerStage:
+    """The tracker worker: owns its PersonDetector, built once at start-up (LiteRT import +
+    interpreter: ~0.4 s on the 2-core machine, which the first analysis used to pay before its
+    first clip) and lent to each analysis's tracker, its pass counter restarted. One analysis is
+    tracked at a time per stage (athlete switches detect nothing)."""
+
+    def __init__(self, detector=None):
+        if detector is None:
+            from services.tracker.detector import PersonDetector
+            detector = PersonDetector()
+        self.detector = detector
+
+    def handle(self, msg: AnalysisRequested, ctx: Context) -> None:
+        self.detector.passes = 0
+        handle(msg, ctx, self.detector)
 
 
-def person_detector():
-    """The worker's PersonDetector, built once (LiteRT import + interpreter: ~0.4 s on the 2-core
-    machine, which the first analysis used to pay before its first clip); its pass counter restarts
-    for each analysis. One analysis is tracked at a time per process (athlete switches detect nothing)."""
-    global _detector
-    if _detector is None:
-        from services.tracker.detector import PersonDetector
-        _detector = PersonDetector()
-    _detector.passes = 0
-    return _detector
-
-
-def make_tracker(s, target, fps: float, path: Path | None = None, progress=None):
+def make_tracker(s, target, fps: float, detector, path: Path | None = None, progress=None):
     """The tracker the settings ask for (COACH_TRACKER, COACH_ATHLETE_POLICY, COACH_MIN_TRACK_S,
-    COACH_TRACKER_REFINE). "mot" needs the whole clip before it can choose; with refinement it
+    COACH_TRACKER_REFINE), on the worker's detector. "mot" needs the whole clip before it can choose; with refinement it
     reads the video file a second time (frames are not kept in memory)."""
     if s.tracker == "legacy":
         from services.tracker.athlete import AthleteTracker
-        return AthleteTracker(target_bbox_px=target, detector=person_detector())
+        return AthleteTracker(target_bbox_px=target, detector=detector)
     if s.tracker != "mot":
         raise ValueError(f"COACH_TRACKER={s.tracker!r}: expected mot or legacy")
     from services.tracker.mot import MotAthleteTracker
@@ -173,7 +176,7 @@ def make_tracker(s, target, fps: float, path: Path | None = None, progress=None)
         finally:
             cap.release()
 
-    return MotAthleteTracker(target_bbox_px=target, detector=person_detector(), fps=fps, policy=s.athlete_policy, min_track_s=s.min_track_s,
+    return MotAthleteTracker(target_bbox_px=target, detector=detector, fps=fps, policy=s.athlete_policy, min_track_s=s.min_track_s,
                              reread=reread if path is not None else None, refine=s.tracker_refine, progress=progress)
 
 
@@ -220,9 +223,9 @@ def main() -> None:
     # two cores, and OpenCV's pool splitting small images (KCF, resizes) across both only waits on pose.
     # Frames are JPEG-encoded on the upload pool's threads, alongside the tracking loop.
     cv2.setNumThreads(1)
-    person_detector()   # loaded before the first analysis comes, not on its way to the first clip
+    stage = TrackerStage()   # the detector loaded before the first analysis comes, not on its way to the first clip
     # athlete switches get their own loop (and group): a short retarget never waits behind a long tracking
-    run_service(WorkerSpec(SERVICE, s.topics.analyses, AnalysisRequested, handle), s,
+    run_service(WorkerSpec(SERVICE, s.topics.analyses, AnalysisRequested, stage.handle), s,
                 also=(WorkerSpec(SERVICE, s.topics.athlete_selections, AthleteSelected, handle_selection,
                                  group=f"coach-{SERVICE}-selections"),))
 

@@ -1,4 +1,4 @@
-"""Speed of the tracker on a video: `python -m services.tracker.lab.bench VIDEO [--frames N] [--tracker legacy|mot|mot-alone]`.
+"""Speed of the tracker on a video: `python -m services.tracker.lab.bench VIDEO [--frames N] [--tracker legacy|mot|mot-alone] [--verify-skip N]`.
 
 Prints JSON: frames, fps_detect_first (whole-image detections per second on the first
 frame: tiles included), fps_track (frames per second through the tracker, first-frame
@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (the detector uses 1)")
     ap.add_argument("--tracker", default="legacy", choices=("legacy", "mot", "mot-alone"))
     ap.add_argument("--no-parts", action="store_true", help="no per-part CPU times (no wrappers)")
+    ap.add_argument("--verify-skip", type=int, default=TrackerConfig.verify_skip_max,
+                    help="TrackerConfig.verify_skip_max (periodic verifications skipped in a row while KCF and the verifier agree)")
     args = ap.parse_args()
     cv2.setNumThreads(args.threads)
 
@@ -121,7 +123,7 @@ def main() -> None:
         detector.detect(frames[0])
     fps_detect = reps / (time.perf_counter() - t)
 
-    cfg = TrackerConfig(local_tracker=args.local_tracker)
+    cfg = TrackerConfig(local_tracker=args.local_tracker, verify_skip_max=args.verify_skip)
     fps = cv2.VideoCapture(args.video).get(cv2.CAP_PROP_FPS) or 25.0
     if args.tracker == "legacy":
         tracker = AthleteTracker(cfg, detector=detector)

@@ -12,7 +12,7 @@ from services.tracker.background import ForegroundModel
 from services.tracker.config import TrackerConfig
 from services.tracker.detector import PersonDetector
 from services.tracker.geometry import centre, iou_xywh
-from services.tracker.results import NoPersonFound
+from services.tracker.results import NoPersonFound, PersonBox
 from services.tracker.verifier import Verifier
 from shared.video import read_frames
 
@@ -199,6 +199,80 @@ def test_redetection_budget_runs_tiles_near_the_athlete_and_on_what_moves(frames
     tr.cfg = TrackerConfig(redetect_first_motion=False)
     tr._redetects = 0
     assert tr._budget(tiles, 768, 576) == tiles
+
+
+def test_a_later_full_sweep_runs_only_what_moves_once_the_athlete_walked_out_of_the_frame(frames, detector):
+    """The 4th, 7th, ... re-detections of a loss sweep every tile (someone standing still), except
+    once the athlete was last seen on the frame's edge and is predicted outside it: she can only
+    come back walking in, so the tiles on moving regions are enough."""
+    tracker = AthleteTracker(target_bbox_px=WOMAN, detector=detector)
+    run(tracker, frames[:30])
+    tr = tracker._track
+    tiles = detector.tiles(768, 576, tr.h)
+
+    def fourth() -> list:
+        tr._redetects = 3
+        return tr._budget(tiles, 768, 576)
+
+    tr.t = tr.last_seen + 20
+    assert fourth() == tiles, "lost in the middle of the frame: a full sweep"
+    # she walked out at the left edge (she walks left): last box clipped to it, predicted beyond it
+    tr.box = np.array([0.0, tr.box[1], 20.0, tr.box[3]], np.float32)
+    tr.kf.reset(np.array([-40.0, float(centre(tr.box)[1])]), 0.05 * tr.h, 0.1 * tr.h)
+    out = fourth()
+    assert 0 < len(out) < len(tiles) and set(out) <= set(tiles)
+    blobs = tr.fg.blobs(tr.cfg.redetect_blob_area * float(tr.size[0] * tr.size[1]))
+    assert set(out) == tr._motion_tiles(tiles, blobs, 768, 576, None), "every tile on a moving region, anywhere"
+    # predicted back inside the frame (walking in again): a full sweep
+    tr.kf.reset(np.array([30.0, float(centre(tr.box)[1])]), 0.05 * tr.h, 0.1 * tr.h)
+    assert fourth() == tiles
+    # redetect_out_motion=False: the earlier budget
+    tr.kf.reset(np.array([-40.0, float(centre(tr.box)[1])]), 0.05 * tr.h, 0.1 * tr.h)
+    tr.cfg = TrackerConfig(redetect_out_motion=False)
+    assert fourth() == tiles
+
+
+def test_periodic_verification_is_skipped_only_while_tracker_verifier_and_foreground_agree(frames, detector):
+    """A confident box on something that moves, with nobody else close, skips the periodic
+    detector pass, at most verify_skip_max times in a row; a box on the background, a doubtful
+    one, one someone is about to cross, or no foreground opinion (a moving camera) never skips."""
+    tracker = AthleteTracker(TrackerConfig(verify_skip_max=1), target_bbox_px=WOMAN, detector=detector)
+    run(tracker, frames[:30])
+    tr = tracker._track
+    box = tr.box.copy()
+    assert tr.fg.share(box) >= tr.cfg.fg_min, "she walks: her box is foreground"
+    tr.skipped = 0
+    assert tr._agree(box, 0.9)
+    assert not tr._agree(box, tr.cfg.verify_skip_above - 0.05), "doubtful: verified"
+    wall = np.array([20, 20, 40, 90], np.float32)          # the building's wall, top left: nobody walks there
+    assert tr.fg.share(wall) < tr.cfg.fg_min
+    assert not tr._agree(wall, 0.9), "a box on the background: verified"
+    near = PersonBox(7, box + np.array([1.0 * tr.h, 0, 0, 0], np.float32), 0.9)
+    far = PersonBox(8, box + np.array([3.0 * tr.h, 0, 0, 0], np.float32), 0.9)
+    assert tr._agree(box, 0.9, [far])
+    assert not tr._agree(box, 0.9, [far, near]), "someone about to cross her: verified"
+    tr.skipped = tr.cfg.verify_skip_max
+    assert not tr._agree(box, 0.9), "skipped verify_skip_max times already: verified"
+    tr.skipped = 0
+    tr.cfg = TrackerConfig(verify_skip_max=0)
+    assert not tr._agree(box, 0.9), "verify_skip_max=0 (the default): never skipped"
+    tr.cfg = TrackerConfig(verify_skip_max=1)
+    tr.fg = None
+    assert not tr._agree(box, 0.9), "no foreground model: verified"
+
+
+def test_skipping_agreed_verifications_saves_detector_passes_and_keeps_the_walker(frames, detector):
+    """On the hand-labelled walker: fewer detector windows than verifying every 10 frames, and the
+    box still on him."""
+    windows = {}
+    for skip in (0, 1):
+        tracker = AthleteTracker(TrackerConfig(verify_skip_max=skip), target_bbox_px=tuple(NAVY_KEYS[20]), detector=detector)
+        p0 = detector.passes
+        out, _ = run(tracker, frames[20:81])
+        windows[skip] = detector.passes - p0
+        ious = [iou_xywh(ft.bbox_px, navy_box(ft.index + 20)) if ft.bbox_px is not None else 0.0 for ft in out]
+        assert min(ious) > 0.3 and np.mean(ious) > 0.5, (skip, np.round(ious, 2))
+    assert windows[1] < windows[0], windows
 
 
 def test_verifier_forgets_positives_learnt_since(frames):

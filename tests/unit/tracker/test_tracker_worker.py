@@ -38,7 +38,7 @@ def test_a_stream_longer_than_the_limit_fails_with_a_reason_instead_of_running_o
     msg = AnalysisRequested(analysis_id=aid, sport="squat", video_key="uploads/x",
                             video=VideoInfo(fps=25.0, width=768, height=576, frames=None))
     with pytest.raises(AnalysisFailed, match="longer than 1 s"):
-        worker.handle(msg, ctx)
+        worker.TrackerStage().handle(msg, ctx)
     frames = [k for k in store.objects if "/frames/" in k]
     assert 0 < len(frames) <= 26, "decoding must stop at the limit (1 s at 25 fps), not at the end of the stream"
 
@@ -119,7 +119,7 @@ def test_the_short_first_clip_leaves_once_the_athlete_is_chosen_and_later_cuts_a
     monkeypatch.setattr(worker.cv2, "VideoCapture", CountingCapture)
     monkeypatch.setattr(ctx, "status", lambda *a, **k: None)
     monkeypatch.setattr(ctx, "emit", lambda topic, m, key: emitted.append((key, m, reads[0])))
-    worker.handle(AnalysisRequested(analysis_id=aid, sport="squat", video_key="uploads/x",
+    worker.TrackerStage().handle(AnalysisRequested(analysis_id=aid, sport="squat", video_key="uploads/x",
                                     video=VideoInfo(fps=10.0, width=768, height=576, frames=45)), ctx)
 
     spans = [(m.frames[0].index, m.frames[-1].index) for _, m, _ in emitted]
@@ -132,3 +132,34 @@ def test_the_short_first_clip_leaves_once_the_athlete_is_chosen_and_later_cuts_a
     assert tracking["clip_count"] == 3 and tracking["clip_frames"] == 32 and tracking["first_clip_frames"] == 8
     stored = [k for k in store.objects if "/frames/" in k]
     assert all(f.frame_key in stored for _, m, _ in emitted for f in m.frames), "clips reference stored frames only"
+
+
+def test_the_stage_loads_its_detector_at_start_up_and_lends_it_to_every_analysis(vtest_45, monkeypatch):
+    """The detector is built when the worker starts (not on the way to the first clip), owned by the
+    stage (no module global), and each analysis counts its own detector passes."""
+    from services.tracker import detector as det_module
+    from services.tracker import worker
+
+    built = []
+
+    class CountingDetector(det_module.PersonDetector):
+        def __init__(self, *a, **k):
+            built.append(self)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(det_module, "PersonDetector", CountingDetector)
+    stage = worker.TrackerStage()
+    assert len(built) == 1, "the detector is loaded before the first analysis comes"
+    store = MemoryStore()
+    store.put_file("uploads/x", vtest_45)
+    passes = []
+    for aid in ("b" * 32, "c" * 32):
+        ctx = Context("tracker", Settings(), store, producer=None, log=logging.getLogger("test"))
+        monkeypatch.setattr(ctx, "status", lambda *a, **k: None)
+        monkeypatch.setattr(ctx, "emit", lambda *a, **k: None)
+        stage.handle(AnalysisRequested(analysis_id=aid, sport="squat", video_key="uploads/x",
+                                       video=VideoInfo(fps=10.0, width=768, height=576, frames=45)), ctx)
+        passes.append(stage.detector.passes)
+    assert len(built) == 1 and stage.detector is built[0], "one detector for the worker's lifetime"
+    assert passes[0] > 0 and passes[1] == passes[0], "each analysis counts its own passes (the same video: the same count)"
+    assert not hasattr(worker, "_detector") and not hasattr(worker, "person_detector")
