@@ -53,7 +53,10 @@ def describe_track(track_id: int, history: dict, n_frames: int, frame_h: int, fp
         aspect = np.log(np.maximum(smooth[:, 2], 1.0) / np.maximum(smooth[:, 3], 1.0))
         shape = float(np.abs(np.diff(aspect))[consecutive].sum()) / seconds
     else:
-        shape = limbs
+        # a walking gait opens and closes the silhouette too, about as much per second as the walker
+        # moves in body heights (the tuning part's walkers: 0.26-0.63/s at ~0.5 heights/s): count the
+        # limbs' motion beyond that, what someone exercising in place does
+        shape = max(0.0, limbs - float(step.sum()) / seconds)
     angles = [(i, history[i].angle) for i in idx if history[i].angle is not None]
     turn = 0.0
     if len(angles) > 4:
@@ -63,7 +66,7 @@ def describe_track(track_id: int, history: dict, n_frames: int, frame_h: int, fp
         turn = float(np.abs(np.diff(a))[np.diff(fr) <= 3].sum())
     activity = (path + turn / np.pi) / seconds + shape
     return Candidate(track_id, len(idx), len(idx) / max(n_frames, 1), med_h / max(frame_h, 1), activity, idx[0],
-                     limbs=shape if limbs is not None else None)
+                     limbs=None if limbs is None else shape)
 
 
 def limb_motion(idx: list[int], extents: list, k: int, fps: float, min_share: float = 0.3) -> float | None:

@@ -67,11 +67,11 @@ class MotConfig:
     max_step_s: float = 3.0        # nobody moves more than this many box heights per second (reach limit)
     carry_s: float = 3.0           # a foreground blob may carry a track without a detection this long (low-score
                                    # evidence, ByteTrack's second stage: continues tracks, never starts one)
-    carry_share: float = 0.1       # ...or moving pixels on a still track's prediction (this share of the box)
+    carry_span: float = 0.5        # ...or moving fragments on a still track's prediction spanning this x its height
     still_stitch_sim: float = 0.3  # offline stitching of a person in place (A ends and B starts where A stood,
     still_speed: float = 0.5       # both slower than this many box heights/s there): similarity at least this
-    stop_moving: float = 0.5       # a track (static camera) that moves faster than this (box heights/s) for
-    stop_still: float = 0.15       # `stop_s` and then slower than this for `stop_s` (or the reverse) is split
+    stop_moving: float = 0.3       # a track (static camera) that moves faster than this (box heights/s) for
+    stop_still: float = 0.12       # `stop_s` and then slower than this for `stop_s` (or the reverse) is split
     stop_s: float = 1.0            # there: a walker's track that took over someone standing (identity switch)
     stitch_sim: float = 0.88        # offline stitching of tracks that never overlap: similarity at least this
     stitch_gap_s: float = 20.0     # ...and a gap of at most this long
@@ -481,6 +481,8 @@ class MultiTracker:
             if done and iou_matrix(b[None], np.array(done)).max() > 0.1:
                 continue
             d = abs(centre(b)[0] - c[0])
+            if d > 0.15 * p[3]:
+                continue            # a blob pulled sideways (someone walking into it): not where they are expected
             if best is None or d < best_d:
                 best, best_d = b, d
         box = p.copy()
@@ -488,10 +490,13 @@ class MultiTracker:
             box[0] = centre(best)[0] - p[2] / 2                     # the track's size, on the blob's column
         else:
             # someone standing since the clip began is part of the learnt background but for the
-            # limbs that move: moving pixels on their still prediction, nobody else there
-            share = self._fg.share(p) if self._fg is not None else None
-            if share is None or share < cfg.carry_share or tr.kf.speed > 0.05 or \
-                    (done and iou_matrix(p[None], np.array(done)).max() > 0.2):
+            # limbs that move: moving fragments on their still prediction spanning half its height,
+            # nobody else there
+            inside = [b for b in blobs if p[0] <= centre(b)[0] <= p[0] + p[2] and p[1] <= centre(b)[1] <= p[1] + p[3]]
+            if not inside or tr.kf.speed > 0.05 or (done and iou_matrix(p[None], np.array(done)).max() > 0.2):
+                return False
+            top, bottom = min(b[1] for b in inside), max(b[1] + b[3] for b in inside)
+            if bottom - top < cfg.carry_span * p[3]:
                 return False
         box = clip_box(box, *self._size)
         if box is None:

@@ -397,9 +397,9 @@ def test_a_missed_person_is_carried_on_their_moving_blob_but_not_on_a_merged_one
     assert o.box[2] == pytest.approx(40)                          # the track's size, not the blob's
     mt.t = 11
     mt._fg = _Fg([(250, 95, 140, 125)])                           # merged with a walker beside him
-    assert not mt._blob_carry(tr, [np.array([330, 100, 45, 120], np.float32)])
+    assert not mt._blob_carry(tr, [np.array([315, 100, 45, 120], np.float32)])
     mt.t = 12                                                     # standing since the start: only his limbs move
-    mt._fg = _Fg([(270, 100, 15, 40), (345, 100, 15, 40)], share=0.2)
+    mt._fg = _Fg([(305, 100, 15, 30), (320, 170, 15, 40)])
     assert mt._blob_carry(tr, []) and tr.history[12].state == "tracked"
     assert not mt._blob_carry(tr, [np.array([305, 100, 40, 120], np.float32)])   # someone detected there instead
     mt.t = 13 + 30                                                # too long without any detection
