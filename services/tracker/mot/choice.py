@@ -53,6 +53,8 @@ def describe_track(track_id: int, history: dict, n_frames: int, frame_h: int, fp
         aspect = np.log(np.maximum(smooth[:, 2], 1.0) / np.maximum(smooth[:, 3], 1.0))
         shape = float(np.abs(np.diff(aspect))[consecutive].sum()) / seconds
     else:
+        path = 0.25 * float(step.sum())      # the moving pixels show a hop or a squat as a change of shape;
+        # the box's vertical motion is mostly a walker coming nearer or the detector's jitter then
         # a walking gait opens and closes the silhouette too, about as much per second as the walker
         # moves in body heights (the tuning part's walkers: 0.26-0.63/s at ~0.5 heights/s): count the
         # limbs' motion beyond that, what someone exercising in place does

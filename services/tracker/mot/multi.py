@@ -265,6 +265,11 @@ class MultiTracker:
         if target_box is not None:
             self._seed(frame, target_box, dets, descs)
         live = [tr for tr in self.live() if tr.id != self.seed_id or t > 0]
+        # ByteTrack's pool: tracks lost under `fresh_s` ago take part in the first two stages too (by
+        # IoU with where they were predicted): a person standing still whom the detector missed for a
+        # moment is found again by their own track before a walker's track passing them takes them
+        n_live = len(live)
+        live += [tr for tr in self.tracks if tr.state == "lost" and t - tr.last_seen <= self._frames(cfg.fresh_s)]
         high = [j for j, d in enumerate(dets) if d.score >= cfg.high]
         low = [j for j, d in enumerate(dets) if d.score < cfg.high]
         matched: dict[int, int] = {}                                   # det index -> track index in live
@@ -275,10 +280,16 @@ class MultiTracker:
             if not rest or not js:
                 continue
             score = self._pair_scores([live[i] for i in rest], [dets[j] for j in js], [descs[j] for j in js], min_app)
+            for r, i in enumerate(rest):
+                if i >= n_live:
+                    score[r][score[r] < 1.0] = -1.0                # lost: IoU matches only
             pairs, _, _ = assign(score, 0.05)
             for r, k in pairs:
                 matched[js[k]] = rest[r]
         for j, i in matched.items():
+            if live[i].state == "lost":
+                live[i].state = "active"
+                live[i].reid.append(t)
             self._update(frame, live[i], dets[j], descs[j])
 
         # stage 3: re-identification of lost tracks: appearance within the reach limit; just lost
