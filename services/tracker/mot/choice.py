@@ -66,6 +66,8 @@ def describe_track(track_id: int, history: dict, n_frames: int, frame_h: int, fp
         a = np.array([np.median(a[max(0, i - 2):i + 3]) for i in range(len(a))])   # keypoint noise is not rotation
         fr = np.array([i for i, _ in angles])
         turn = float(np.abs(np.diff(a))[np.diff(fr) <= 3].sum())
+    if limbs is not None:
+        turn = 0.0          # the moving pixels' shape turns with the body too; keypoint angles of small people are noise
     activity = (path + turn / np.pi) / seconds + shape
     return Candidate(track_id, len(idx), len(idx) / max(n_frames, 1), med_h / max(frame_h, 1), activity, idx[0],
                      limbs=None if limbs is None else shape)
