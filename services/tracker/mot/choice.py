@@ -3,9 +3,12 @@
 Policies (`COACH_ATHLETE_POLICY`):
 * `most_active` (default): coverage x sqrt(size) x (0.1 + activity). coverage = share of the
   clip's frames the person is in; size = median box height / frame height; activity = per
-  second (boxes smoothed over 0.2 s), a quarter of the box centre's path in body heights + its
-  vertical motion + the change of the box's aspect (bending, lying, a flip) + the turning of the
-  body axis in half turns (detections' keypoints, median of 5). A walker
+  second (boxes smoothed over 0.2 s), a quarter of the box centre's path in body heights + the
+  limb motion beyond a walking gait: the change of the aspect of the moving pixels' bounds
+  around the box (`Obs.extent`, static camera) minus the path per second, at least 0. Without
+  extents (a moving camera): the quarter path + the box's vertical motion + the change of the
+  box's aspect (bending, lying, a flip) + the turning of the body axis in half turns (detections'
+  keypoints, median of 5). A walker
   crossing the view is active but briefly present; someone standing at the side is present but
   still; the athlete is both.
 * `largest`: the largest median box area x coverage (the person nearest the camera).

@@ -16,8 +16,16 @@ Per frame:
    not on the background, for at most `bridge_s`; then predicted, then lost (no box), then removed
    after `lost_s`; unmatched high-score detections start tentative tracks (confirmed on a second hit).
 
-After the clip `finish()` stitches tracks that never overlap in time and look alike (someone who
-left and came back after the lost buffer), and fills short gaps by interpolation.
+Low-score evidence besides the detector's: a confirmed track the detector missed is carried on a
+moving blob of the static camera's background model (never started from one), and tracks lost
+under a second ago take part in the first association stages. Every box records the bounds of
+the moving pixels around it (`Obs.extent`: arms and legs), which the choice's activity reads.
+
+After the clip `finish()` splits a track where it goes from walking to standing (or the reverse:
+an identity switch, static camera), stitches tracks that never overlap in time and look alike
+(someone who left and came back after the lost buffer) or that end and start at the same place
+where both stood still (someone exercising in place, cut by detector gaps), and fills short gaps
+by interpolation.
 """
 from __future__ import annotations
 
