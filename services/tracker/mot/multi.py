@@ -16,11 +16,20 @@ Per frame:
    not on the background, for at most `bridge_s`; then predicted, then lost (no box), then removed
    after `lost_s`; unmatched high-score detections start tentative tracks (confirmed on a second hit).
 
-After the clip `finish()` stitches tracks that never overlap in time and look alike (someone who
-left and came back after the lost buffer), and fills short gaps by interpolation.
+Low-score evidence besides the detector's: a confirmed track the detector missed is carried on a
+moving blob of the static camera's background model (never started from one), and tracks lost
+under a second ago take part in the first association stages. Every box records the bounds of
+the moving pixels around it (`Obs.extent`: arms and legs), which the choice's activity reads.
+
+After the clip `finish()` splits a track where it goes from walking to standing (or the reverse:
+an identity switch, static camera), stitches tracks that never overlap in time and look alike
+(someone who left and came back after the lost buffer) or that end and start at the same place
+where both stood still (someone exercising in place, cut by detector gaps), and fills short gaps
+by interpolation.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import cv2
@@ -64,6 +73,14 @@ class MotConfig:
     fresh_sim: float = 0.3         # ... with a similarity of at least this (a flip changes the look)
     fresh_score: float = 0.6       # ... from a detection of at least this score
     max_step_s: float = 3.0        # nobody moves more than this many box heights per second (reach limit)
+    carry_s: float = 3.0           # a foreground blob may carry a track without a detection this long (low-score
+                                   # evidence, ByteTrack's second stage: continues tracks, never starts one)
+    carry_span: float = 0.5        # ...or moving fragments on a still track's prediction spanning this x its height
+    still_stitch_sim: float = 0.3  # offline stitching of a person in place (A ends and B starts where A stood,
+    still_speed: float = 0.5       # both slower than this many box heights/s there): similarity at least this
+    stop_moving: float = 0.3       # a track (static camera) that moves faster than this (box heights/s) for
+    stop_still: float = 0.12       # `stop_s` and then slower than this for `stop_s` (or the reverse) is split
+    stop_s: float = 1.0            # there: a walker's track that took over someone standing (identity switch)
     stitch_sim: float = 0.88        # offline stitching of tracks that never overlap: similarity at least this
     stitch_gap_s: float = 20.0     # ...and a gap of at most this long
     interpolate_s: float = 0.7     # gaps inside a track up to this long are filled by interpolation
@@ -78,6 +95,8 @@ class Obs:
     score: float                   # confidence 0..1
     state: str                     # "detected" | "tracked" (local tracker) | "predicted" | "interpolated"
     angle: float | None = None     # body axis (hip -> body circle) angle, radians, from a detection
+    extent: np.ndarray | None = None   # bounds of the moving pixels on and around the box (static camera):
+                                       # they widen with arms and legs where the detector's box does not
 
 
 class Track:
@@ -128,6 +147,8 @@ class MultiTracker:
         self._size = (0, 0)
         self.stats = {"full": 0, "roi": 0, "frames": 0}
         self.seed_id: int | None = None    # the track started from a given target box
+        self._blobs_t: tuple[int, list] | None = None   # this frame's foreground blobs (computed once, on demand)
+        self._apart: set[tuple[int, int]] = set()           # (a, b): pieces of one track split apart, never stitched back
 
     # ---------------------------------------------------------------- helpers
     def _frames(self, seconds: float) -> int:
@@ -252,6 +273,11 @@ class MultiTracker:
         if target_box is not None:
             self._seed(frame, target_box, dets, descs)
         live = [tr for tr in self.live() if tr.id != self.seed_id or t > 0]
+        # ByteTrack's pool: tracks lost under `fresh_s` ago take part in the first two stages too (by
+        # IoU with where they were predicted): a person standing still whom the detector missed for a
+        # moment is found again by their own track before a walker's track passing them takes them
+        n_live = len(live)
+        live += [tr for tr in self.tracks if tr.state == "lost" and t - tr.last_seen <= self._frames(cfg.fresh_s)]
         high = [j for j, d in enumerate(dets) if d.score >= cfg.high]
         low = [j for j, d in enumerate(dets) if d.score < cfg.high]
         matched: dict[int, int] = {}                                   # det index -> track index in live
@@ -262,10 +288,16 @@ class MultiTracker:
             if not rest or not js:
                 continue
             score = self._pair_scores([live[i] for i in rest], [dets[j] for j in js], [descs[j] for j in js], min_app)
+            for r, i in enumerate(rest):
+                if i >= n_live:
+                    score[r][score[r] < 1.0] = -1.0                # lost: IoU matches only
             pairs, _, _ = assign(score, 0.05)
             for r, k in pairs:
                 matched[js[k]] = rest[r]
         for j, i in matched.items():
+            if live[i].state == "lost":
+                live[i].state = "active"
+                live[i].reid.append(t)
             self._update(frame, live[i], dets[j], descs[j])
 
         # stage 3: re-identification of lost tracks: appearance within the reach limit; just lost
@@ -311,7 +343,8 @@ class MultiTracker:
                 if t - tr.first >= cfg.tentative_frames:
                     tr.state = "removed"
                 continue
-            if self._bridge(frame, tr, done, id(tr) in examined) or self._colour_search(frame, tr, done, cfg.search_sim):
+            if self._bridge(frame, tr, done, id(tr) in examined) or self._colour_search(frame, tr, done, cfg.search_sim) \
+                    or self._blob_carry(tr, done):
                 done.append(tr.history[t].box)
                 continue
             if t - tr.last_seen <= cfg.predict_frames:
@@ -342,6 +375,8 @@ class MultiTracker:
                 tr.state = "active"
                 self._start_local(frame, tr, b)
             done.append(b)
+        self._blobs_t = None
+        self._measure_extents()
         self.closed += [tr for tr in self.tracks if tr.state == "removed" and tr.hits >= cfg.confirm_hits]
         self.tracks = [tr for tr in self.tracks if tr.state != "removed"]
 
@@ -437,6 +472,89 @@ class MultiTracker:
         self._start_local(frame, tr, b)
         return True
 
+    def _frame_blobs(self) -> list[np.ndarray]:
+        if self._blobs_t is None or self._blobs_t[0] != self.t:
+            b = self._fg.blobs(16.0) if self._fg is not None else None
+            self._blobs_t = (self.t, b or [])
+        return self._blobs_t[1]
+
+    def _blob_carry(self, tr: Track, done: list) -> bool:
+        """Low-score evidence (ByteTrack's second stage, from the static camera's background model
+        instead of the detector): a confirmed track the detector missed is continued on a moving
+        blob of its size where the motion model expects it, if that blob is nobody else's. A
+        person exercising in place turned sideways is missed by the face-driven detector for up
+        to ~1 s at a time while their limbs keep moving. Never starts a track."""
+        cfg, t = self.cfg, self.t
+        if tr.state != "active" or t - tr.last_det > self._frames(cfg.carry_s):
+            return False
+        blobs = self._frame_blobs()
+        p = tr.kf.box
+        c = centre(p)
+        best, best_d = None, None
+        for b in blobs:
+            if not 0.6 < b[3] / tr.h < 1.6 or b[2] > 1.5 * b[3]:
+                continue
+            if not (b[0] <= c[0] <= b[0] + b[2] and b[1] - 0.1 * p[3] <= c[1] <= b[1] + b[3] + 0.1 * p[3]):
+                continue
+            # merged with someone else's pixels (a passer-by): their box lies in the blob
+            if done and iou_matrix(b[None], np.array(done)).max() > 0.1:
+                continue
+            d = abs(centre(b)[0] - c[0])
+            if d > 0.15 * p[3]:
+                continue            # a blob pulled sideways (someone walking into it): not where they are expected
+            if best is None or d < best_d:
+                best, best_d = b, d
+        box = p.copy()
+        if best is not None:
+            box[0] = centre(best)[0] - p[2] / 2                     # the track's size, on the blob's column
+        else:
+            # someone standing since the clip began is part of the learnt background but for the
+            # limbs that move: moving fragments on their still prediction spanning half its height,
+            # nobody else there
+            inside = [b for b in blobs if p[0] <= centre(b)[0] <= p[0] + p[2] and p[1] <= centre(b)[1] <= p[1] + p[3]]
+            if not inside or tr.kf.speed > 0.05 or (done and iou_matrix(p[None], np.array(done)).max() > 0.2):
+                return False
+            top, bottom = min(b[1] for b in inside), max(b[1] + b[3] for b in inside)
+            if bottom - top < cfg.carry_span * p[3]:
+                return False
+        box = clip_box(box, *self._size)
+        if box is None:
+            return False
+        tr.kf.update(box, noise=3.0)
+        tr.history[t] = Obs(box.astype(np.float32), 0.2, "tracked")
+        tr.last_seen = t
+        tr.local, tr.local_box = None, None
+        return True
+
+    def _measure_extents(self) -> None:
+        """Every box of this frame gets the bounds of the moving pixels connected to its inner part
+        (arms and legs reach outside the detector's trunk-and-hips box; a moving camera: none)."""
+        fg, t = self._fg, self.t
+        if fg is None or not fg.reliable:
+            return
+        s = fg.scale
+        mh, mw = fg.mask.shape
+        for tr in self.tracks:
+            o = tr.history.get(t)
+            if o is None or tr.state == "removed":
+                continue
+            x, y, w, h = (float(v) * s for v in o.box)
+            x1, x2 = max(int(x - 1.0 * w), 0), min(int(np.ceil(x + 2.0 * w)), mw)
+            y1, y2 = max(int(y - 0.15 * h), 0), min(int(np.ceil(y + 1.15 * h)), mh)
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            win = cv2.dilate(fg.mask[y1:y2, x1:x2].astype(np.uint8), np.ones((3, 3), np.uint8))   # join an arm's fragments
+            n, lab, st, _ = cv2.connectedComponentsWithStats(win, connectivity=8)
+            ix1, ix2 = int(x + 0.3 * w) - x1, int(np.ceil(x + 0.7 * w)) - x1
+            iy1, iy2 = int(y + 0.1 * h) - y1, int(np.ceil(y + 0.9 * h)) - y1
+            inner = lab[max(iy1, 0):max(iy2, 0), max(ix1, 0):max(ix2, 0)]
+            ids = [k for k in np.unique(inner) if k > 0]
+            if not ids:
+                continue
+            bx1 = min(st[k, 0] for k in ids); by1 = min(st[k, 1] for k in ids)
+            bx2 = max(st[k, 0] + st[k, 2] for k in ids); by2 = max(st[k, 1] + st[k, 3] for k in ids)
+            o.extent = np.array([(x1 + bx1) / s, (y1 + by1) / s, (bx2 - bx1) / s, (by2 - by1) / s], np.float32)
+
     def _bridge(self, frame: np.ndarray, tr: Track, done: list, examined: bool) -> bool:
         """Carry an unmatched track on its local tracker's box, if that still looks like it."""
         cfg, t = self.cfg, self.t
@@ -473,6 +591,8 @@ class MultiTracker:
                 del tr.history[max(tr.history)]
         out = [tr for tr in out if tr.history]
         out = self._merge_duplicates(out)
+        if self._fg is not None and self._fg.static:
+            out = self._split_at_stops(out)
         out = self._stitch(out)
         for tr in out:
             self._interpolate(tr)
@@ -521,6 +641,8 @@ class MultiTracker:
                 gap = b_start - a_end
                 if b is a or gap <= 0 or gap > self._frames(cfg.stitch_gap_s) or not a.has_desc or not b.has_desc:
                     continue
+                if (a.id, b.id) in self._apart:
+                    continue
                 if a.id == self.seed_id and b.id == self.seed_id:
                     continue
                 ea, sb = a.history[a_end].box, b.history[b_start].box
@@ -531,6 +653,8 @@ class MultiTracker:
                 s = app.similarity(a.gallery.mean, b.gallery.mean)   # means: the best of many snapshots flatters lookalikes
                 if s >= cfg.stitch_sim:
                     pairs.append((s, a, b))
+                elif s >= cfg.still_stitch_sim and self._still_join(a, b):
+                    pairs.append((-1.0 + 1.0 / (1.0 + gap), a, b))   # last, the nearest in time first (pieces in order)
                 elif gap <= self._frames(cfg.fresh_s) and s >= cfg.fresh_sim:
                     # a short gap: where A's motion says it would be, not just anywhere within reach
                     prev = [a.history[k].box for k in range(a_end - 3, a_end) if k in a.history]
@@ -561,6 +685,75 @@ class MultiTracker:
                 cur = b
             out.append(tr)
         return out
+
+    def _split_at_stops(self, tracks: list[Track]) -> list[Track]:
+        """Split a track where it goes from walking to standing still, or the reverse, each for at
+        least `stop_s`: with a static camera that is mostly an identity switch, a walker's track
+        that continued on someone exercising in place as the walker passed in front of them
+        (the detector sees the one in front). The pieces are never stitched back together;
+        `_still_join` joins the standing piece to the standing person's own pieces."""
+        cfg, out = self.cfg, []
+        run = self._frames(cfg.stop_s)
+        half = max(1, run // 2)
+        for tr in tracks:
+            idx = sorted(tr.history)
+            if len(idx) < 2 * run or tr.id == self.seed_id:
+                out.append(tr)
+                continue
+            c = np.array([centre(tr.history[k].box) for k in idx])
+            med_h = float(np.median([tr.history[k].box[3] for k in idx]))
+            speed = np.full(len(idx), np.nan)
+            for i in range(half, len(idx) - half):
+                dt = (idx[i + half] - idx[i - half]) / self.fps
+                speed[i] = np.linalg.norm(c[i + half] - c[i - half]) / max(med_h, 1.0) / dt
+            label = np.where(speed > cfg.stop_moving, 1, np.where(speed < cfg.stop_still, -1, 0))
+            cuts, i = [], 0
+            while i < len(idx):                                 # runs of one label, >= run frames
+                j = i
+                while j + 1 < len(idx) and label[j + 1] == label[i] and idx[j + 1] - idx[j] == 1:
+                    j += 1
+                cuts.append((label[i], i, j))
+                i = j + 1
+            runs = [(lab, a, b) for lab, a, b in cuts if lab != 0 and b - a + 1 >= run]
+            split_at = [b2[1] for b1, b2 in zip(runs, runs[1:]) if b1[0] != b2[0]]
+            if not split_at:
+                out.append(tr)
+                continue
+            bounds = [0] + split_at + [len(idx)]
+            hist, pieces = tr.history, []
+            for a, b in zip(bounds, bounds[1:]):
+                keys = idx[a:b]
+                piece = tr if a == 0 else copy.copy(tr)
+                if a > 0:
+                    piece.id = self._next
+                    self._next += 1
+                    piece.gallery = copy.deepcopy(tr.gallery)
+                    piece.reid = []
+                piece.history = {k: hist[k] for k in keys}
+                pieces.append(piece)
+            for p, q in zip(pieces, pieces[1:]):
+                self._apart.add((p.id, q.id))
+            out += pieces
+        return out
+
+    def _still_join(self, a: Track, b: Track) -> bool:
+        """B starts where A ended, and both were nearly still there: one person exercising in place
+        (turned sideways, a leg swing: the detector lost them, then found them again). A walker whose
+        track ends beside them is moving, so is not joined to them."""
+        cfg = self.cfg
+        win = self._frames(1.0)
+        a_idx, b_idx = sorted(a.history)[-win:], sorted(b.history)[:win]
+        if len(a_idx) < 3 or len(b_idx) < 3:
+            return False
+        ea, sb = a.history[a_idx[-1]].box, b.history[b_idx[0]].box
+        h = max(float(ea[3]), 1.0)
+        if np.linalg.norm(centre(ea) - centre(sb)) > 0.5 * h or not 0.75 < sb[3] / h < 1.33:
+            return False
+        for idx, tr in ((a_idx, a), (b_idx, b)):
+            c0, c1 = centre(tr.history[idx[0]].box), centre(tr.history[idx[-1]].box)
+            if np.linalg.norm(c1 - c0) / h / max((idx[-1] - idx[0]) / self.fps, 1e-6) > cfg.still_speed:
+                return False
+        return True
 
     def _interpolate(self, tr: Track) -> None:
         idx = sorted(tr.history)

@@ -109,3 +109,27 @@ def test_exerciser_is_asked_for_by_name_and_leaves_the_default_set_alone():
     assert _cases("exerciser,crowd") == ("exerciser", "crowd")
     with pytest.raises(SystemExit):
         _cases("jumping")
+
+
+@needs_media
+def test_most_active_chooses_the_exerciser_among_walkers(lib):
+    """Issue #15: a person warming up nearly in place while walkers cross the view. The detector's
+    box on him hardly moves and misses him when he turns sideways; the multi-person tracker keeps
+    him through the misses and `most_active` sees his limbs move (the moving pixels' bounds), so
+    he is the athlete (before: a walker's longer track, "in 100% of frames")."""
+    from services.tracker.detector import PersonDetector
+    from services.tracker.geometry import iou_xywh
+    from services.tracker.lab import evalset
+    from services.tracker.mot import MotAthleteTracker
+
+    seq = evalset.make_sequence("exerciser", 0, lib)
+    tracker = MotAthleteTracker(detector=PersonDetector(), fps=10.0, policy="most_active", refine=False)
+    gts = []
+    for t in range(seq.n_frames):
+        frame, boxes = seq.render(t)[:2]
+        tracker.push(frame)
+        gts.append(boxes[0])
+    fts = tracker.finish()
+    on = [iou_xywh(ft.bbox_px, g) >= 0.5 for ft, g in zip(fts, gts) if ft.bbox_px is not None and g is not None]
+    assert len(on) >= 50 and np.mean(on) > 0.5, tracker.choice.reason
+    assert "limbs" in tracker.choice.reason

@@ -306,3 +306,102 @@ def test_athlete_found_again_after_leaving_and_coming_back(sprites, detector):
     assert np.mean([r.boxes[t] is None or max((iou_xywh(r.boxes[t], g) for g in gts[t][1:] if g is not None),
                                               default=0.0) < 0.3 for t in absent]) >= 0.8
     assert np.mean([r.boxes[t] is not None and iou_xywh(r.boxes[t], gts[t][0]) > 0.3 for t in back]) >= 0.7
+
+
+def _history_ext(boxes, extents) -> dict:
+    return {k: Obs(np.array(b, np.float32), 0.9, "detected", None, None if e is None else np.array(e, np.float32))
+            for k, (b, e) in enumerate(zip(boxes, extents))}
+
+
+def test_limb_motion_sees_an_exerciser_whose_box_stays_still():
+    """The exerciser's detector box (trunk and hips) does not move; the moving pixels' bounds widen
+    and narrow with his arms and legs (jumping jacks). A walker crossing the view beside him,
+    present in 60% of the clip, scored higher on the still box (issue #15's exerciser case)."""
+    fps, n = 10.0, 100
+    still = [(300, 100, 36, 100)] * n
+    jacks = [(300 - 32 * (k % 4 >= 2), 100, 36 + 64 * (k % 4 >= 2), 100) for k in range(n)]   # arms out 2 of every 4 frames
+    walker = [(20 + 8 * k, 110, 40, 110) if k < 60 else None for k in range(n)]
+    walker_ext = [None if b is None else (b[0] - 4 * (k % 6 >= 3), b[1], b[2] + 8 * (k % 6 >= 3), b[3])
+                  for k, b in enumerate(walker)]                            # legs apart, together: a stride
+    wk = {k: v for k, v in _history_ext([b or (0, 0, 1, 1) for b in walker], walker_ext).items() if walker[k]}
+    ex_box_only = ch.describe_track(0, _history(still), n, 480, fps)
+    ex = ch.describe_track(0, _history_ext(still, jacks), n, 480, fps)
+    wa = ch.describe_track(1, wk, n, 480, fps)
+    assert ex_box_only.activity < 0.05 and ex_box_only.limbs is None     # the box alone: no motion at all
+    assert ex.limbs > 2 * wa.limbs and ex.activity > wa.activity
+    best, reason, _ = ch.choose([ex, wa], "most_active")
+    assert best.track_id == 0 and "limbs" in reason
+    assert ch.choose([ex_box_only, wa], "most_active")[0].track_id == 1   # what the still box gave (the bug)
+
+
+def test_limb_motion_needs_extents_in_enough_frames():
+    boxes = [(300, 100, 36, 100)] * 50
+    few = [(290, 100, 56, 100) if k < 5 else None for k in range(50)]
+    assert ch.limb_motion(list(range(50)), few, 2, 10.0) is None
+    # the box's aspect is used instead (the camera moved: no background model)
+    assert ch.describe_track(0, _history_ext(boxes, few), 50, 480, 10.0).limbs is None
+
+
+def _still_track(tid: int, frames: range, x: float, colour, jitter: float = 1.0) -> Track:
+    tr = _track(tid, frames, x, colour, fps_step=0.0)
+    for k in frames:
+        tr.history[k].box[0] = x + jitter * (k % 2)
+    return tr
+
+
+def test_a_person_exercising_in_place_cut_in_pieces_is_stitched_into_one_track():
+    """Detector gaps cut someone exercising in place into pieces whose colours differ more than the
+    usual stitching asks (turned sideways, arms out); pieces that end and start at the same place,
+    both still there, are one person. A walker whose track ends there is not joined to them."""
+    mt = MultiTracker(detector=None, fps=10.0)
+    mt.cfg.stitch_sim = 1.01                                 # colour alone never joins them here
+    grey, blue = (120, 120, 120), (200, 60, 20)
+    out = mt._stitch([_still_track(0, range(0, 25), 300, grey), _still_track(1, range(40, 70), 305, grey),
+                      _still_track(2, range(85, 100), 298, grey)])
+    assert [sorted(tr.history) for tr in out] == [list(range(0, 25)) + list(range(40, 70)) + list(range(85, 100))]
+    assert len(mt._stitch([_still_track(0, range(0, 25), 300, grey), _still_track(1, range(40, 70), 305, blue)])) == 2
+    walker = _track(3, range(0, 25), 300 - 24 * 8, grey, fps_step=8.0)        # walks up to where he stands
+    out = mt._stitch([walker, _still_track(4, range(40, 70), 300, grey)])
+    assert len(out) == 2
+    far = mt._stitch([_still_track(5, range(0, 25), 100, grey), _still_track(6, range(40, 70), 300, grey)])
+    assert len(far) == 2
+
+
+class _Fg:
+    """A background model stand-in: moving blobs given, reliable, no scaling."""
+
+    def __init__(self, blobs, share=0.0):
+        self._b = [np.array(b, np.float32) for b in blobs]
+        self._share = share
+
+    def blobs(self, min_area_px):
+        return self._b
+
+    def share(self, box):
+        return self._share
+
+
+def test_a_missed_person_is_carried_on_their_moving_blob_but_not_on_a_merged_one():
+    """ByteTrack's low-score stage from the background model: a confirmed track the detector missed
+    continues on a blob of its size where it is expected; a blob merged with a passer-by (their box
+    inside it) does not carry it, and nothing starts a track."""
+    mt = MultiTracker(detector=None, fps=10.0)
+    mt._size = (640, 480)
+    tr = _still_track(0, range(0, 10), 300, (120, 120, 120))
+    tr.state, tr.last_det, tr.last_seen = "active", 9, 9
+    mt.t = 10
+    mt._fg = _Fg([(290, 95, 60, 125), (50, 50, 30, 80)])          # arms out: wider than his box
+    assert mt._blob_carry(tr, [])
+    o = tr.history[10]
+    assert o.state == "tracked" and o.score < 0.3 and abs(o.box[0] + o.box[2] / 2 - 320) < 1
+    assert o.box[2] == pytest.approx(40)                          # the track's size, not the blob's
+    mt.t = 11
+    mt._fg = _Fg([(250, 95, 140, 125)])                           # merged with a walker beside him
+    assert not mt._blob_carry(tr, [np.array([315, 100, 45, 120], np.float32)])
+    mt.t = 12                                                     # standing since the start: only his limbs move
+    mt._fg = _Fg([(305, 100, 15, 30), (320, 170, 15, 40)])
+    assert mt._blob_carry(tr, []) and tr.history[12].state == "tracked"
+    assert not mt._blob_carry(tr, [np.array([305, 100, 40, 120], np.float32)])   # someone detected there instead
+    mt.t = 13 + 30                                                # too long without any detection
+    mt._fg = _Fg([(290, 95, 60, 125)])
+    assert not mt._blob_carry(tr, [])
