@@ -133,13 +133,12 @@ def _other_people(tracking: TrackingDocument, fps: float) -> list[dict]:
 
 
 class SuggestStage:
-    def __init__(self, store: ObjectStore, prerender: bool = True):
+    def __init__(self, store: ObjectStore):
         from services.suggest.catalog import ExemplarCatalog
 
         self.catalog = ExemplarCatalog(store)
         self.renderer = SegmentRenderer()
         self.biomech = Ahead()   # biomechanics computed when the last clip is posed (biomech_report.py)
-        self.prerender_segments = prerender   # COACH_SUGGEST_PRERENDER: the video's segments too
         self._final_started: set[tuple[str, int]] = set()   # (analysis, revision): the pre-render stops
 
     def handle(self, msg: AnalysisVerdict, ctx: Context) -> None:
@@ -203,7 +202,7 @@ class SuggestStage:
             revision=revision,
         )
         # -- biomechanics (#11): per-frame angles_3d_deg, the `biomechanics` section, plot + CSV artifacts --
-        # They need the poses only: computed when the last clip was posed (prerender_clip) and reused
+        # They need the poses only: computed when the last clip was posed (biomech_ahead) and reused
         # here when these poses have their fingerprint; else computed beside the video, as before
         def biomechanics() -> tuple[float, str]:
             t = time.perf_counter()
@@ -252,19 +251,21 @@ class SuggestStage:
         except Exception as exc:  # noqa: BLE001 — the final verdict renders whatever is missing
             log.warning("pre-render skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
 
-    def prerender_clip(self, msg: ClipPoses, ctx: Context) -> None:
-        """A clip was posed (`poses`, own consumer group). When it completes the sequence, compute
-        the biomechanics now (they need the poses only; the final verdict reuses them). When it
-        comes after the latest provisional verdict's prefix, and that verdict found no exercise so
-        far: draw the clip all grey (not judged) now, as the final verdict will if the exercise never
-        shows. If it does show, the final verdict's colours give other keys and the clip is drawn
-        again then. Never fails the analysis either."""
+    def biomech_ahead(self, msg: ClipPoses, ctx: Context) -> None:
+        """A clip was posed (`poses`, a consumer group of its own: the check never waits behind the
+        segments being drawn, which on large frames fall behind pose). When it completes the
+        sequence, compute the biomechanics now (they need the poses only; the final verdict reuses
+        them). Never fails the analysis: the final verdict computes them itself."""
         try:
             self._biomech_ahead(msg, ctx)
-        except Exception as exc:  # noqa: BLE001 — the final verdict computes them itself
+        except Exception as exc:  # noqa: BLE001
             log.warning("biomechanics ahead skipped", extra=log_fields(error=f"{type(exc).__name__}: {exc}"[:300]))
-        if not self.prerender_segments:
-            return
+
+    def prerender_clip(self, msg: ClipPoses, ctx: Context) -> None:
+        """A clip was posed (`poses`, own consumer group) after the latest provisional verdict's prefix,
+        and that verdict found no exercise so far: draw the clip all grey (not judged) now, as the
+        final verdict will if the exercise never shows. If it does show, the final verdict's colours
+        give other keys and the clip is drawn again then. Never fails the analysis either."""
         try:
             self._prerender_clip(msg, ctx)
         except Exception as exc:  # noqa: BLE001
@@ -445,7 +446,7 @@ def main() -> None:
     from shared.settings import Settings
 
     s = Settings.from_env()
-    stage = SuggestStage(ObjectStore(s), prerender=s.suggest_prerender)
+    stage = SuggestStage(ObjectStore(s))
     threading.Thread(target=warm_up, name="matplotlib-warm-up", daemon=True).start()
     # provisional verdicts and posed clips get their own loops (and groups): segments are drawn while
     # clips are posed, the biomechanics once the last one is, and neither delays a final verdict's result
@@ -453,10 +454,12 @@ def main() -> None:
                           group=f"coach-{SERVICE}-prerender", fail=_never_fail, dead_letter=False)
     clips = WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.prerender_clip,
                        group=f"coach-{SERVICE}-prerender-clips", fail=_never_fail, dead_letter=False)
+    biomech = WorkerSpec(SERVICE, s.topics.poses, ClipPoses, stage.biomech_ahead,
+                         group=f"coach-{SERVICE}-biomech-ahead", fail=_never_fail, dead_letter=False)
     # COACH_SUGGEST_PRERENDER=false: no segment is drawn ahead (the final verdict draws them all); the
     # biomechanics are still computed ahead (no extra CPU: the same work, earlier)
     run_service(WorkerSpec(SERVICE, s.topics.verdicts, AnalysisVerdict, stage.handle), s,
-                also=(partials, clips) if s.suggest_prerender else (clips,))
+                also=(partials, clips, biomech) if s.suggest_prerender else (biomech,))
 
 
 def _never_fail(msg: PartialVerdict | ClipPoses, ctx: Context, reason: str) -> None:

@@ -202,7 +202,7 @@ def test_the_final_verdict_reuses_the_biomechanics_of_the_last_clip_and_leaves_n
         stale = keys.render_segment(aid, 0, "0" * 32)
         store.put_bytes(stale, b"a guess the final colours superseded", "video/mp4")
         if mode == "ahead":
-            suggest.prerender_clip(message, sctx)
+            suggest.biomech_ahead(message, sctx)
             suggest.biomech.settle()            # computed in a thread of its own
             assert len(store.list(keys.biomech_ahead_prefix(aid))) == 4
             monkeypatch.setattr(rep, "build", lambda *a, **k: pytest.fail("computed again at the final verdict"))
