@@ -407,7 +407,7 @@ class ObjectStore:
     def delete_prefix(self, prefix: str) -> int:
         names = self.list(prefix)
         for n in names:
-            self._retry(lambda n=n: self.client.remove_object(self.bucket, n))
+            self.delete(n)
         return len(names)
 
     def presigned_url(self, key: str, expiry_s: int | None = None) -> str:

@@ -87,8 +87,7 @@ class MemoryStore:
     def delete_prefix(self, prefix: str) -> int:
         names = self.list(prefix)
         for n in names:
-            del self.objects[n]
-            self.content_types.pop(n, None)
+            self.delete(n)
         return len(names)
 
     def presigned_url(self, key: str, expiry_s: int | None = None) -> str:

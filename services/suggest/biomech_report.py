@@ -11,7 +11,7 @@ friendly CSV (one row per frame), and stores plots and CSV beside the result:
 Used by the suggest worker (attach_biomechanics) and by `coach biomech` on a result.json.
 
 Computed ahead (issue 17): they need the poses only, so suggest computes them when the last clip
-is posed (`Ahead.compute`) and stores them under the fingerprint of exactly those inputs
+is posed (`Ahead.start`, in a thread of its own) and stores them under the fingerprint of exactly those inputs
 
     analyses/<id>/biomech-ahead/<fingerprint>/{angles.png, com.png, frames.csv, section.json}
 
