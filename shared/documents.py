@@ -163,7 +163,8 @@ class TrackingDocument(Document):
                                            "athlete first (absent in documents of older trackers)")
     choice: Optional[TrackerChoice] = None
     seconds: float = Field(0.0, ge=0)
-    revision: int = Field(0, ge=0, description="0 as tracked; N after the user's N-th athlete switch")
+    revision: int = Field(0, ge=0, description="0 as streamed; 1 where the athlete chosen over the whole clip "
+                          "differs from the provisional one; +1 per user's athlete switch")
 
     def clip_spans(self) -> list[tuple[int, int]]:
         """[start, end) frame indices of each clip (shared/clips.py)."""

@@ -75,8 +75,9 @@ class TrackedClip(Message):
     video: VideoInfo
     frames: list[FrameRef] = Field(min_length=1)
     is_last: bool = False
-    revision: int = Field(0, ge=0, description="Athlete revision: 0 for the analysis, N after the user's N-th athlete "
-                          "switch (AthleteSelected); stages drop messages of an older revision")
+    revision: int = Field(0, ge=0, description="Athlete revision: 0 as streamed (the provisional athlete), 1 where "
+                          "the tracker re-sent the clips for the athlete chosen over the whole clip, +1 per user's "
+                          "athlete switch (AthleteSelected); stages drop messages of an older revision")
 
 
 class ClipPoses(Message):
@@ -94,8 +95,9 @@ class ClipPoses(Message):
                             "mediapipe-blazepose-full-0.10.21; also in the stored poses and the result's models")
     refiner: str
     frames_with_pose: int = Field(ge=0)
-    revision: int = Field(0, ge=0, description="Athlete revision: 0 for the analysis, N after the user's N-th athlete "
-                          "switch (AthleteSelected); stages drop messages of an older revision")
+    revision: int = Field(0, ge=0, description="Athlete revision: 0 as streamed (the provisional athlete), 1 where "
+                          "the tracker re-sent the clips for the athlete chosen over the whole clip, +1 per user's "
+                          "athlete switch (AthleteSelected); stages drop messages of an older revision")
 
 
 class FaultSegment(BaseModel):
@@ -190,8 +192,9 @@ class AnalysisVerdict(Message):
                                               "the camera's view during part of the exercise")
     track_id: int = Field(0, description="Track id of the person judged (tracking.json `athletes`); changes when a "
                           "user makes another person the athlete")
-    revision: int = Field(0, ge=0, description="0 for the analysis; N after the user's N-th athlete switch. Several "
-                          "verdicts of one analysis: keep the one with the highest revision")
+    revision: int = Field(0, ge=0, description="0 or 1 for the analysis (1: the athlete chosen over the whole clip "
+                          "was not the provisional one streamed), +1 per user's athlete switch. Several verdicts of "
+                          "one analysis: keep the one with the highest revision")
     produced_at: str = Field(default_factory=utc_now)
 
 

@@ -141,8 +141,9 @@ class _ResultHead(_Doc):
         None, description="Exercise sports: repetitions with quality and attention (docs/judge.md, Judge over time)")
     score: Optional[ActionScore] = Field(None, description="Exercise sports: action score 0-100 against exemplars of known score")
     judgement: Optional[Judgement] = Field(None, description="Trust in the faults: label source, finding, not judgeable stretches")
-    revision: int = Field(0, ge=0, description="0 for the analysis; N after the user's N-th athlete switch "
-                          "(POST /v1/analyses/{id}/athlete): athletes[0] is then the person they chose")
+    revision: int = Field(0, ge=0, description="0 or 1 for the analysis (1: the tracker re-sent its clips for the "
+                          "athlete chosen over the whole clip), +1 per user's athlete switch (POST "
+                          "/v1/analyses/{id}/athlete): athletes[0] is then the person they chose")
 
 
 class AnalysisResult(_ResultHead):

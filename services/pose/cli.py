@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # numpy is imported where it is used: `coach --help` stays fast
+    import numpy as np
 
 
-def load_keypoints(path: str, fps: float | None) -> tuple["np.ndarray", float]:
+def load_keypoints(path: str, fps: float | None) -> tuple[np.ndarray, float]:
     """Saved keypoints -> (kps [T,33,3] x_px, y_px, visibility with NaN rows, fps). Formats: .npy [T,33,3];
     JSON: a [T][33][3] list (null = no pose), {"keypoints": that, "fps": F}, or a result.json (its target athlete)."""
     import numpy as np

@@ -56,6 +56,32 @@ class PoseStage:
         started = time.perf_counter()
         if _stale(ctx, msg):
             return
+        doc = _reusable(ctx, msg, self.pose_model, self.refiner.name)
+        if doc is None:
+            doc = self._pose(msg, ctx, started)
+            if doc is None:   # the athlete was switched while this clip was posed
+                return
+        ctx.store.put_json(keys.clip_poses(aid, msg.clip_index), doc)
+        ctx.emit(ctx.settings.topics.poses, ClipPoses(
+            analysis_id=aid, sport=msg.sport, clip_index=msg.clip_index, track_id=msg.track_id,
+            first_frame=msg.frames[0].index, frame_count=len(msg.frames), poses_key=keys.clip_poses(aid, msg.clip_index),
+            pose_model=self.pose_model, refiner=self.refiner.name,
+            frames_with_pose=sum(f.keypoints is not None for f in doc.frames), revision=msg.revision,
+        ), key=aid)
+        FRAMES.labels(SERVICE).inc(len(msg.frames))
+        # Progress: clips stored so far over the clip count (exact once tracking.json exists).
+        done = len(ctx.store.list(keys.poses_prefix(aid)))
+        try:
+            total = TrackingDocument.read(ctx.store, keys.tracking(aid)).clip_count
+        except ObjectNotFound:
+            total = max(done + 1, clip_count(msg.video.frames or 0, ctx.settings.clip_frames,
+                                             ctx.settings.first_clip_frames))
+        ctx.status(aid, "done" if done >= total else "running", min(1.0, done / total), clips_done=done)
+
+    def _pose(self, msg: TrackedClip, ctx: Context, started: float) -> ClipPosesDocument | None:
+        """BlazePose on the clip's boxed frames, left/right swaps undone, refined -> the clip's document
+        (None: the clip went stale meanwhile)."""
+        aid = msg.analysis_id
         # Only frames with a box are fetched and decoded; absent frames need no pixels.
         wanted = [f for f in msg.frames if f.bbox_px is not None]
         blobs = dict(zip([f.index for f in wanted], self.fetch.map(lambda f: ctx.store.get_bytes(f.frame_key), wanted)))
@@ -119,27 +145,31 @@ class PoseStage:
             ],
         )
         if _stale(ctx, msg):   # the athlete was switched while this clip was posed
-            return
+            return None
         if n_ctx:   # the raw (unrefined, as BlazePose gave them) poses the next clip takes as context
             tail = range(max(0, len(msg.frames) - n_ctx), len(msg.frames))
             doc.raw_tail = RawTail(first_index=msg.frames[tail[0]].index,
                                    keypoints=[_rows(seq.keypoints_px[t], 3) if seq.present[t] else None for t in tail])
-        ctx.store.put_json(keys.clip_poses(aid, msg.clip_index), doc)
-        ctx.emit(ctx.settings.topics.poses, ClipPoses(
-            analysis_id=aid, sport=msg.sport, clip_index=msg.clip_index, track_id=msg.track_id,
-            first_frame=msg.frames[0].index, frame_count=len(msg.frames), poses_key=keys.clip_poses(aid, msg.clip_index),
-            pose_model=self.pose_model, refiner=self.refiner.name, frames_with_pose=int(seq.present.sum()),
-            revision=msg.revision,
-        ), key=aid)
-        FRAMES.labels(SERVICE).inc(len(msg.frames))
-        # Progress: clips stored so far over the clip count (exact once tracking.json exists).
-        done = len(ctx.store.list(keys.poses_prefix(aid)))
-        try:
-            total = TrackingDocument.read(ctx.store, keys.tracking(aid)).clip_count
-        except ObjectNotFound:
-            total = max(done + 1, clip_count(msg.video.frames or 0, ctx.settings.clip_frames,
-                                             ctx.settings.first_clip_frames))
-        ctx.status(aid, "done" if done >= total else "running", min(1.0, done / total), clips_done=done)
+        return doc
+
+
+def _reusable(ctx: Context, msg: TrackedClip, pose_model: str, refiner: str) -> ClipPosesDocument | None:
+    """The clip as stored for an earlier revision, restamped for this one, where that revision posed
+    exactly these frames in exactly these boxes with this model and refiner: the same crops give the
+    same poses. The tracker re-sends every clip when the athlete chosen over the whole clip differs
+    from the provisional one it streamed (services/tracker/worker.py); the clips that did not change
+    are not posed twice. (Their refiner context was the earlier revision's previous clip.)"""
+    try:
+        old = ClipPosesDocument.read(ctx.store, keys.clip_poses(msg.analysis_id, msg.clip_index))
+    except ObjectNotFound:
+        return None
+    same = (old.revision < msg.revision and old.pose_model == pose_model and old.refiner == refiner
+            and [(f.index, f.bbox_px) for f in old.frames] == [(f.index, f.bbox_px) for f in msg.frames])
+    if not same:
+        return None
+    frames = [p.model_copy(update={"t_s": f.t_s, "track_state": f.track_state, "track_score": f.track_score})
+              for p, f in zip(old.frames, msg.frames)]
+    return old.model_copy(update={"track_id": msg.track_id, "revision": msg.revision, "frames": frames, "seconds": 0.0})
 
 
 def _stale(ctx: Context, msg: TrackedClip) -> bool:

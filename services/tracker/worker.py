@@ -2,6 +2,11 @@
 
 consume `analyses` (AnalysisRequested) -> store JPEG frames + tracking.json -> produce `clips`
 (TrackedClip, T consecutive frames each, keyed per clip so pose workers share one analysis).
+
+With the default tracker (`mot`) the clips streamed while the video is read are of a provisional
+athlete; once the whole clip is seen the athlete is chosen, and where the final boxes differ from
+the streamed ones, tracking.json and every clip go out again as revision 1 (the streamed revision 0
+never completes: its last clip is held back; pose reuses the clips whose boxes did not change).
 """
 from __future__ import annotations
 
@@ -36,8 +41,9 @@ def _store_frame(store, key: str, frame: np.ndarray, quality: int) -> None:
     store.put_bytes(key, jpeg.tobytes(), "image/jpeg")
 
 
-def handle(msg: AnalysisRequested, ctx: Context, detector) -> None:
-    """Track one analysis with the worker's detector (`TrackerStage`)."""
+def handle(msg: AnalysisRequested, ctx: Context, detector, everyone_detector=None) -> None:
+    """Track one analysis with the worker's detectors (`TrackerStage`: the single-target tracker's,
+    and the multi-person thread's)."""
     from services.tracker.results import NoPersonFound
 
     aid, s = msg.analysis_id, ctx.settings
@@ -54,7 +60,8 @@ def handle(msg: AnalysisRequested, ctx: Context, detector) -> None:
         target = tuple(msg.target_bbox_px) if msg.target_bbox_px else None
         # the refinement pass (mot) reads the video again inside finish(): its progress is the second half
         tracker = make_tracker(s, target, fps, detector, path,
-                               lambda k: ctx.status(aid, "running", min(0.99, 0.5 + 0.5 * k / expected)))
+                               lambda k: ctx.status(aid, "running", min(0.99, 0.5 + 0.5 * k / expected)),
+                               everyone_detector)
         uploads: dict[int, Future] = {}
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="frame-upload")
         pending: list = []          # final FrameTracks not yet published
@@ -63,13 +70,17 @@ def handle(msg: AnalysisRequested, ctx: Context, detector) -> None:
 
         size, first = s.clip_frames, effective_first(s.clip_frames, s.first_clip_frames)
         published = 0               # frames published so far: the next clip starts there
+        streamed: list = []         # every FrameTrack taken (the provisional athlete's, with `mot`)
+        revision = 0
 
         def publish(frames: list, is_last: bool) -> None:
             nonlocal clip_index, published
             for ft in frames:   # a clip may only reference frames that are stored
-                uploads.pop(ft.index).result()
+                if ft.index in uploads:
+                    uploads.pop(ft.index).result()
             clip = TrackedClip(analysis_id=aid, sport=msg.sport, clip_index=clip_index, video=info,
-                               frames=[_frame_ref(aid, ft, fps) for ft in frames], is_last=is_last)
+                               frames=[_frame_ref(aid, ft, fps) for ft in frames], is_last=is_last,
+                               revision=revision)
             ctx.emit(s.topics.clips, clip, key=f"{aid}:{clip_index}")
             clip_index += 1
             published += len(frames)
@@ -78,6 +89,7 @@ def handle(msg: AnalysisRequested, ctx: Context, detector) -> None:
             return clip_end(published, size, first) - published
 
         def take(tracks: list) -> None:
+            streamed.extend(_frame_ref(aid, ft, fps) for ft in tracks)
             pending.extend(tracks)
             while len(pending) > next_clip():   # keep >= 1 frame back so the last clip is known
                 n = next_clip()
@@ -103,7 +115,7 @@ def handle(msg: AnalysisRequested, ctx: Context, detector) -> None:
                 index += 1
                 FRAMES.labels(SERVICE).inc()
                 if index % 50 == 0:
-                    share = 0.5 if s.tracker == "mot" and s.tracker_refine else 1.0   # a second pass follows
+                    share = 0.5 if s.tracker == "mot" and s.tracker_refine else 1.0   # a second pass may follow
                     ctx.status(aid, "running", min(0.99, share * index / expected), frames=index)
             if index == 0:
                 raise AnalysisFailed("the video has no decodable frames")
@@ -111,6 +123,15 @@ def handle(msg: AnalysisRequested, ctx: Context, detector) -> None:
                 take(tracker.finish())
             except NoPersonFound as exc:
                 raise AnalysisFailed(f"nobody was found in the video: {exc}") from None
+            final = getattr(tracker, "final", None)
+            if final is not None and _boxes(_frame_ref(aid, ft, fps) for ft in final) != _boxes(streamed):
+                # the athlete chosen over the whole clip is not (all) what was streamed: every clip
+                # again, as the next revision (the streamed one never gets its last clip)
+                for f in uploads.values():
+                    f.result()
+                uploads.clear()
+                revision, clip_index, published = 1, 0, 0
+                pending[:] = final
             choice = tracker.choice
             n_clips = clip_count(published + len(pending), size, first)   # the layout of every frame returned
             # tracking.json is written before the last clip goes out: the judge reads the clip
@@ -123,7 +144,7 @@ def handle(msg: AnalysisRequested, ctx: Context, detector) -> None:
                                       reason=choice.reason if choice else "no choice made",
                                       candidates=_jsonable(choice.candidates if choice else [])),
                 **people_doc(tracker, s, fps),
-                seconds=round(time.perf_counter() - started, 3),
+                seconds=round(time.perf_counter() - started, 3), revision=revision,
             ))
             while pending:
                 n = next_clip()
@@ -133,31 +154,38 @@ def handle(msg: AnalysisRequested, ctx: Context, detector) -> None:
         finally:
             cap.release()
             pool.shutdown(wait=True)
+            if hasattr(tracker, "close"):   # the multi-person thread, when the analysis failed half way
+                tracker.close()
     ctx.status(aid, "done", 1.0, frames=index, clip_count=clip_index,
                seconds=round(time.perf_counter() - started, 3))
 
 
 class TrackerStage:
-    """The tracker worker: owns its PersonDetector, built once at start-up (LiteRT import +
+    """The tracker worker: owns its PersonDetectors, built once at start-up (LiteRT import +
     interpreter: ~0.4 s on the 2-core machine, which the first analysis used to pay before its
-    first clip) and lent to each analysis's tracker, its pass counter restarted. One analysis is
-    tracked at a time per stage (athlete switches detect nothing)."""
+    first clip) and lent to each analysis's tracker, their pass counters restarted: one for the
+    single-target tracker, one for the multi-person thread (an interpreter is not shared between
+    threads). One analysis is tracked at a time per stage (athlete switches detect nothing)."""
 
-    def __init__(self, detector=None):
-        if detector is None:
-            from services.tracker.detector import PersonDetector
-            detector = PersonDetector()
-        self.detector = detector
+    def __init__(self, detector=None, everyone_detector=None):
+        from services.tracker.detector import PersonDetector
+        self.detector = detector if detector is not None else PersonDetector()
+        self.everyone_detector = everyone_detector if everyone_detector is not None else PersonDetector()
 
     def handle(self, msg: AnalysisRequested, ctx: Context) -> None:
-        self.detector.passes = 0
-        handle(msg, ctx, self.detector)
+        self.detector.passes = self.everyone_detector.passes = 0
+        handle(msg, ctx, self.detector, self.everyone_detector)
 
 
-def make_tracker(s, target, fps: float, detector, path: Path | None = None, progress=None):
+def _boxes(refs) -> list:
+    return [(r.index, r.bbox_px) for r in refs]
+
+
+def make_tracker(s, target, fps: float, detector, path: Path | None = None, progress=None, everyone_detector=None):
     """The tracker the settings ask for (COACH_TRACKER, COACH_ATHLETE_POLICY, COACH_MIN_TRACK_S,
-    COACH_TRACKER_REFINE), on the worker's detector. "mot" needs the whole clip before it can choose; with refinement it
-    reads the video file a second time (frames are not kept in memory)."""
+    COACH_TRACKER_REFINE), on the worker's detectors. "mot" streams a provisional athlete while a
+    thread follows everyone on its own read of the video file, and chooses after the whole clip (a
+    second read where the chosen athlete is someone else; frames are not kept in memory)."""
     if s.tracker == "legacy":
         from services.tracker.athlete import AthleteTracker
         return AthleteTracker(target_bbox_px=target, detector=detector)
@@ -176,8 +204,13 @@ def make_tracker(s, target, fps: float, detector, path: Path | None = None, prog
         finally:
             cap.release()
 
-    return MotAthleteTracker(target_bbox_px=target, detector=detector, fps=fps, policy=s.athlete_policy, min_track_s=s.min_track_s,
-                             reread=reread if path is not None else None, refine=s.tracker_refine, progress=progress)
+    if path is None:   # no file to read again: the multi-person tracker alone, after the whole clip
+        return MotAthleteTracker(target_bbox_px=target, detector=detector, fps=fps, policy=s.athlete_policy,
+                                 min_track_s=s.min_track_s, refine=False, progress=progress)
+    from services.tracker.mot import StreamingAthleteTracker
+    return StreamingAthleteTracker(reread, detector, everyone_detector, fps=fps, policy=s.athlete_policy,
+                                   min_track_s=s.min_track_s, target_bbox_px=target, refine=s.tracker_refine,
+                                   progress=progress)
 
 
 def people_doc(tracker, s, fps: float) -> dict:

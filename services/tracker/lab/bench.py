@@ -1,17 +1,20 @@
-"""Speed of the tracker on a video: `python -m services.tracker.lab.bench VIDEO [--frames N] [--tracker legacy|mot|mot-alone] [--verify-skip N]`.
+"""Speed of the tracker on a video: `python -m services.tracker.lab.bench VIDEO [--frames N] [--tracker stream|legacy|mot|mot-alone] [--verify-skip N]`.
 
 Prints JSON: frames, fps_detect_first (whole-image detections per second on the first
 frame: tiles included), fps_track (frames per second through the tracker, first-frame
 detection and the selection window included), s_per_frame, detector_passes (model passes in
-all: the budget) and, for legacy, fps_track_steady (after the selection). mot: the
+all: the budget) and, for legacy, fps_track_steady (after the selection). stream (the worker's
+default, `COACH_TRACKER=mot`): the provisional single-target tracker + the multi-person tracker in
+its thread (+ the second read where the chosen athlete is not the provisional one); mot: the
 multi-person tracker + the single-target refinement of the athlete (a second read of the
-frames, included); mot-alone: without it.
+frames, included), not streaming; mot-alone: without the refinement.
 
 CPU time (`time.process_time()`, this process only: wall time means little on a machine
 shared with other jobs): `cpu_ms_per_frame` through the tracker, and `cpu_ms_per_frame_parts`,
 the same split by part (exclusive: a part's time excludes the parts it calls; `rest` is the
 tracker's own Python: Kalman, gating, bookkeeping), measured by wrapping each part's entry
-points for the run (`--no-parts` turns it off: the wrappers cost ~1 us a call).
+points for the run (`--no-parts` turns it off: the wrappers cost ~1 us a call). With `stream`
+the parts are each thread's CPU time (`time.thread_time`), summed over both threads.
 Pin it to one core with `taskset -c 0` to measure the one-core figure.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ import collections
 import contextlib
 import functools
 import json
+import threading
 import time
 
 import cv2
@@ -46,25 +50,29 @@ PARTS = {
 class PartClock:
     """Exclusive CPU time per part: nested calls of other parts are charged to them."""
 
-    def __init__(self):
+    def __init__(self, clock=time.process_time):
         self.cpu = collections.Counter()
         self.calls = collections.Counter()
-        self._stack: list[list] = []          # [part, start, time spent in nested parts]
+        self.clock = clock                    # time.thread_time where several threads track
+        self._local = threading.local()       # per thread: [[part, start, time spent in nested parts]]
+        self._lock = threading.Lock()
 
     def wrap(self, part: str, fn):
         @functools.wraps(fn)
         def timed(*a, **k):
-            entry = [part, time.process_time(), 0.0]
-            self._stack.append(entry)
+            stack = self._local.__dict__.setdefault("stack", [])
+            entry = [part, self.clock(), 0.0]
+            stack.append(entry)
             try:
                 return fn(*a, **k)
             finally:
-                self._stack.pop()
-                spent = time.process_time() - entry[1]
-                self.cpu[part] += spent - entry[2]
-                self.calls[part] += 1
-                if self._stack:
-                    self._stack[-1][2] += spent
+                stack.pop()
+                spent = self.clock() - entry[1]
+                with self._lock:
+                    self.cpu[part] += spent - entry[2]
+                    self.calls[part] += 1
+                if stack:
+                    stack[-1][2] += spent
         return timed
 
     @contextlib.contextmanager
@@ -98,7 +106,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300, help="at most this many frames")
     ap.add_argument("--local-tracker", default=TrackerConfig.local_tracker, choices=("kcf", "csrt"))
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (the detector uses 1)")
-    ap.add_argument("--tracker", default="legacy", choices=("legacy", "mot", "mot-alone"))
+    ap.add_argument("--tracker", default="stream", choices=("stream", "legacy", "mot", "mot-alone"),
+                    help="stream: what the worker runs by default (COACH_TRACKER=mot); legacy: COACH_TRACKER=legacy")
     ap.add_argument("--no-parts", action="store_true", help="no per-part CPU times (no wrappers)")
     ap.add_argument("--verify-skip", type=int, default=TrackerConfig.verify_skip_max,
                     help="TrackerConfig.verify_skip_max (periodic verifications skipped in a row while KCF and the verifier agree)")
@@ -127,12 +136,17 @@ def main() -> None:
     fps = cv2.VideoCapture(args.video).get(cv2.CAP_PROP_FPS) or 25.0
     if args.tracker == "legacy":
         tracker = AthleteTracker(cfg, detector=detector)
+    elif args.tracker == "stream":
+        from ..mot import StreamingAthleteTracker
+        everyone = PersonDetector()
+        everyone.detect(frames[0])
+        tracker = StreamingAthleteTracker(lambda: iter(frames), detector, everyone, fps=fps, legacy_config=cfg)
     else:
         from ..mot import MotAthleteTracker
         tracker = MotAthleteTracker(detector=detector, fps=fps, reread=lambda: iter(frames),
                                     refine=args.tracker == "mot", legacy_config=cfg)
-    clock = PartClock()
-    passes0 = detector.passes
+    clock = PartClock(time.thread_time if args.tracker == "stream" else time.process_time)
+    passes0 = detector.passes + (everyone.passes if args.tracker == "stream" else 0)
     out, t_first = [], None
     with contextlib.nullcontext() if args.no_parts else clock.installed():
         t0, c0 = time.perf_counter(), time.process_time()
@@ -155,10 +169,11 @@ def main() -> None:
         "fps_cpu": round(len(frames) / (c1 - c0), 1),
         "cpu_ms_per_frame_parts": None if args.no_parts else clock.per_frame_ms(c1 - c0, len(frames)),
         "calls": None if args.no_parts else dict(clock.calls),
-        "detector_passes": detector.passes - passes0,
+        "detector_passes": detector.passes + (everyone.passes if args.tracker == "stream" else 0) - passes0,
         "fps_track_steady": None if steady is None or args.tracker != "legacy" else round(steady, 1),
         "states": dict(collections.Counter(ft.state for ft in out)),
         "choice": tracker.choice.reason if tracker.choice else None,
+        **({"kept_provisional": tracker.kept_provisional} if args.tracker == "stream" else {}),
     }))
 
 

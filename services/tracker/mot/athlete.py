@@ -52,7 +52,7 @@ class MotAthleteTracker:
         self.legacy_config = legacy_config
         self.progress = progress             # (frames done in the second read) -> None: a long finish() reports progress
         self.alone: list[FrameTrack] | None = None   # the multi-person track before refinement (evaluation)
-        self.overrule_below = 0.6                    # see _refined
+        self.overrule_below = 0.6                    # see fuse
         self.filled: list[int] = []                  # frames the multi-person track filled in (refinement)
 
     @property
@@ -79,6 +79,19 @@ class MotAthleteTracker:
     def finish(self) -> list[FrameTrack]:
         if self._finished:
             return []
+        out, athlete = self.choose()
+        if self.refine and self.reread is not None:
+            self.alone = [FrameTrack(f.index, None if f.bbox_px is None else f.bbox_px.copy(), f.score, f.state,
+                                     f.track_id) for f in out]
+            out = self.fuse(out, athlete, *self.single_pass(athlete))
+        return out
+
+    def choose(self) -> tuple[list[FrameTrack], Track]:
+        """After the last push: everybody's tracks closed, the athlete chosen by the policy ->
+        (one FrameTrack per pushed frame from the athlete's multi-person track, the athlete's Track).
+        NoPersonFound if nobody was followed."""
+        if self._finished:
+            raise RuntimeError("choose() twice")
         self._finished = True
         tracks = self.mot.finish()
         if not tracks:
@@ -121,14 +134,16 @@ class MotAthleteTracker:
             else:
                 state = "redetected" if k in reid and o.state == "detected" else STATES[o.state]
                 out.append(FrameTrack(k, o.box.copy(), round(float(o.score), 4), state, best_id, people))
-        if self.refine and self.reread is not None:
-            self.alone = [FrameTrack(f.index, None if f.bbox_px is None else f.bbox_px.copy(), f.score, f.state,
-                                     f.track_id) for f in out]
-            out = self._refined(out, athlete)
-        return out
+        return out, athlete
 
-    def _refined(self, out: list[FrameTrack], athlete: Track) -> list[FrameTrack]:
-        """Second pass: the single-target tracker from the athlete's first box; fuse (module doc)."""
+    def first_look(self, athlete: Track) -> np.ndarray | None:
+        """The athlete's first colour snapshot (what `fuse` compares the single-target boxes with)."""
+        return athlete.gallery.snaps[0] if athlete.has_desc else None
+
+    def single_pass(self, athlete: Track) -> tuple[list[FrameTrack], int, dict[int, float]]:
+        """Second read: the single-target tracker from the athlete's first box -> (its FrameTracks,
+        indexed from `start`; start, the athlete's first frame; {frame: colour likeness of its box to
+        the athlete's first look})."""
         from ..athlete import AthleteTracker
 
         start = min(athlete.history)
@@ -136,7 +151,7 @@ class MotAthleteTracker:
         single = AthleteTracker(self.legacy_config, target_bbox_px=tuple(float(v) for v in box0), detector=self.detector)
         fts = []
         looks: dict[int, float] = {}          # frame -> the single-target box's colour likeness to the athlete's first look
-        first_look = athlete.gallery.snaps[0] if athlete.has_desc else None
+        first_look = self.first_look(athlete)
         for k, frame in enumerate(self.reread()):
             if k >= start:
                 for ft in single.push(frame):      # a target box: one FrameTrack per push, this frame's
@@ -146,6 +161,14 @@ class MotAthleteTracker:
             if self.progress is not None and k % 50 == 49:
                 self.progress(k + 1)
         fts += single.finish()
+        return fts, start, looks
+
+    def fuse(self, out: list[FrameTrack], athlete: Track, fts: list[FrameTrack], start: int,
+             looks: dict[int, float]) -> list[FrameTrack]:
+        """The athlete's final boxes: the single-target tracker's `fts` (frame = index + start) win
+        where they have a box, unless a stretch of them lies on another followed person whose colours
+        differ (module doc); the multi-person track `out` fills the rest at FILL_SCALE confidence.
+        `fts` boxes may be cleared (pass copies)."""
         others = {i: tr for i, tr in ((tr.id, tr) for tr in self._tracks) if i != athlete.id}
         # The single-target tracker's stretches of boxes after its first (each one begins with a
         # re-detection) are dropped when they mostly lie on another followed person: it took

@@ -122,3 +122,60 @@ def test_the_worker_continues_a_clip_that_follows_and_poses_a_redelivered_one_fr
     finally:
         stage.sessions.close()
         stage.estimator.close()
+
+
+class _CountingPose(_NoPose):
+    """Poses every boxed frame at its box's top-left corner; counts the frames it was asked to pose."""
+    def __init__(self):
+        self.posed = 0
+
+    def estimate_sequence(self, frames, boxes, session=None):
+        from services.pose.blazepose import PoseSequence
+        seq = PoseSequence.empty(len(frames))
+        for t, b in enumerate(boxes):
+            if b is not None:
+                self.posed += 1
+                seq.keypoints_px[t] = [b[0], b[1], 0.0]
+                seq.world_m[t] = 0.0
+                seq.present[t] = True
+        return seq
+
+
+def test_a_clip_sent_again_for_a_new_revision_with_the_same_boxes_is_not_posed_twice():
+    """The tracker re-sends every clip as revision 1 when the athlete chosen over the whole clip
+    differs from the provisional one it streamed: a clip whose frames and boxes did not change keeps
+    its poses (restamped, no model run), a clip whose boxes changed is posed again."""
+    import cv2
+    import numpy as np
+
+    from shared.documents import ClipPosesDocument
+
+    store, emitted = MemoryStore(), []
+    ctx = Context("pose", Settings(), store, producer=None, log=logging.getLogger("test"))
+    ctx.status = lambda *a, **k: None
+    ctx.emit = lambda topic, m, key: emitted.append(m)
+    ok, jpeg = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))
+    for i in range(8):
+        store.put_bytes(keys.frame(AID, i), jpeg.tobytes(), "image/jpeg")
+
+    def clip(revision, boxes, track_id=0):
+        return TrackedClip(analysis_id=AID, sport="squat", clip_index=0, track_id=track_id, revision=revision,
+                           video=VideoInfo(fps=10.0, width=64, height=48, frames=8),
+                           frames=[FrameRef(index=i, t_s=i / 10, frame_key=keys.frame(AID, i), bbox_px=b,
+                                            track_score=0.9 if b else 0.0, track_state="tracked" if b else "lost")
+                                   for i, b in enumerate(boxes)])
+
+    stage = _stage()
+    stage.estimator = pose = _CountingPose()
+    boxes = [[4.0 + i, 5.0, 20.0, 30.0] for i in range(7)] + [None]
+    stage.handle(clip(0, boxes), ctx)
+    assert pose.posed == 7
+    stage.handle(clip(1, boxes, track_id=3), ctx)           # same boxes, the final athlete's revision
+    doc = ClipPosesDocument.read(store, keys.clip_poses(AID, 0))
+    assert pose.posed == 7, "not posed again"
+    assert (doc.revision, doc.track_id) == (1, 3) and doc.frames[0].keypoints[0][:2] == [4.0, 5.0]
+    assert emitted[-1].revision == 1 and emitted[-1].frames_with_pose == 7
+    moved = [[40.0, 5.0, 20.0, 30.0]] + boxes[1:]
+    stage.handle(clip(2, moved), ctx)                        # a changed box: posed again, all of it
+    doc = ClipPosesDocument.read(store, keys.clip_poses(AID, 0))
+    assert pose.posed == 14 and doc.revision == 2 and doc.frames[0].keypoints[0][:2] == [40.0, 5.0]

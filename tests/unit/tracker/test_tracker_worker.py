@@ -91,8 +91,10 @@ def vtest_45(tmp_path) -> Path:
 
 def test_the_short_first_clip_leaves_once_the_athlete_is_chosen_and_later_cuts_are_unchanged(vtest_45, monkeypatch):
     """COACH_FIRST_CLIP_FRAMES=8: clip 0 (frames 0-7) is published as soon as the tracker has chosen
-    the athlete (its 15-frame selection window), not after 33 decoded frames; then frames 8-31 and
-    32-44, the cut at 32 where it always was; tracking.json records the layout and the clip count."""
+    the (provisional) athlete (its 15-frame selection window), not after 33 decoded frames; then
+    frames 8-31 and 32-44, the cut at 32 where it always was; tracking.json records the layout and
+    the clip count. Where the athlete chosen over the whole clip differs from the streamed one, every
+    clip goes out again as revision 1 with the same layout, and revision 0 never gets its last clip."""
     import cv2
 
     from services.tracker import worker
@@ -102,15 +104,16 @@ def test_the_short_first_clip_leaves_once_the_athlete_is_chosen_and_later_cuts_a
     store = MemoryStore()
     store.put_file("uploads/x", vtest_45)
     ctx = Context("tracker", Settings(first_clip_frames=8), store, producer=None, log=logging.getLogger("test"))
-    reads, emitted = [0], []
+    emitted, captures = [], []
     real = cv2.VideoCapture
 
-    class CountingCapture:   # how many frames were decoded when each clip went out
+    class CountingCapture:   # how many frames the worker's own decode had read when each clip went out
         def __init__(self, path):
-            self.cap = real(path)
+            self.cap, self.reads = real(path), 0
+            captures.append(self)
 
         def read(self):
-            reads[0] += 1
+            self.reads += 1
             return self.cap.read()
 
         def __getattr__(self, name):
@@ -118,20 +121,27 @@ def test_the_short_first_clip_leaves_once_the_athlete_is_chosen_and_later_cuts_a
 
     monkeypatch.setattr(worker.cv2, "VideoCapture", CountingCapture)
     monkeypatch.setattr(ctx, "status", lambda *a, **k: None)
-    monkeypatch.setattr(ctx, "emit", lambda topic, m, key: emitted.append((key, m, reads[0])))
+    monkeypatch.setattr(ctx, "emit", lambda topic, m, key: emitted.append((key, m, captures[0].reads)))
     worker.TrackerStage().handle(AnalysisRequested(analysis_id=aid, sport="squat", video_key="uploads/x",
                                     video=VideoInfo(fps=10.0, width=768, height=576, frames=45)), ctx)
 
-    spans = [(m.frames[0].index, m.frames[-1].index) for _, m, _ in emitted]
-    assert spans == [(0, 7), (8, 31), (32, 44)]
-    assert [key for key, _, _ in emitted] == [f"{aid}:{k}" for k in range(3)]
-    assert [m.is_last for _, m, _ in emitted] == [False, False, True]
-    assert emitted[0][2] <= 16, f"clip 0 waited for {emitted[0][2]} decoded frames (selection window: 15)"
-    assert emitted[1][2] == 33, "clip 1 goes out once frame 32 is known, as the 32-frame clip 0 used to"
     tracking = store.get_json(keys.tracking(aid))
+    final = [(key, m) for key, m, _ in emitted if m.revision == tracking["revision"]]
+    streamed = [(m, reads) for _, m, reads in emitted if m.revision == 0]
+    assert [(m.frames[0].index, m.frames[-1].index) for m, _ in streamed][:2] == [(0, 7), (8, 31)]
+    assert streamed[0][1] <= 16, f"clip 0 waited for {streamed[0][1]} decoded frames (selection window: 15)"
+    assert streamed[1][1] == 33, "clip 1 goes out once frame 32 is known, as the 32-frame clip 0 used to"
+    assert [(m.frames[0].index, m.frames[-1].index) for _, m in final] == [(0, 7), (8, 31), (32, 44)]
+    assert [key for key, _ in final] == [f"{aid}:{k}" for k in range(3)]
+    assert [m.is_last for _, m in final] == [False, False, True]
+    assert sum(m.is_last for _, m, _ in emitted) == 1, "only the final revision is ever complete"
     assert tracking["clip_count"] == 3 and tracking["clip_frames"] == 32 and tracking["first_clip_frames"] == 8
     stored = [k for k in store.objects if "/frames/" in k]
     assert all(f.frame_key in stored for _, m, _ in emitted for f in m.frames), "clips reference stored frames only"
+    if tracking["revision"] == 1:   # the final athlete's boxes are what tracking.json lists for them
+        boxes = dict(zip(tracking["athletes"][0]["frames"], tracking["athletes"][0]["boxes_px"]))
+        sent = {f.index: f.bbox_px for _, m in final for f in m.frames if f.bbox_px}
+        assert sorted(sent) == sorted(boxes) and all(max(abs(a - b) for a, b in zip(sent[k], boxes[k])) <= 0.1 for k in sent)
 
 
 def test_the_stage_loads_its_detector_at_start_up_and_lends_it_to_every_analysis(vtest_45, monkeypatch):
@@ -149,7 +159,7 @@ def test_the_stage_loads_its_detector_at_start_up_and_lends_it_to_every_analysis
 
     monkeypatch.setattr(det_module, "PersonDetector", CountingDetector)
     stage = worker.TrackerStage()
-    assert len(built) == 1, "the detector is loaded before the first analysis comes"
+    assert len(built) == 2, "the detectors (one per tracking thread) are loaded before the first analysis comes"
     store = MemoryStore()
     store.put_file("uploads/x", vtest_45)
     passes = []
@@ -160,6 +170,7 @@ def test_the_stage_loads_its_detector_at_start_up_and_lends_it_to_every_analysis
         stage.handle(AnalysisRequested(analysis_id=aid, sport="squat", video_key="uploads/x",
                                        video=VideoInfo(fps=10.0, width=768, height=576, frames=45)), ctx)
         passes.append(stage.detector.passes)
-    assert len(built) == 1 and stage.detector is built[0], "one detector for the worker's lifetime"
+    assert len(built) == 2 and {id(stage.detector), id(stage.everyone_detector)} == set(map(id, built)), \
+        "the same detectors for the worker's lifetime"
     assert passes[0] > 0 and passes[1] == passes[0], "each analysis counts its own passes (the same video: the same count)"
     assert not hasattr(worker, "_detector") and not hasattr(worker, "person_detector")
