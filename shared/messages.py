@@ -209,6 +209,9 @@ class PartialVerdictBody(BaseModel):
     sequence: int = Field(ge=1, description="1 for the first partial verdict of this revision, then 2, ...: keep "
                           "the highest (revision, sequence)")
     track_id: int = Field(0, description="Track id of the person judged")
+    athlete_settled: bool = Field(True, description="false while the tracker has not seen the whole clip yet: the "
+                                  "person judged is its provisional athlete, and the athlete chosen over the whole "
+                                  "clip may be someone else (then partials of the next revision follow)")
     clips_posed: int = Field(ge=1, description="Clips 0..clips_posed-1 are posed (a contiguous prefix) and judged")
     clip_count: Optional[int] = Field(None, ge=0, description="Clips of the analysis; null while the tracker is "
                                       "still reading the video")

@@ -379,6 +379,8 @@ class JudgeStage:
         doc = PartialVerdictDocument(
             analysis_id=aid, sport=msg.sport, model_version=pack.model_version, revision=revision, sequence=sequence,
             track_id=track_id, clips_posed=ready, clip_count=clip_count, frames_posed=len(frames),
+            # the default tracker chooses the athlete once it has seen the whole clip (tracking.json)
+            athlete_settled=tracking is not None or ctx.settings.tracker == "legacy",
             frames_total=frames_total, fault_types=list(pack.fault_ids), synthetic=synthetic,
             label_source=label_source,
             frame_flags=partial.frame_flags(judged, list(pack.fault_ids), pack.thresholds, len(frames)), **body)

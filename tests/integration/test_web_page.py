@@ -379,6 +379,14 @@ def test_a_provisional_verdict_with_faults_and_unjudgeable_stretches(browser, ba
     assert "Not judgeable 0.0–0.7 s (Shallow squat)" in shown and "depth cannot be judged from the front" in shown
     assert "2 more fault segments ending after 1.4 s are withheld" in shown
     assert "Repetitions so far: 1." in shown
+    assert "athlete is chosen once the whole clip" not in shown, "doc's default: the athlete is settled"
+    # while the tracker has not seen the whole clip, the person judged is its provisional athlete
+    js(browser, f"AICoach.showPartial({json.dumps({**doc, 'sequence': 8, 'athlete_settled': False})});")
+    unsettled = visible_text(browser, "#partial")
+    assert "The person judged so far is the one followed from the first frames" in unsettled and \
+        "may then change" in unsettled, unsettled
+    js(browser, f"AICoach.showPartial({json.dumps({**doc, 'sequence': 9})});")
+    shown = visible_text(browser, "#partial")
     older = {**doc, "sequence": 6, "faults": [], "withheld": 0, "not_judgeable": []}
     js(browser, f"AICoach.showPartial({json.dumps(older)});")
     assert visible_text(browser, "#partial") == shown   # a late, older partial is dropped

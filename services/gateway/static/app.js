@@ -500,6 +500,8 @@ function renderPartial(p) {
     el("p", { class: "partial-span" }, `Judged so far: first ${fmt(p.posed_until_s, 1)} s` +
       (totalS ? ` of ${fmt(totalS, 1)} s` : "") +
       ` (${p.clips_posed}${p.clip_count ? ` of ${p.clip_count} clips` : p.clips_posed === 1 ? " clip" : " clips"} posed).`),
+    p.athlete_settled === false ? el("p", { class: "partial-athlete" }, "The person judged so far is the one " +
+      "followed from the first frames; the athlete is chosen once the whole clip has been seen, and may then change.") : null,
     p.finding ? el("p", { class: "partial-finding" }, `Finding so far: ${p.finding}.`) : null,
     faults.length
       ? [el("p", null, `${plural(faults.length, "fault segment", "fault segments")} so far:`),

@@ -4,8 +4,13 @@
 athlete is never measured. Here the trackers start with NO box, as the worker runs them when a
 request has no `target_bbox_px` (services/tracker/worker.py `make_tracker`):
 
-* `legacy` (the default, `COACH_TRACKER=legacy`): `AthleteTracker()`: whoever moved most over the
-  first 15 frames after the first detection, then the single-target tracker follows them.
+* `legacy` (`COACH_TRACKER=legacy`, the default until 2026-12-08): `AthleteTracker()`: whoever
+  moved most over the first 15 frames after the first detection, then the single-target tracker
+  follows them.
+* `stream` (the worker's default, `COACH_TRACKER=mot` with `most_active`):
+  `StreamingAthleteTracker`: the legacy tracker's provisional athlete streamed while the
+  multi-person tracker follows everyone; the final athlete is the policy's, the provisional
+  track kept and fused where it is that person, else refined as for `mot/<policy>`.
 * `mot/<policy>` (`COACH_TRACKER=mot`, `COACH_ATHLETE_POLICY` = most_active | largest |
   first_seen): `MotAthleteTracker` follows everyone over the whole clip, its own `finish()` picks
   the athlete by the policy among the tracks of >= `COACH_MIN_TRACK_S` (1 s), then refines them
@@ -256,6 +261,30 @@ def run_legacy(frames: Seq[np.ndarray], detector, fps: float, config=None, min_t
             "reason": tracker.choice.reason if tracker.choice else None, "kept": kept}, seconds
 
 
+def run_stream(frames: Seq[np.ndarray], detector, everyone, fps: float, policy: str = "most_active",
+               min_track_s: float = 1.0) -> tuple[dict, float]:
+    """The worker's default tracker without a box (`StreamingAthleteTracker`, `everyone`: the
+    multi-person thread's own detector): "chosen" is the policy's multi-person track, "delivered"
+    the final boxes, "kept" everyone in tracking.json's `athletes`."""
+    from ..mot import StreamingAthleteTracker
+
+    started = time.perf_counter()
+    tr = StreamingAthleteTracker(lambda: iter(frames), detector, everyone, fps=fps, policy=policy,
+                                 min_track_s=min_track_s)
+    for f in frames:
+        tr.push(f)
+    tr.finish()
+    seconds = time.perf_counter() - started
+    n = len(frames)
+    kept = []
+    for a in tr.athletes:
+        at = dict(zip(a["frames"], a["boxes_px"]))
+        kept.append([at.get(t) for t in range(n)])
+    return {"chosen": [ft.bbox_px for ft in tr.alone], "delivered": [ft.bbox_px for ft in tr.final],
+            "scores": [float(ft.score) for ft in tr.final], "alternatives": len(tr.alternatives),
+            "reason": tr.choice.reason, "kept": kept, "track_id": tr.choice.track_id}, seconds
+
+
 def run_from_box(seq, pairs, detector, fps: float, kind: str) -> tuple[dict, float]:
     """Reference: the tracker started from the athlete's first ground-truth box (`coach tracker
     eval`, request with target_bbox_px = policy "box"): the same measures, no choice involved."""
@@ -273,11 +302,12 @@ SAVED = ("chosen", "delivered", "scores", "kept", "alternatives", "reason", "tra
 def evaluate_choice(split: str = "test", cases: tuple[str, ...] | None = None, policies: Seq[str] = POLICIES,
                     legacy: bool = True, detector=None, progress=None, fps: float = 10.0,
                     seeds: tuple[int, ...] | None = None, save_dir: str | None = None,
-                    from_box: bool = False) -> dict:
+                    from_box: bool = False, stream: bool = False) -> dict:
     """The `coach tracker eval --choice` document (module doc). seeds: a subset of the split's;
     save_dir: also write every sequence's record there (<sequence>.pkl: ground truth of every
     actor, and per tracker the chosen, delivered and kept tracks): `score_saved` scores them again.
-    from_box: also the reference runs from the ground-truth box (`legacy/box`, `mot/box`)."""
+    from_box: also the reference runs from the ground-truth box (`legacy/box`, `mot/box`);
+    stream: also the worker's default (`stream`, most_active)."""
     import pickle
     from pathlib import Path
 
@@ -286,9 +316,10 @@ def evaluate_choice(split: str = "test", cases: tuple[str, ...] | None = None, p
 
     cases = tuple(cases or evalset.CASES)
     detector = detector or PersonDetector()
+    everyone = PersonDetector() if stream else None
     sprites = evalset.load_sprites()
     seeds = seeds or (evalset.SPLITS["tune"] + evalset.SPLITS["test"] if split == "all" else evalset.SPLITS[split])
-    seconds: dict[str, float] = {"legacy": 0.0, "mot": 0.0, "legacy/box": 0.0, "mot/box": 0.0}
+    seconds: dict[str, float] = {"legacy": 0.0, "mot": 0.0, "legacy/box": 0.0, "mot/box": 0.0, "stream": 0.0}
     records = []
     for case in cases:
         for seed in seeds:
@@ -299,6 +330,9 @@ def evaluate_choice(split: str = "test", cases: tuple[str, ...] | None = None, p
             if legacy:
                 results["legacy"], sec = run_legacy(frames, detector, fps)
                 seconds["legacy"] += sec
+            if stream:
+                results["stream"], sec = run_stream(frames, detector, everyone, fps)
+                seconds["stream"] += sec
             if policies:
                 by_policy, sec = run_mot_policies(frames, detector, fps, policies)
                 seconds["mot"] += sec

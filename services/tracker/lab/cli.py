@@ -8,8 +8,9 @@
       mot_alone (its athlete track before refinement), with MOTA / IDF1 over all people.
   coach tracker eval --choice [--split test|tune|disjoint] [--policies most_active,largest,first_seen] [--json]
       the athlete CHOICE: every sequence starts with no box, as the worker runs it without a
-      target_bbox; per tracker (legacy = the default; mot/<policy> = COACH_TRACKER=mot with that
-      COACH_ATHLETE_POLICY): choice accuracy, time-to-lock, F-score, how often the choice was close
+      target_bbox; per tracker (stream = the worker's default, COACH_TRACKER=mot, most_active;
+      legacy = COACH_TRACKER=legacy; mot/<policy> = the multi-person tracker with that
+      COACH_ATHLETE_POLICY, not streaming): choice accuracy, time-to-lock, F-score, how often the choice was close
       (services/tracker/lab/choice_eval.py). --split disjoint: people and scenes never in the tuning part.
   --cases exerciser (either command): the case not in the default six, a real person warming up
       (jumping jacks, arm and leg swings; the Sports2D clip, lab/exerciser.py) among 3-6 walkers.
@@ -60,7 +61,7 @@ def cmd_choice(args) -> int:
             print(f"  {row['sequence']:<16} {picks}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    # --trackers: "full" (or "legacy") brings the default tracker, "mot" the policies, "box" the
+    # --trackers: "stream" the worker's default, "full" (or "legacy") the single-target tracker, "mot" the policies, "box" the
     # trackers started from the ground-truth box (reference)
     if args.from_tracks:
         from .choice_eval import score_saved
@@ -68,7 +69,7 @@ def cmd_choice(args) -> int:
     else:
         out = evaluate_choice(args.split, _cases(args.cases), policies if "mot" in trackers else (),
                               legacy="legacy" in trackers or "full" in trackers, progress=progress,
-                              save_dir=args.save_tracks, from_box="box" in trackers,
+                              save_dir=args.save_tracks, from_box="box" in trackers, stream="stream" in trackers,
                               seeds=tuple(int(x) for x in args.seeds.split(",")) if args.seeds else None)
     out["seconds"] = round(time.perf_counter() - started, 1)
     out["machine"] = {"cpus": os.cpu_count(), "load_1min_after": round(os.getloadavg()[0], 2),
@@ -189,7 +190,8 @@ def register(sub) -> None:
     ev.add_argument("--trackers", default="plain,full,mot",
                     help="comma-separated: plain (local tracker alone), full (single-target tracker), mot "
                          "(multi-person tracker + refinement; mot_alone, without it, comes with it); with --choice: "
-                         "full (or legacy) = the default tracker's choice, mot = each policy's, box = both trackers "
+                         "stream = the worker's default (COACH_TRACKER=mot, most_active), full (or legacy) = "
+                         "COACH_TRACKER=legacy, mot = each policy's (not streaming), box = both trackers "
                          "from the ground-truth box (reference)")
     ev.add_argument("--choice", action="store_true",
                     help="evaluate the athlete choice: no box, the worker's choice (legacy and mot per policy)")

@@ -65,6 +65,7 @@ class StreamingAthleteTracker:
         self.reread = reread
         self.final: list[FrameTrack] | None = None
         self.kept_provisional: bool | None = None    # after finish(): the provisional athlete was the chosen one
+        self.alone: list[FrameTrack] | None = None   # after finish(): the chosen track before fusion
         self._provisional: list[FrameTrack] = []     # copies of what push()/finish() returned
         self._descs: dict[int, np.ndarray] = {}      # frame -> colour descriptor of the provisional box
         self._weights = None
@@ -134,6 +135,7 @@ class StreamingAthleteTracker:
         if self._seen != self._n:
             raise RuntimeError(f"the multi-person read saw {self._seen} frames, the stream {self._n}")
         out, athlete = self.mot.choose()         # NoPersonFound: nobody in the whole clip
+        self.alone = [_copy(ft) for ft in out]   # the chosen athlete's multi-person track (evaluation)
         self.kept_provisional = self._agrees(athlete)
         if self.kept_provisional:
             first_look = self.mot.first_look(athlete)

@@ -91,6 +91,8 @@ def test_partials_come_while_clips_arrive_and_the_final_verdict_as_before(stream
     assert made == [1, 2, 3, 5]                          # clips posed when one was published
     seqs = [p.sequence for ps in after for p in ps]
     assert seqs == [1, 2, 3, 4]
+    # all before tracking.json: the default tracker has not chosen the athlete over the whole clip yet
+    assert [p.athlete_settled for ps in after for p in ps] == [False] * 4
     assert after[-1] == []                               # the last clip: no partial, the final verdict
     [(topic, key, final)] = ctx.emitted(ctx.settings.topics.verdicts)
     assert key == aid and isinstance(final, AnalysisVerdict) and len(final.repetitions) == n_reps
