@@ -94,7 +94,14 @@ class StreamingAthleteTracker:
     # -- the AthleteTracker interface ----------------------------------------------------------
     @property
     def choice(self) -> AthleteChoice | None:
-        return self.mot.choice if self.final is not None else self.single.choice
+        if self.final is None:
+            return self.single.choice
+        chosen = self.mot.choice
+        if self.policy == "box" and self.single.choice is not None:
+            # the single-target tracker matched the box against the first frame's detections
+            # ("matched target_bbox (IoU 0.81)"): the reason a user can check
+            return AthleteChoice(chosen.track_id, self.single.choice.reason, chosen.candidates)
+        return chosen
 
     @property
     def athletes(self) -> list[dict]:
