@@ -51,6 +51,8 @@ class MotConfig:
     low: float = 0.5               # detector threshold (second stage: IoU only, near a track)
     full_every_s: float = 4.0      # scheduled whole-image detection (new people who do not move much)
     full_min_gap_s: float = 2.0    # whole-image detection triggered by motion / a lost track at most this often
+    partial_full: bool = True      # ...and then only on the tiles around the moving blobs / lost tracks' predictions
+    partial_max: int = 4           # (more regions than this: the whole image)
     complete_every: int = 3        # every N-th whole-image detection at all scales, the others at the tracks' scale
     roi_every: int = 3             # a track is checked by a detector pass around it every N frames...
     still_px: float = 0.03         # ...unless it moved less than this x its height since its last detection
@@ -141,7 +143,9 @@ class MultiTracker:
         self.closed: list[Track] = []
         self.t = -1
         self._next = 0
-        self._last_full = -10 ** 9
+        self._last_full = -10 ** 9        # the last whole-image detection, complete or around some regions
+        self._last_whole = -10 ** 9       # ... complete
+        self._partial = 0
         self._fulls = 0
         self._weights: np.ndarray | None = None
         self._fg = ForegroundModel() if self.cfg.foreground else None
@@ -206,9 +210,9 @@ class MultiTracker:
             else:
                 tr.local, tr.local_box = None, None
 
-        full, windows = self._plan(frame, force_full=target_box is not None or t == 0)
-        if full:
-            self._last_full = t
+        full, windows, regions = self._plan(frame, force_full=target_box is not None or t == 0)
+        if full and regions is None:
+            self._last_full = self._last_whole = t
             self.stats["full"] += 1
             heights = [tr.h for tr in self.live() if tr.state == "active"]
             self._fulls += 1
@@ -219,31 +223,57 @@ class MultiTracker:
             examined = set(id(tr) for tr in self.tracks)
         else:
             dets, examined = [], set()
+            if full:                                  # the whole image's tiles around these regions only
+                self._last_full = t
+                self.stats["full"] += 1
+                self._partial += 1
+                picked: list = []
+                dets += self.det.detect(frame, min_score=cfg.low, select=lambda tiles: picked.extend(
+                    _tiles_for(tiles, regions, wid, hgt)) or picked)
+                inside = [tr for tr in self.tracks if any(_inside(tr.kf.box, np.array([tl.x0, tl.y0, tl.side, tl.side]))
+                                                          for tl in picked)]
+                examined = set(id(tr) for tr in inside)
+                windows = [(w, c) for w, c in windows if not c <= examined]
             for win, covered in windows:
                 self.stats["roi"] += 1
                 dets += self.det.detect_in_region(frame, win, context=1.0, min_score=cfg.low)
                 examined |= covered
-            if len(windows) > 1:
+            if len(windows) + full > 1:
                 dets = self.det._merge(dets, wid, hgt)
         descs = [app.describe(frame, d.bbox_px, self._weights) for d in dets]
         self._associate(frame, dets, descs, examined, target_box)
 
-    def _plan(self, frame: np.ndarray, force_full: bool) -> tuple[bool, list[tuple[np.ndarray, set]]]:
-        """Whole-image detection or windows around tracks: -> (full, [(window x,y,w,h, ids of tracks it covers)])."""
+    def _plan(self, frame: np.ndarray, force_full: bool) -> tuple[bool, list[tuple[np.ndarray, set]], list | None]:
+        """Whole-image detection or windows around tracks: -> (full, [(window x,y,w,h, ids of tracks it
+        covers)], regions). regions: None, or with `full` the boxes (x,y,w,h) where a whole-image
+        detection is needed (a person-sized moving blob nobody explains, a lost track's prediction):
+        only the tiles around them run, and the windows of the tracks elsewhere."""
         cfg, t = self.cfg, self.t
         since = t - self._last_full
         live = self.live()
-        if force_full or since >= self._frames(cfg.full_every_s):
-            return True, []
+        if force_full or t - self._last_whole >= self._frames(cfg.full_every_s):
+            return True, [], None
+        regions: list | None = None
         if since >= self._frames(cfg.full_min_gap_s):
             if not [tr for tr in live if tr.state == "active"]:
-                return True, []                          # nobody followed: look everywhere
+                return True, [], None                    # nobody followed: look everywhere
             wid, hgt = self._size
+            regions = []
             for tr in self.tracks:                       # someone lost who should still be in view
-                if tr.state == "lost" and t - tr.last_seen <= self._frames(1.0) and clip_box(tr.kf.box, wid, hgt) is not None:
-                    return True, []
-            if self._unexplained_motion(live):
-                return True, []
+                if tr.state == "lost" and t - tr.last_seen <= self._frames(1.0):
+                    b = clip_box(tr.kf.box, wid, hgt)
+                    if b is not None:
+                        if not cfg.partial_full:
+                            return True, [], None
+                        regions.append(b)
+            moving = self._unexplained_motion(live)
+            if moving and not cfg.partial_full:
+                return True, [], None
+            regions += moving
+            if len(regions) > cfg.partial_max:
+                return True, [], None                    # much to look for: the whole image
+            if not regions:
+                regions = None
         due = []
         for tr in live:
             gap = t - tr.last_det
@@ -264,13 +294,13 @@ class MultiTracker:
             side = max(float(b[2]), float(b[3])) * ctx
             c = centre(b)
             windows.append((np.array([c[0] - side / 2, c[1] - side / 2, side, side], np.float32), {id(tr)}))
-        return False, windows
+        return regions is not None, windows, regions
 
-    def _unexplained_motion(self, live: list[Track]) -> bool:
-        """Something moves (static camera) where no track is: a person-sized foreground blob."""
+    def _unexplained_motion(self, live: list[Track]) -> list[np.ndarray]:
+        """Something moves (static camera) where no track is: the person-sized foreground blobs (x,y,w,h)."""
         fg = self._fg
         if fg is None or not fg.reliable:
-            return False
+            return []
         mask = fg.mask.astype(np.uint8)
         s = fg.scale
         for tr in live:
@@ -279,8 +309,8 @@ class MultiTracker:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
         min_h = max(6.0, 0.05 * mask.shape[0])          # a person at least 5% of the frame tall
-        return any(stats[k, cv2.CC_STAT_HEIGHT] >= min_h and stats[k, cv2.CC_STAT_AREA] >= 0.25 * min_h * min_h
-                   for k in range(1, n))
+        return [stats[k, :4].astype(np.float32) / s for k in range(1, n)
+                if stats[k, cv2.CC_STAT_HEIGHT] >= min_h and stats[k, cv2.CC_STAT_AREA] >= 0.25 * min_h * min_h]
 
     # ---------------------------------------------------------------- association
     def _associate(self, frame: np.ndarray, dets: list[Detection], descs: list, examined: set,
@@ -809,6 +839,25 @@ class HalvedKCF:
     def update(self, frame: np.ndarray) -> tuple[bool, np.ndarray]:
         ok, raw = self._t.update(frame)
         return ok, np.array(raw, np.float32) * (2.0 if self.half else 1.0)
+
+
+def _tiles_for(tiles: list, regions: list, wid: int, hgt: int) -> list:
+    """The tiles that hold a region (x,y,w,h) whole, among those whose scale suits its size (its
+    height at least the tile's smallest body; the letterboxed whole frame for people over a
+    quarter of the frame's short side); for a region no such tile holds, the suitable tiles its
+    centre is in."""
+    short = float(min(wid, hgt))
+    out: list = []
+    for r in regions:
+        r = np.asarray(r, np.float32)
+        fit = [tl for tl in tiles if (tl.min_body is None or r[3] >= 0.8 * tl.min_body) and
+               (tl.side < max(wid, hgt) or r[3] >= 0.25 * short)]
+        hold = [tl for tl in fit if tl.x0 <= r[0] and tl.y0 <= r[1] and r[0] + r[2] <= tl.x0 + tl.side and
+                r[1] + r[3] <= tl.y0 + tl.side]
+        if not hold:
+            hold = [tl for tl in fit if tl.distance(centre(r)) == 0.0]
+        out += [tl for tl in hold if not any(tl is o for o in out)]
+    return out
 
 
 def _inside(b: np.ndarray, win: np.ndarray) -> bool:
