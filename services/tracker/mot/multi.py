@@ -50,11 +50,18 @@ class MotConfig:
     birth: float = 0.7             # a detection on nobody followed starts a (tentative) track at this score
     low: float = 0.5               # detector threshold (second stage: IoU only, near a track)
     full_every_s: float = 4.0      # scheduled whole-image detection (new people who do not move much)
+    full_every_static_s: float = 8.0   # ...with a static camera's background model (motion finds the others)
     full_min_gap_s: float = 2.0    # whole-image detection triggered by motion / a lost track at most this often
-    partial_full: bool = True      # ...and then only on the tiles around the moving blobs / lost tracks' predictions
-    partial_max: int = 4           # (more regions than this: the whole image)
+    partial_full: bool = True      # ...then only the tiles around the moving blobs nobody explains / small lost tracks
+    partial_max: int = 4           # (more blobs than this: the whole image)
+    partial_h: float = 0.25        # a lost track this x the frame's short side tall or more: the whole image
     complete_every: int = 3        # every N-th whole-image detection at all scales, the others at the tracks' scale
     roi_every: int = 3             # a track is checked by a detector pass around it every N frames...
+    roi_every_sure: int = 5        # ...or N for a sure track (`_sure`: confirmed, well detected last time,
+    sure_hits: int = 4             # the local tracker on the prediction, nobody within `alone_h` x its height)
+    sure_score: float = 0.8
+    sure_agree: float = 0.15
+    alone_h: float = 2.5
     still_px: float = 0.03         # ...unless it moved less than this x its height since its last detection
     still_max: int = 8             # (but at least every N frames)
     roi_context: float = 2.0       # window side = this x the box's long side (more for fast tracks)
@@ -246,41 +253,50 @@ class MultiTracker:
     def _plan(self, frame: np.ndarray, force_full: bool) -> tuple[bool, list[tuple[np.ndarray, set]], list | None]:
         """Whole-image detection or windows around tracks: -> (full, [(window x,y,w,h, ids of tracks it
         covers)], regions). regions: None, or with `full` the boxes (x,y,w,h) where a whole-image
-        detection is needed (a person-sized moving blob nobody explains, a lost track's prediction):
-        only the tiles around them run, and the windows of the tracks elsewhere."""
+        detection is needed (person-sized moving blobs nobody explains, around small lost tracks'
+        predictions): only the tiles around them run, and the windows of the tracks elsewhere."""
         cfg, t = self.cfg, self.t
         since = t - self._last_full
         live = self.live()
-        if force_full or t - self._last_whole >= self._frames(cfg.full_every_s):
+        # a static camera's background model sends newcomers who move to the tiles around them (below):
+        # the complete whole-image detection is left for those who do not move, less often
+        motion = cfg.partial_full and self._fg is not None and self._fg.reliable and self._fg.static
+        if force_full or t - self._last_whole >= self._frames(cfg.full_every_static_s if motion else cfg.full_every_s):
             return True, [], None
         regions: list | None = None
         if since >= self._frames(cfg.full_min_gap_s):
             if not [tr for tr in live if tr.state == "active"]:
                 return True, [], None                    # nobody followed: look everywhere
             wid, hgt = self._size
+            short = float(min(wid, hgt))
             regions = []
             for tr in self.tracks:                       # someone lost who should still be in view
                 if tr.state == "lost" and t - tr.last_seen <= self._frames(1.0):
                     b = clip_box(tr.kf.box, wid, hgt)
-                    if b is not None:
-                        if not cfg.partial_full:
-                            return True, [], None
-                        regions.append(b)
+                    if b is None:
+                        continue
+                    if not cfg.partial_full or b[3] >= cfg.partial_h * short:
+                        return True, [], None            # a big person (an athlete in a flip): all scales, everywhere
+                    m = 0.5 * float(b[3])                # a small one: the tiles around their prediction
+                    regions.append(np.array([b[0] - m, b[1] - m, b[2] + 2 * m, b[3] + 2 * m], np.float32))
             moving = self._unexplained_motion(live)
             if moving and not cfg.partial_full:
                 return True, [], None
             regions += moving
             if len(regions) > cfg.partial_max:
                 return True, [], None                    # much to look for: the whole image
-            if not regions:
-                regions = None
+            regions = regions or None
         due = []
-        for tr in live:
+        others = np.array([centre(tr.local_box if tr.local_box is not None else tr.kf.box) for tr in live]) \
+            if live else np.zeros((0, 2))
+        for i, tr in enumerate(live):
             gap = t - tr.last_det
             still = tr.local_box is not None and \
                 np.linalg.norm(centre(tr.local_box) - centre(tr.det_box)) < cfg.still_px * tr.h
-            if tr.state == "tentative" or gap >= (cfg.still_max if still else cfg.roi_every) or \
-                    (tr.local_box is None and gap >= 1):
+            every = cfg.still_max if still else cfg.roi_every
+            if not still and gap >= every and gap < cfg.roi_every_sure and self._sure(tr, others, i):
+                every = cfg.roi_every_sure
+            if tr.state == "tentative" or gap >= every or (tr.local_box is None and gap >= 1):
                 due.append(tr)
         # recently lost tracks: a window around the prediction (occlusion: they reappear nearby)
         due += [tr for tr in self.tracks if tr.state == "lost" and t - tr.last_seen <= self._frames(0.5)]
@@ -295,6 +311,23 @@ class MultiTracker:
             c = centre(b)
             windows.append((np.array([c[0] - side / 2, c[1] - side / 2, side, side], np.float32), {id(tr)}))
         return regions is not None, windows, regions
+
+    def _sure(self, tr: Track, others: np.ndarray, i: int) -> bool:
+        """A track the local tracker can carry a little longer between window passes: confirmed, its
+        last detection a good one (high score, its look), the local tracker on the motion model's
+        prediction, and nobody within `alone_h` of its height (no one to cross or swap with)."""
+        cfg = self.cfg
+        if tr.state != "active" or tr.local_box is None or tr.hits < cfg.sure_hits:
+            return False
+        o = tr.history.get(tr.last_det)
+        if o is None or o.state != "detected" or o.score < cfg.sure_score:
+            return False
+        c = centre(tr.local_box)
+        if np.linalg.norm(c - tr.kf.x[:2]) > cfg.sure_agree * tr.h:
+            return False
+        d = np.linalg.norm(others - c, axis=1)
+        d[i] = np.inf
+        return bool(d.size == 0 or d.min() > cfg.alone_h * tr.h)
 
     def _unexplained_motion(self, live: list[Track]) -> list[np.ndarray]:
         """Something moves (static camera) where no track is: the person-sized foreground blobs (x,y,w,h)."""
