@@ -50,9 +50,18 @@ class MotConfig:
     birth: float = 0.7             # a detection on nobody followed starts a (tentative) track at this score
     low: float = 0.5               # detector threshold (second stage: IoU only, near a track)
     full_every_s: float = 4.0      # scheduled whole-image detection (new people who do not move much)
+    full_every_static_s: float = 8.0   # ...with a static camera's background model (motion finds the others)
     full_min_gap_s: float = 2.0    # whole-image detection triggered by motion / a lost track at most this often
+    partial_full: bool = True      # ...then only the tiles around the moving blobs nobody explains / small lost tracks
+    partial_max: int = 4           # (more blobs than this: the whole image)
+    partial_h: float = 0.25        # a lost track this x the frame's short side tall or more: the whole image
     complete_every: int = 3        # every N-th whole-image detection at all scales, the others at the tracks' scale
     roi_every: int = 3             # a track is checked by a detector pass around it every N frames...
+    roi_every_sure: int = 5        # ...or N for a sure track (`_sure`: confirmed, well detected last time,
+    sure_hits: int = 4             # the local tracker on the prediction, nobody within `alone_h` x its height)
+    sure_score: float = 0.8
+    sure_agree: float = 0.15
+    alone_h: float = 2.5
     still_px: float = 0.03         # ...unless it moved less than this x its height since its last detection
     still_max: int = 8             # (but at least every N frames)
     roi_context: float = 2.0       # window side = this x the box's long side (more for fast tracks)
@@ -85,6 +94,7 @@ class MotConfig:
     stitch_gap_s: float = 20.0     # ...and a gap of at most this long
     interpolate_s: float = 0.7     # gaps inside a track up to this long are filled by interpolation
     local_tracker: str = "kcf"
+    kcf_max_patch: int = 80 * 80   # KCF's window (2.5 x the box) larger than this: followed at half resolution
     foreground: bool = True        # background subtraction: motion-triggered detection, bridge check
 
 
@@ -140,7 +150,9 @@ class MultiTracker:
         self.closed: list[Track] = []
         self.t = -1
         self._next = 0
-        self._last_full = -10 ** 9
+        self._last_full = -10 ** 9        # the last whole-image detection, complete or around some regions
+        self._last_whole = -10 ** 9       # ... complete
+        self._partial = 0
         self._fulls = 0
         self._weights: np.ndarray | None = None
         self._fg = ForegroundModel() if self.cfg.foreground else None
@@ -149,6 +161,7 @@ class MultiTracker:
         self.seed_id: int | None = None    # the track started from a given target box
         self._blobs_t: tuple[int, list] | None = None   # this frame's foreground blobs (computed once, on demand)
         self._apart: set[tuple[int, int]] = set()           # (a, b): pieces of one track split apart, never stitched back
+        self._half_t, self._half_of, self._half_img = -1, None, None   # this frame at half size (local trackers)
 
     # ---------------------------------------------------------------- helpers
     def _frames(self, seconds: float) -> int:
@@ -161,9 +174,23 @@ class MultiTracker:
         return tr
 
     def _start_local(self, frame: np.ndarray, tr: Track, box: np.ndarray) -> None:
-        tr.local = LocalTracker(self.cfg.local_tracker)
-        tr.local.init(frame, box)
-        tr.local_box = np.asarray(box, np.float32).copy()
+        box = np.asarray(box, np.float32)
+        if self.cfg.local_tracker == "kcf":
+            tr.local = HalvedKCF(box, self.cfg.kcf_max_patch)
+            tr.local.init(self._half(frame) if tr.local.half else frame, box)
+        else:
+            tr.local = LocalTracker(self.cfg.local_tracker)
+            tr.local.init(frame, box)
+        tr.local_box = box.copy()
+
+    def _half(self, frame: np.ndarray) -> np.ndarray:
+        """The frame at half size, computed once per frame for every local tracker (every other pixel:
+        the image KCF's own halving gives it, see `HalvedKCF`)."""
+        if self._half_t != self.t or self._half_of is not frame:
+            self._half_t, self._half_of = self.t, frame
+            self._half_img = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2),
+                                        interpolation=cv2.INTER_NEAREST_EXACT)
+        return self._half_img
 
     def live(self) -> list[Track]:
         return [tr for tr in self.tracks if tr.state in ("tentative", "active")]
@@ -184,14 +211,15 @@ class MultiTracker:
             tr.kf.predict()
         for tr in self.live():                       # the local tracker runs on every frame it may be needed
             if tr.local is not None and t - tr.last_det <= self._frames(cfg.bridge_s):
-                ok, box = tr.local.update(frame)
+                half = isinstance(tr.local, HalvedKCF) and tr.local.half
+                ok, box = tr.local.update(self._half(frame) if half else frame)
                 tr.local_box = clip_box(box, wid, hgt) if ok else None
             else:
                 tr.local, tr.local_box = None, None
 
-        full, windows = self._plan(frame, force_full=target_box is not None or t == 0)
-        if full:
-            self._last_full = t
+        full, windows, regions = self._plan(frame, force_full=target_box is not None or t == 0)
+        if full and regions is None:
+            self._last_full = self._last_whole = t
             self.stats["full"] += 1
             heights = [tr.h for tr in self.live() if tr.state == "active"]
             self._fulls += 1
@@ -202,38 +230,73 @@ class MultiTracker:
             examined = set(id(tr) for tr in self.tracks)
         else:
             dets, examined = [], set()
+            if full:                                  # the whole image's tiles around these regions only
+                self._last_full = t
+                self.stats["full"] += 1
+                self._partial += 1
+                picked: list = []
+                dets += self.det.detect(frame, min_score=cfg.low, select=lambda tiles: picked.extend(
+                    _tiles_for(tiles, regions, wid, hgt)) or picked)
+                inside = [tr for tr in self.tracks if any(_inside(tr.kf.box, np.array([tl.x0, tl.y0, tl.side, tl.side]))
+                                                          for tl in picked)]
+                examined = set(id(tr) for tr in inside)
+                windows = [(w, c) for w, c in windows if not c <= examined]
             for win, covered in windows:
                 self.stats["roi"] += 1
                 dets += self.det.detect_in_region(frame, win, context=1.0, min_score=cfg.low)
                 examined |= covered
-            if len(windows) > 1:
+            if len(windows) + full > 1:
                 dets = self.det._merge(dets, wid, hgt)
         descs = [app.describe(frame, d.bbox_px, self._weights) for d in dets]
         self._associate(frame, dets, descs, examined, target_box)
 
-    def _plan(self, frame: np.ndarray, force_full: bool) -> tuple[bool, list[tuple[np.ndarray, set]]]:
-        """Whole-image detection or windows around tracks: -> (full, [(window x,y,w,h, ids of tracks it covers)])."""
+    def _plan(self, frame: np.ndarray, force_full: bool) -> tuple[bool, list[tuple[np.ndarray, set]], list | None]:
+        """Whole-image detection or windows around tracks: -> (full, [(window x,y,w,h, ids of tracks it
+        covers)], regions). regions: None, or with `full` the boxes (x,y,w,h) where a whole-image
+        detection is needed (person-sized moving blobs nobody explains, around small lost tracks'
+        predictions): only the tiles around them run, and the windows of the tracks elsewhere."""
         cfg, t = self.cfg, self.t
         since = t - self._last_full
         live = self.live()
-        if force_full or since >= self._frames(cfg.full_every_s):
-            return True, []
+        # a static camera's background model sends newcomers who move to the tiles around them (below):
+        # the complete whole-image detection is left for those who do not move, less often
+        motion = cfg.partial_full and self._fg is not None and self._fg.reliable and self._fg.static
+        if force_full or t - self._last_whole >= self._frames(cfg.full_every_static_s if motion else cfg.full_every_s):
+            return True, [], None
+        regions: list | None = None
         if since >= self._frames(cfg.full_min_gap_s):
             if not [tr for tr in live if tr.state == "active"]:
-                return True, []                          # nobody followed: look everywhere
+                return True, [], None                    # nobody followed: look everywhere
             wid, hgt = self._size
+            short = float(min(wid, hgt))
+            regions = []
             for tr in self.tracks:                       # someone lost who should still be in view
-                if tr.state == "lost" and t - tr.last_seen <= self._frames(1.0) and clip_box(tr.kf.box, wid, hgt) is not None:
-                    return True, []
-            if self._unexplained_motion(live):
-                return True, []
+                if tr.state == "lost" and t - tr.last_seen <= self._frames(1.0):
+                    b = clip_box(tr.kf.box, wid, hgt)
+                    if b is None:
+                        continue
+                    if not cfg.partial_full or b[3] >= cfg.partial_h * short:
+                        return True, [], None            # a big person (an athlete in a flip): all scales, everywhere
+                    m = 0.5 * float(b[3])                # a small one: the tiles around their prediction
+                    regions.append(np.array([b[0] - m, b[1] - m, b[2] + 2 * m, b[3] + 2 * m], np.float32))
+            moving = self._unexplained_motion(live)
+            if moving and not cfg.partial_full:
+                return True, [], None
+            regions += moving
+            if len(regions) > cfg.partial_max:
+                return True, [], None                    # much to look for: the whole image
+            regions = regions or None
         due = []
-        for tr in live:
+        others = np.array([centre(tr.local_box if tr.local_box is not None else tr.kf.box) for tr in live]) \
+            if live else np.zeros((0, 2))
+        for i, tr in enumerate(live):
             gap = t - tr.last_det
             still = tr.local_box is not None and \
                 np.linalg.norm(centre(tr.local_box) - centre(tr.det_box)) < cfg.still_px * tr.h
-            if tr.state == "tentative" or gap >= (cfg.still_max if still else cfg.roi_every) or \
-                    (tr.local_box is None and gap >= 1):
+            every = cfg.still_max if still else cfg.roi_every
+            if not still and gap >= every and gap < cfg.roi_every_sure and self._sure(tr, others, i):
+                every = cfg.roi_every_sure
+            if tr.state == "tentative" or gap >= every or (tr.local_box is None and gap >= 1):
                 due.append(tr)
         # recently lost tracks: a window around the prediction (occlusion: they reappear nearby)
         due += [tr for tr in self.tracks if tr.state == "lost" and t - tr.last_seen <= self._frames(0.5)]
@@ -247,13 +310,30 @@ class MultiTracker:
             side = max(float(b[2]), float(b[3])) * ctx
             c = centre(b)
             windows.append((np.array([c[0] - side / 2, c[1] - side / 2, side, side], np.float32), {id(tr)}))
-        return False, windows
+        return regions is not None, windows, regions
 
-    def _unexplained_motion(self, live: list[Track]) -> bool:
-        """Something moves (static camera) where no track is: a person-sized foreground blob."""
+    def _sure(self, tr: Track, others: np.ndarray, i: int) -> bool:
+        """A track the local tracker can carry a little longer between window passes: confirmed, its
+        last detection a good one (high score, its look), the local tracker on the motion model's
+        prediction, and nobody within `alone_h` of its height (no one to cross or swap with)."""
+        cfg = self.cfg
+        if tr.state != "active" or tr.local_box is None or tr.hits < cfg.sure_hits:
+            return False
+        o = tr.history.get(tr.last_det)
+        if o is None or o.state != "detected" or o.score < cfg.sure_score:
+            return False
+        c = centre(tr.local_box)
+        if np.linalg.norm(c - tr.kf.x[:2]) > cfg.sure_agree * tr.h:
+            return False
+        d = np.linalg.norm(others - c, axis=1)
+        d[i] = np.inf
+        return bool(d.size == 0 or d.min() > cfg.alone_h * tr.h)
+
+    def _unexplained_motion(self, live: list[Track]) -> list[np.ndarray]:
+        """Something moves (static camera) where no track is: the person-sized foreground blobs (x,y,w,h)."""
         fg = self._fg
         if fg is None or not fg.reliable:
-            return False
+            return []
         mask = fg.mask.astype(np.uint8)
         s = fg.scale
         for tr in live:
@@ -262,8 +342,8 @@ class MultiTracker:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
         min_h = max(6.0, 0.05 * mask.shape[0])          # a person at least 5% of the frame tall
-        return any(stats[k, cv2.CC_STAT_HEIGHT] >= min_h and stats[k, cv2.CC_STAT_AREA] >= 0.25 * min_h * min_h
-                   for k in range(1, n))
+        return [stats[k, :4].astype(np.float32) / s for k in range(1, n)
+                if stats[k, cv2.CC_STAT_HEIGHT] >= min_h and stats[k, cv2.CC_STAT_AREA] >= 0.25 * min_h * min_h]
 
     # ---------------------------------------------------------------- association
     def _associate(self, frame: np.ndarray, dets: list[Detection], descs: list, examined: set,
@@ -764,6 +844,53 @@ class MultiTracker:
                 for k in range(a + 1, b):
                     w = (k - a) / (b - a)
                     tr.history[k] = Obs(((1 - w) * ba + w * bb).astype(np.float32), 0.15, "interpolated")
+
+
+class HalvedKCF:
+    """OpenCV's KCF (`local_tracker`'s parameters), the frame halved by the caller once for all tracks.
+
+    KCF follows a box whose window (2.5 x the box) is over `max_patch` px on the frame halved,
+    and halves the whole frame itself for that on every update (its `resize`): ~4 of the ~5 ms
+    of an update for vtest's 30x85 px walkers. Here the caller passes the frame already halved
+    (one resize per frame for every track, nearest-exact: what KCF's own halving gives, the same
+    boxes to a pixel on vtest) and KCF's own resize is off: the same window, at the same
+    resolution, as before."""
+
+    def __init__(self, box: np.ndarray, max_patch: int):
+        self.half = float(box[2]) * float(box[3]) * 2.5 * 2.5 > max_patch
+        p = cv2.TrackerKCF_Params()
+        p.detect_thresh = 0.1          # as local_tracker's: the default 0.5 gives up on small people
+        p.max_patch_size = max_patch
+        p.resize = False
+        self._t = cv2.TrackerKCF_create(p)
+
+    def init(self, frame: np.ndarray, box: np.ndarray) -> None:
+        """frame: halved when `half`; box (x, y, w, h) in the full frame's px."""
+        x, y, w, h = (float(v) * (0.5 if self.half else 1.0) for v in box)
+        self._t.init(frame, (int(round(x)), int(round(y)), max(1, int(round(w))), max(1, int(round(h)))))
+
+    def update(self, frame: np.ndarray) -> tuple[bool, np.ndarray]:
+        ok, raw = self._t.update(frame)
+        return ok, np.array(raw, np.float32) * (2.0 if self.half else 1.0)
+
+
+def _tiles_for(tiles: list, regions: list, wid: int, hgt: int) -> list:
+    """The tiles that hold a region (x,y,w,h) whole, among those whose scale suits its size (its
+    height at least the tile's smallest body; the letterboxed whole frame for people over a
+    quarter of the frame's short side); for a region no such tile holds, the suitable tiles its
+    centre is in."""
+    short = float(min(wid, hgt))
+    out: list = []
+    for r in regions:
+        r = np.asarray(r, np.float32)
+        fit = [tl for tl in tiles if (tl.min_body is None or r[3] >= 0.8 * tl.min_body) and
+               (tl.side < max(wid, hgt) or r[3] >= 0.25 * short)]
+        hold = [tl for tl in fit if tl.x0 <= r[0] and tl.y0 <= r[1] and r[0] + r[2] <= tl.x0 + tl.side and
+                r[1] + r[3] <= tl.y0 + tl.side]
+        if not hold:
+            hold = [tl for tl in fit if tl.distance(centre(r)) == 0.0]
+        out += [tl for tl in hold if not any(tl is o for o in out)]
+    return out
 
 
 def _inside(b: np.ndarray, win: np.ndarray) -> bool:
