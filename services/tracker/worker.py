@@ -136,7 +136,7 @@ def handle(msg: AnalysisRequested, ctx: Context, detector, everyone_detector=Non
             n_clips = clip_count(published + len(pending), size, first)   # the layout of every frame returned
             # tracking.json is written before the last clip goes out: the judge reads the clip
             # count from it to know when an analysis is complete.
-            ctx.store.put_json(keys.tracking(aid), TrackingDocument(
+            tracking = TrackingDocument(
                 analysis_id=aid, frames=index, fps=fps, width=msg.video.width,
                 height=msg.video.height, clip_count=n_clips, clip_frames=size,
                 first_clip_frames=first if first < size else 0,
@@ -145,7 +145,16 @@ def handle(msg: AnalysisRequested, ctx: Context, detector, everyone_detector=Non
                                       candidates=_jsonable(choice.candidates if choice else [])),
                 **people_doc(tracker, s, fps),
                 seconds=round(time.perf_counter() - started, 3), revision=revision,
-            ))
+            )
+            ctx.store.put_json(keys.tracking(aid), tracking)
+            if revision:
+                # the provisional poses of clips whose boxes changed are of someone else (or other crops):
+                # removed, so the pose stage's progress counts this revision's clips (the unchanged ones
+                # stay: pose reuses them); a late write of one is of the older revision, which the judge skips
+                final_refs = [_frame_ref(aid, ft, fps) for ft in pending]
+                for k, (a, b) in enumerate(tracking.clip_spans()):
+                    if _boxes(final_refs[a:b]) != _boxes(streamed[a:b]):
+                        ctx.store.delete(keys.clip_poses(aid, k))
             while pending:
                 n = next_clip()
                 chunk = pending[:n]

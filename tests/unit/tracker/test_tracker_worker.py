@@ -122,6 +122,8 @@ def test_the_short_first_clip_leaves_once_the_athlete_is_chosen_and_later_cuts_a
     monkeypatch.setattr(worker.cv2, "VideoCapture", CountingCapture)
     monkeypatch.setattr(ctx, "status", lambda *a, **k: None)
     monkeypatch.setattr(ctx, "emit", lambda topic, m, key: emitted.append((key, m, captures[0].reads)))
+    for k in range(3):   # as if pose had posed the provisional clips already
+        store.put_json(keys.clip_poses(aid, k), {"stand-in": k})
     worker.TrackerStage().handle(AnalysisRequested(analysis_id=aid, sport="squat", video_key="uploads/x",
                                     video=VideoInfo(fps=10.0, width=768, height=576, frames=45)), ctx)
 
@@ -138,6 +140,10 @@ def test_the_short_first_clip_leaves_once_the_athlete_is_chosen_and_later_cuts_a
     assert tracking["clip_count"] == 3 and tracking["clip_frames"] == 32 and tracking["first_clip_frames"] == 8
     stored = [k for k in store.objects if "/frames/" in k]
     assert all(f.frame_key in stored for _, m, _ in emitted for f in m.frames), "clips reference stored frames only"
+    streamed_boxes = {f.index: f.bbox_px for m, _ in streamed for f in m.frames}
+    for k, (_, m) in enumerate(final):   # the provisional poses of a clip whose boxes changed are gone, the rest kept
+        same = all(streamed_boxes.get(f.index, "held back") == f.bbox_px for f in m.frames)
+        assert (keys.clip_poses(aid, k) in store.objects) == (same or tracking["revision"] == 0), k
     if tracking["revision"] == 1:   # the final athlete's boxes are what tracking.json lists for them
         boxes = dict(zip(tracking["athletes"][0]["frames"], tracking["athletes"][0]["boxes_px"]))
         sent = {f.index: f.bbox_px for _, m in final for f in m.frames if f.bbox_px}
