@@ -1,6 +1,8 @@
 """Decoding helpers shared by the services' commands, evaluations and tests."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import cv2
 import numpy as np
 
@@ -18,3 +20,17 @@ def read_frames(cap: cv2.VideoCapture, limit: int | None = None) -> list[np.ndar
     finally:
         cap.release()
     return frames
+
+
+def iter_frames(path) -> Iterator[np.ndarray]:
+    """Every frame of a video file, BGR, one at a time (nothing buffered), until the first frame that
+    cannot be read: a second read of a file the caller has already checked."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        cap.release()

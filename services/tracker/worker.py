@@ -23,6 +23,7 @@ from shared.documents import ChosenAthlete, TrackingDocument
 from shared.messages import AnalysisRequested, FrameRef, TrackedClip, VideoInfo
 from shared.observability import FRAMES
 from shared.store import keys
+from shared.video import iter_frames
 from shared.worker import AnalysisFailed, Context, WorkerSpec, run_service
 
 SERVICE = "tracker"
@@ -203,15 +204,7 @@ def make_tracker(s, target, fps: float, detector, path: Path | None = None, prog
     from services.tracker.mot import MotAthleteTracker
 
     def reread():
-        cap = cv2.VideoCapture(str(path))
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield frame
-        finally:
-            cap.release()
+        return iter_frames(path)
 
     if path is None:   # no file to read again: the multi-person tracker alone, after the whole clip
         return MotAthleteTracker(target_bbox_px=target, detector=detector, fps=fps, policy=s.athlete_policy,

@@ -14,6 +14,7 @@ import pytest
 from services.tracker.geometry import iou_xywh
 from services.tracker.mot.multi import Obs
 from services.tracker.results import FrameTrack, NoPersonFound
+from shared.video import iter_frames
 
 DATA = "/usr/share/doc/opencv-doc/examples/data"
 VTEST, BOX_PNG = f"{DATA}/vtest.avi", f"{DATA}/box.png"
@@ -21,17 +22,7 @@ needs_media = pytest.mark.skipif(not (os.path.exists(VTEST) and os.path.exists(B
 
 
 def _frames_of(path):
-    def reread():
-        cap = cv2.VideoCapture(str(path))
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield frame
-        finally:
-            cap.release()
-    return reread
+    return lambda: iter_frames(path)
 
 
 @pytest.fixture(scope="module")
