@@ -63,6 +63,18 @@ def handle(msg: AnalysisRequested, ctx: Context, detector, everyone_detector=Non
         tracker = make_tracker(s, target, fps, detector, path,
                                lambda k: ctx.status(aid, "running", min(0.99, 0.5 + 0.5 * k / expected)),
                                everyone_detector)
+        everyone = getattr(tracker, "everyone_frames", None) is not None   # the streaming tracker's thread
+
+        def progress() -> float:
+            # the streaming tracker: the first half is both reads (the stream's and the thread's), the
+            # second the second read, where the chosen athlete was not the provisional one
+            if everyone:
+                return min(0.99, 0.25 * (index + tracker.everyone_frames) / expected)
+            return min(0.99, index / expected)
+
+        if everyone:
+            tracker.waiting = lambda: ctx.status(aid, "running", progress(), frames=index,
+                                                 everyone_frames=tracker.everyone_frames)
         uploads: dict[int, Future] = {}
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="frame-upload")
         pending: list = []          # final FrameTracks not yet published
@@ -116,8 +128,7 @@ def handle(msg: AnalysisRequested, ctx: Context, detector, everyone_detector=Non
                 index += 1
                 FRAMES.labels(SERVICE).inc()
                 if index % 50 == 0:
-                    share = 0.5 if s.tracker == "mot" and s.tracker_refine else 1.0   # a second pass may follow
-                    ctx.status(aid, "running", min(0.99, share * index / expected), frames=index)
+                    ctx.status(aid, "running", progress(), frames=index)
             if index == 0:
                 raise AnalysisFailed("the video has no decodable frames")
             try:

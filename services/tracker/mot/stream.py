@@ -74,6 +74,16 @@ class StreamingAthleteTracker:
         self._error: BaseException | None = None
         self._seen = 0                               # frames the multi-person thread has followed
         self._thread = threading.Thread(target=self._follow_everyone, name="tracker-everyone", daemon=True)
+        # called every `waiting_every_s` while finish() waits for the thread (the worker's heartbeat: a
+        # long video's multi-person read may end minutes after the stream's, and a stage that says
+        # nothing that long looks stalled to the watchdog)
+        self.waiting = None
+        self.waiting_every_s = 5.0
+
+    @property
+    def everyone_frames(self) -> int:
+        """Frames the multi-person thread has followed so far."""
+        return self._seen
 
     # -- the multi-person thread -------------------------------------------------------------
     def _follow_everyone(self) -> None:
@@ -136,7 +146,10 @@ class StreamingAthleteTracker:
         except NoPersonFound:
             rest = []            # the single-target tracker found nobody: its frames all came back lost
         self._provisional += [_copy(ft) for ft in rest]
-        self._thread.join()
+        while self._thread.is_alive():
+            self._thread.join(self.waiting_every_s)
+            if self.waiting is not None and self._thread.is_alive():
+                self.waiting()
         if self._error is not None:
             raise self._error
         if self._seen != self._n:

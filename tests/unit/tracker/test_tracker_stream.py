@@ -124,3 +124,32 @@ def test_the_provisional_athlete_is_kept_only_when_their_first_stretch_is_on_the
     agree._provisional = prov([None] * 20)                                     # nobody streamed
     assert not agree._agrees(Chosen)
     assert iou_xywh(np.array(on[0]), np.array(elsewhere[0])) == 0.0
+
+
+@needs_media
+def test_finish_keeps_saying_it_is_alive_while_the_thread_catches_up(vtest_6s, detectors):
+    """A long video's multi-person read ends after the stream's: finish() calls `waiting` while it
+    waits (the worker touches its status, so the watchdog does not take the wait for a stall)."""
+    import time
+
+    from services.tracker.mot import StreamingAthleteTracker
+
+    released = threading.Event()
+
+    def slow():   # the thread's read: held at frame 50 until the stream has ended, then slow
+        for k, frame in enumerate(iter_frames(vtest_6s)):
+            if k == 50:
+                released.wait(120)
+            if k >= 50:
+                time.sleep(0.1)
+            yield frame
+
+    tracker = StreamingAthleteTracker(slow, *detectors, fps=10.0)
+    beats = []
+    tracker.waiting, tracker.waiting_every_s = lambda: beats.append(tracker.everyone_frames), 0.2
+    for frame in iter_frames(vtest_6s):
+        tracker.push(frame)
+    assert tracker.everyone_frames <= 50
+    released.set()
+    tracker.finish()
+    assert beats and beats == sorted(beats) and beats[-1] < 60 == tracker.everyone_frames
