@@ -159,6 +159,8 @@ def _reusable(ctx: Context, msg: TrackedClip, pose_model: str, refiner: str) -> 
     same poses. The tracker re-sends every clip when the athlete chosen over the whole clip differs
     from the provisional one it streamed (services/tracker/worker.py); the clips that did not change
     are not posed twice. (Their refiner context was the earlier revision's previous clip.)"""
+    if msg.revision == 0:   # nothing earlier to reuse: no read on the common path
+        return None
     try:
         old = ClipPosesDocument.read(ctx.store, keys.clip_poses(msg.analysis_id, msg.clip_index))
     except ObjectNotFound:

@@ -136,7 +136,8 @@ def handle(msg: AnalysisRequested, ctx: Context, detector, everyone_detector=Non
             except NoPersonFound as exc:
                 raise AnalysisFailed(f"nobody was found in the video: {exc}") from None
             final = getattr(tracker, "final", None)
-            if final is not None and _boxes(_frame_ref(aid, ft, fps) for ft in final) != _boxes(streamed):
+            final_refs = None if final is None else [_frame_ref(aid, ft, fps) for ft in final]
+            if final_refs is not None and _boxes(final_refs) != _boxes(streamed):
                 # the athlete chosen over the whole clip is not (all) what was streamed: every clip
                 # again, as the next revision (the streamed one never gets its last clip)
                 for f in uploads.values():
@@ -163,7 +164,6 @@ def handle(msg: AnalysisRequested, ctx: Context, detector, everyone_detector=Non
                 # the provisional poses of clips whose boxes changed are of someone else (or other crops):
                 # removed, so the pose stage's progress counts this revision's clips (the unchanged ones
                 # stay: pose reuses them); a late write of one is of the older revision, which the judge skips
-                final_refs = [_frame_ref(aid, ft, fps) for ft in pending]
                 for k, (a, b) in enumerate(tracking.clip_spans()):
                     if _boxes(final_refs[a:b]) != _boxes(streamed[a:b]):
                         ctx.store.delete(keys.clip_poses(aid, k))

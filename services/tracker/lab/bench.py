@@ -134,19 +134,21 @@ def main() -> None:
 
     cfg = TrackerConfig(local_tracker=args.local_tracker, verify_skip_max=args.verify_skip)
     fps = cv2.VideoCapture(args.video).get(cv2.CAP_PROP_FPS) or 25.0
+    detectors = [detector]          # + the multi-person thread's, with `stream`
     if args.tracker == "legacy":
         tracker = AthleteTracker(cfg, detector=detector)
     elif args.tracker == "stream":
         from ..mot import StreamingAthleteTracker
         everyone = PersonDetector()
         everyone.detect(frames[0])
+        detectors.append(everyone)
         tracker = StreamingAthleteTracker(lambda: iter(frames), detector, everyone, fps=fps, legacy_config=cfg)
     else:
         from ..mot import MotAthleteTracker
         tracker = MotAthleteTracker(detector=detector, fps=fps, reread=lambda: iter(frames),
                                     refine=args.tracker == "mot", legacy_config=cfg)
     clock = PartClock(time.thread_time if args.tracker == "stream" else time.process_time)
-    passes0 = detector.passes + (everyone.passes if args.tracker == "stream" else 0)
+    passes0 = sum(d.passes for d in detectors)
     out, t_first = [], None
     with contextlib.nullcontext() if args.no_parts else clock.installed():
         t0, c0 = time.perf_counter(), time.process_time()
@@ -169,7 +171,7 @@ def main() -> None:
         "fps_cpu": round(len(frames) / (c1 - c0), 1),
         "cpu_ms_per_frame_parts": None if args.no_parts else clock.per_frame_ms(c1 - c0, len(frames)),
         "calls": None if args.no_parts else dict(clock.calls),
-        "detector_passes": detector.passes + (everyone.passes if args.tracker == "stream" else 0) - passes0,
+        "detector_passes": sum(d.passes for d in detectors) - passes0,
         "fps_track_steady": None if steady is None or args.tracker != "legacy" else round(steady, 1),
         "states": dict(collections.Counter(ft.state for ft in out)),
         "choice": tracker.choice.reason if tracker.choice else None,

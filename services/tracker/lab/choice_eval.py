@@ -227,14 +227,20 @@ def run_mot_policies(frames: Seq[np.ndarray], detector, fps: float, policies: Se
             again = make(p, True)
             again.mot, again._n, again._size = replay, first._n, first._size
             refined[best] = [(ft.bbox_px, float(ft.score)) for ft in again.finish()]
-        kept = []
-        for a in tr.athletes:
-            at = dict(zip(a["frames"], a["boxes_px"]))
-            kept.append([at.get(t) for t in range(n)])
+        kept = _kept_boxes(tr.athletes, n)
         delivered = refined.get(best) or [(b, float(ft.score)) for b, ft in zip(chosen, fts)]
         out[p] = {"chosen": chosen, "delivered": [b for b, _ in delivered], "scores": [s for _, s in delivered],
                   "alternatives": len(tr.alternatives), "reason": tr.choice.reason, "kept": kept, "track_id": best}
     return out, time.perf_counter() - started
+
+
+def _kept_boxes(athletes: Seq[dict], n: int) -> list[list]:
+    """tracking.json's `athletes` (frames, boxes_px) as one box or None per frame of the clip."""
+    out = []
+    for a in athletes:
+        at = dict(zip(a["frames"], a["boxes_px"]))
+        out.append([at.get(t) for t in range(n)])
+    return out
 
 
 def run_legacy(frames: Seq[np.ndarray], detector, fps: float, config=None, min_track_s: float = 1.0) -> tuple[dict, float]:
@@ -275,11 +281,7 @@ def run_stream(frames: Seq[np.ndarray], detector, everyone, fps: float, policy: 
         tr.push(f)
     tr.finish()
     seconds = time.perf_counter() - started
-    n = len(frames)
-    kept = []
-    for a in tr.athletes:
-        at = dict(zip(a["frames"], a["boxes_px"]))
-        kept.append([at.get(t) for t in range(n)])
+    kept = _kept_boxes(tr.athletes, len(frames))
     return {"chosen": [ft.bbox_px for ft in tr.alone], "delivered": [ft.bbox_px for ft in tr.final],
             "scores": [float(ft.score) for ft in tr.final], "alternatives": len(tr.alternatives),
             "reason": tr.choice.reason, "kept": kept, "track_id": tr.choice.track_id}, seconds
